@@ -1,0 +1,47 @@
+#include "cc/c_api.h"
+
+#include <cstring>
+#include <string>
+
+#include "cc/kernels/packing.h"
+
+namespace {
+
+bool KnownFormat(int format) { return format == TVLM_TERNARY2 || format == TVLM_BINARY1; }
+
+int Report(const tvlm::Status& status, char* error, size_t error_size) {
+  if (status.ok()) return 0;
+  if (error != nullptr && error_size > 0) {
+    std::strncpy(error, status.message().c_str(), error_size - 1);
+    error[error_size - 1] = '\0';
+  }
+  return -1;
+}
+
+tvlm::Status UnknownFormat(int format) {
+  return tvlm::Status::Error("unknown weight format " + std::to_string(format));
+}
+
+}  // namespace
+
+extern "C" {
+
+size_t tvlm_row_bytes(int format, size_t k) {
+  return KnownFormat(format) ? tvlm::RowBytes(static_cast<tvlm::WeightFormat>(format), k) : 0;
+}
+
+int tvlm_pack(int format, const int8_t* values, size_t rows, size_t k, uint8_t* packed,
+              char* error, size_t error_size) {
+  if (!KnownFormat(format)) return Report(UnknownFormat(format), error, error_size);
+  return Report(tvlm::Pack(static_cast<tvlm::WeightFormat>(format), values, rows, k, packed),
+                error, error_size);
+}
+
+int tvlm_unpack(int format, const uint8_t* packed, size_t rows, size_t k, int8_t* values,
+                char* error, size_t error_size) {
+  if (!KnownFormat(format)) return Report(UnknownFormat(format), error, error_size);
+  return Report(tvlm::Unpack(static_cast<tvlm::WeightFormat>(format), packed, rows, k, values),
+                error, error_size);
+}
+
+}  // extern "C"

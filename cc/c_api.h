@@ -1,0 +1,31 @@
+#ifndef TERNARY_VLM_CC_C_API_H_
+#define TERNARY_VLM_CC_C_API_H_
+
+/* C API of libternary_ops.so for native apps: the weight packing used by the custom ops. */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { TVLM_TERNARY2 = 0, TVLM_BINARY1 = 1 };
+
+/* Bytes of one packed row of k weights; 0 for an unknown format. */
+size_t tvlm_row_bytes(int format, size_t k);
+
+/* Pack rows*k values ({-1,0,1} or {-1,1}) into rows*tvlm_row_bytes(format, k) bytes.
+   Returns 0 on success; otherwise -1 and a message in error (if error_size > 0). */
+int tvlm_pack(int format, const int8_t* values, size_t rows, size_t k, uint8_t* packed,
+              char* error, size_t error_size);
+
+/* The inverse of tvlm_pack; rejects invalid codes and non-canonical padding. */
+int tvlm_unpack(int format, const uint8_t* packed, size_t rows, size_t k, int8_t* values,
+                char* error, size_t error_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TERNARY_VLM_CC_C_API_H_ */

@@ -1,0 +1,89 @@
+#include "cc/kernels/packing.h"
+
+#include <string>
+
+namespace tvlm {
+namespace {
+
+constexpr WeightFormatInfo kFormats[] = {
+    {WeightFormat::kTernary2, "ternary2", 4, 200},
+    {WeightFormat::kBinary1, "binary1", 8, 100},
+};
+
+constexpr uint8_t kTernaryZeroCode = 1;
+
+std::string Where(size_t row, size_t col) {
+  return "[" + std::to_string(row) + ", " + std::to_string(col) + "]";
+}
+
+}  // namespace
+
+const WeightFormatInfo& FormatInfo(WeightFormat format) {
+  return kFormats[static_cast<int>(format)];
+}
+
+size_t RowBytes(WeightFormat format, size_t k) {
+  const size_t per_byte = FormatInfo(format).weights_per_byte;
+  return (k + per_byte - 1) / per_byte;
+}
+
+Status Pack(WeightFormat format, const int8_t* values, size_t rows, size_t k, uint8_t* out) {
+  const size_t row_bytes = RowBytes(format, k);
+  for (size_t r = 0; r < rows; ++r) {
+    const int8_t* v = values + r * k;
+    uint8_t* o = out + r * row_bytes;
+    if (format == WeightFormat::kTernary2) {
+      for (size_t b = 0; b < row_bytes; ++b) o[b] = 0x55;  // four zero codes
+      for (size_t c = 0; c < k; ++c) {
+        if (v[c] < -1 || v[c] > 1) {
+          return Status::Error("ternary value " + std::to_string(v[c]) + " at " + Where(r, c) +
+                               " is not in {-1, 0, 1}");
+        }
+        const unsigned shift = 2 * (c % 4);
+        o[c / 4] = static_cast<uint8_t>((o[c / 4] & ~(3u << shift)) | ((v[c] + 1) << shift));
+      }
+    } else {
+      for (size_t b = 0; b < row_bytes; ++b) o[b] = 0;
+      for (size_t c = 0; c < k; ++c) {
+        if (v[c] != -1 && v[c] != 1) {
+          return Status::Error("binary value " + std::to_string(v[c]) + " at " + Where(r, c) +
+                               " is not in {-1, 1}");
+        }
+        if (v[c] == 1) o[c / 8] = static_cast<uint8_t>(o[c / 8] | (1u << (c % 8)));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status Unpack(WeightFormat format, const uint8_t* packed, size_t rows, size_t k, int8_t* out) {
+  const size_t row_bytes = RowBytes(format, k);
+  const size_t per_byte = FormatInfo(format).weights_per_byte;
+  for (size_t r = 0; r < rows; ++r) {
+    const uint8_t* p = packed + r * row_bytes;
+    int8_t* o = out + r * k;
+    for (size_t c = 0; c < row_bytes * per_byte; ++c) {
+      if (format == WeightFormat::kTernary2) {
+        const unsigned code = (p[c / 4] >> (2 * (c % 4))) & 3u;
+        if (code == 3) return Status::Error("invalid ternary code 3 at " + Where(r, c));
+        if (c < k) {
+          o[c] = static_cast<int8_t>(static_cast<int>(code) - 1);
+        } else if (code != kTernaryZeroCode) {
+          return Status::Error("non-zero ternary padding at " + Where(r, c) + " (k = " +
+                               std::to_string(k) + ")");
+        }
+      } else {
+        const unsigned bit = (p[c / 8] >> (c % 8)) & 1u;
+        if (c < k) {
+          o[c] = bit ? 1 : -1;
+        } else if (bit) {
+          return Status::Error("non-zero binary padding at " + Where(r, c) + " (k = " +
+                               std::to_string(k) + ")");
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace tvlm

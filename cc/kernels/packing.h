@@ -1,0 +1,51 @@
+#ifndef TERNARY_VLM_CC_KERNELS_PACKING_H_
+#define TERNARY_VLM_CC_KERNELS_PACKING_H_
+
+// The one definition of how quantized weights are stored (in .tflite files, checkpoints and
+// kernels). A weight matrix is [rows = N output channels, K inputs]; each row is packed on its
+// own into RowBytes(format, K) bytes, so rows start on byte boundaries for any K.
+//
+//   kTernary2: t in {-1, 0, +1} as the 2-bit code t + 1 (0b00 = -1, 0b01 = 0, 0b10 = +1;
+//              0b11 is invalid), 4 weights per byte, weight k in bits 2*(k%4)..2*(k%4)+1
+//              (least significant pair first). Padding past K holds code 0b01 (zero weight).
+//   kBinary1:  b in {-1, +1} as one bit (1 = +1, 0 = -1), 8 weights per byte, weight k in
+//              bit k%8 (least significant first). Padding bits past K are 0.
+//
+// Padding is canonical so that a packed buffer has exactly one valid encoding; Unpack rejects
+// anything else. Kernels re-pack these rows once into whatever layout they run fastest on.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "cc/kernels/status.h"
+
+namespace tvlm {
+
+enum class WeightFormat : int {
+  kTernary2 = 0,
+  kBinary1 = 1,
+};
+
+struct WeightFormatInfo {
+  WeightFormat format;
+  const char* name;
+  int weights_per_byte;
+  int bits_per_weight_x100;  // storage cost, for reports (200 = 2 bits per weight)
+};
+
+// One table for every format: what the kernels, the TFLite ops and Python all consult.
+const WeightFormatInfo& FormatInfo(WeightFormat format);
+
+// Bytes of one packed row of k weights.
+size_t RowBytes(WeightFormat format, size_t k);
+
+// values: rows*k int8 in the format's alphabet, row-major; out: rows*RowBytes(format, k) bytes.
+// Fails, naming the first offending element, if a value is outside the alphabet.
+Status Pack(WeightFormat format, const int8_t* values, size_t rows, size_t k, uint8_t* out);
+
+// The inverse. Fails, naming the row and byte, on an invalid code or non-canonical padding.
+Status Unpack(WeightFormat format, const uint8_t* packed, size_t rows, size_t k, int8_t* out);
+
+}  // namespace tvlm
+
+#endif  // TERNARY_VLM_CC_KERNELS_PACKING_H_
