@@ -52,7 +52,9 @@ def _python_venv_impl(rctx):
         'load("@bazel_tools//tools/python:toolchain.bzl", "py_runtime_pair")',
         'package(default_visibility = ["//visibility:public"])',
         'exports_files(["requirements_lock.txt"])',
-        'py_runtime(name = "py3_runtime", interpreter_path = "%s", python_version = "PY3")' % python,
+        'py_runtime(name = "py3_runtime", interpreter_path = "%s", python_version = "PY3", ' % python +
+        # The launcher stub itself runs on the venv's interpreter, not whatever `python` is on PATH.
+        'stub_shebang = "#!%s")' % python,
         'py_runtime_pair(name = "runtime_pair", py3_runtime = ":py3_runtime")',
         'toolchain(name = "python_toolchain", toolchain = ":runtime_pair", ' +
         'toolchain_type = "@bazel_tools//tools/python:toolchain_type")',

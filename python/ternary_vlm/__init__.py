@@ -1,0 +1,1 @@
+"""Ternary and binary compression of vision-language models for edge devices."""

@@ -1,0 +1,33 @@
+"""Packed storage of ternary and binary weights, defined once in C++ (cc/kernels/packing.h).
+
+A weight matrix [n, k] is packed row by row; see packing.h for the bit layout.
+"""
+
+import numpy as np
+
+from ternary_vlm import _native
+
+TERNARY = "ternary2"
+BINARY = "binary1"
+FORMATS = {f["name"]: f for f in _native.formats()}
+
+
+def row_bytes(fmt: str, k: int) -> int:
+    """Bytes of one packed row of k weights."""
+    return _native.row_bytes(fmt, k)
+
+
+def pack(values: np.ndarray, fmt: str) -> np.ndarray:
+    """int8 [n, k] with values in {-1, 0, 1} (ternary) or {-1, 1} (binary) -> uint8 [n, row_bytes]."""
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"pack: values must be integers, got {values.dtype}")
+    return _native.pack(values.astype(np.int8, copy=False), fmt)
+
+
+def unpack(packed: np.ndarray, k: int, fmt: str) -> np.ndarray:
+    """uint8 [n, row_bytes] -> int8 [n, k]. Raises ValueError on invalid codes or padding."""
+    packed = np.asarray(packed)
+    if packed.dtype != np.uint8:
+        raise ValueError(f"unpack: packed must be uint8, got {packed.dtype}")
+    return _native.unpack(packed, k, fmt)
