@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cc/kernels/packing.h"
+#include "cc/tflite/matmul_op.h"
 
 namespace {
 
@@ -25,6 +26,9 @@ tvlm::Status UnknownFormat(int format) {
 }  // namespace
 
 extern "C" {
+
+TfLiteRegistration* tvlm_register_ternary_matmul(void) { return tvlm::TernaryMatMulRegistration(); }
+TfLiteRegistration* tvlm_register_binary_matmul(void) { return tvlm::BinaryMatMulRegistration(); }
 
 size_t tvlm_row_bytes(int format, size_t k) {
   return KnownFormat(format) ? tvlm::RowBytes(static_cast<tvlm::WeightFormat>(format), k) : 0;

@@ -1,7 +1,9 @@
 #ifndef TERNARY_VLM_CC_C_API_H_
 #define TERNARY_VLM_CC_C_API_H_
 
-/* C API of libternary_ops.so for native apps: the weight packing used by the custom ops. */
+/* C API of libternary_ops.so for native apps: the custom-op registrations and the weight packing
+   they consume. The library also exports TFLite's external-delegate plugin entry points
+   (tflite_plugin_create_delegate / tflite_plugin_destroy_delegate). */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -9,6 +11,12 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+struct TfLiteRegistration;
+
+/* For a TFLite C++ app: resolver.AddCustom("TernaryMatMul", tvlm_register_ternary_matmul()). */
+struct TfLiteRegistration* tvlm_register_ternary_matmul(void);
+struct TfLiteRegistration* tvlm_register_binary_matmul(void);
 
 enum { TVLM_TERNARY2 = 0, TVLM_BINARY1 = 1 };
 

@@ -1,4 +1,4 @@
-"""Debian's aarch64-linux-gnu gcc 12 (package g++-aarch64-linux-gnu) as a Bazel cc toolchain."""
+"""Debian's cross gcc 12 packages (g++-<triple>) as Bazel C++ toolchains, one macro per target."""
 
 load("@bazel_tools//tools/build_defs/cc:action_names.bzl", "ACTION_NAMES")
 load(
@@ -32,7 +32,8 @@ def _flags(name, actions, flags, enabled = True):
     )
 
 def _impl(ctx):
-    prefix = "/usr/bin/aarch64-linux-gnu-"
+    triple = ctx.attr.triple
+    prefix = "/usr/bin/%s-" % triple
     tools = ["ar", "cpp", "gcc", "gcov", "ld", "nm", "objcopy", "objdump", "strip"]
     features = [
         feature(name = "supports_pic", enabled = True),
@@ -44,40 +45,62 @@ def _impl(ctx):
             # Keep paths in .d files as Bazel wrote them (no symlink resolution), as its host toolchain does.
             "-no-canonical-prefixes",
             "-fno-canonical-system-headers",
-        ]),
+        ] + ctx.attr.arch_flags),
         _flags("default_cxx_flags", _CXX, ["-std=c++17"]),
         _flags("default_link_flags", _LINK, ["-lstdc++", "-lm", "-pthread"]),
-        feature(
-            name = "opt",
-            flag_sets = [flag_set(actions = _COMPILE, flag_groups = [flag_group(flags = ["-O2", "-DNDEBUG"])])],
-        ),
-        feature(
-            name = "dbg",
-            flag_sets = [flag_set(actions = _COMPILE, flag_groups = [flag_group(flags = ["-g", "-O0"])])],
-        ),
+        _flags("opt", _COMPILE, ["-O2", "-DNDEBUG"], enabled = False),
+        _flags("dbg", _COMPILE, ["-g", "-O0"], enabled = False),
     ]
     return cc_common.create_cc_toolchain_config_info(
         ctx = ctx,
-        toolchain_identifier = "aarch64-linux-gnu-gcc",
+        toolchain_identifier = triple + "-gcc",
         host_system_name = "x86_64-linux-gnu",
-        target_system_name = "aarch64-linux-gnu",
-        target_cpu = "aarch64",
+        target_system_name = triple,
+        target_cpu = ctx.attr.cpu,
         target_libc = "glibc",
         compiler = "gcc",
         abi_version = "gcc",
         abi_libc_version = "glibc",
         cxx_builtin_include_directories = [
-            # gcc prints some of these as /usr/lib/gcc-cross/.../12/../../../../aarch64-linux-gnu/include
-            "/usr/lib/gcc-cross/aarch64-linux-gnu/12",
-            "/usr/aarch64-linux-gnu/include",
+            # gcc prints some of these as /usr/lib/gcc-cross/<triple>/12/../../../../<triple>/include
+            "/usr/lib/gcc-cross/%s/12" % triple,
+            "/usr/%s/include" % triple,
             "/usr/include",
         ],
         tool_paths = [tool_path(name = t, path = prefix + t) for t in tools],
         features = features,
     )
 
-aarch64_cc_toolchain_config = rule(
+_cross_gcc_config = rule(
     implementation = _impl,
-    attrs = {},
+    attrs = {
+        "triple": attr.string(mandatory = True),
+        "cpu": attr.string(mandatory = True),
+        "arch_flags": attr.string_list(),
+    },
     provides = [CcToolchainConfigInfo],
 )
+
+def cross_gcc_toolchain(name, triple, cpu, constraint_cpu, arch_flags = []):
+    """Declares <name> (the toolchain to register) for Debian's g++-<triple>, targeting constraint_cpu."""
+    _cross_gcc_config(name = name + "_config", triple = triple, cpu = cpu, arch_flags = arch_flags)
+    native.filegroup(name = name + "_empty")
+    empty = ":" + name + "_empty"
+    native.cc_toolchain(
+        name = name + "_gcc",
+        all_files = empty,
+        compiler_files = empty,
+        dwp_files = empty,
+        linker_files = empty,
+        objcopy_files = empty,
+        strip_files = empty,
+        supports_param_files = 1,
+        toolchain_config = ":" + name + "_config",
+    )
+    native.toolchain(
+        name = name,
+        exec_compatible_with = ["@platforms//os:linux", "@platforms//cpu:x86_64"],
+        target_compatible_with = ["@platforms//os:linux", constraint_cpu],
+        toolchain = ":" + name + "_gcc",
+        toolchain_type = "@bazel_tools//tools/cpp:toolchain_type",
+    )

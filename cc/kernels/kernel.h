@@ -1,0 +1,53 @@
+#ifndef TERNARY_VLM_CC_KERNELS_KERNEL_H_
+#define TERNARY_VLM_CC_KERNELS_KERNEL_H_
+
+// What MatMulKernel asks of each implementation. The implementations own their re-packed
+// weights; MatMulKernel owns validation, threading and the scale/bias epilogue.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "cc/kernels/packing.h"
+#include "cc/kernels/thread_pool.h"
+
+namespace tvlm {
+namespace internal {
+
+class Kernel {
+ public:
+  virtual ~Kernel() = default;
+  // Threads get output channels in multiples of this.
+  virtual size_t row_block() const = 0;
+  virtual size_t ScratchBytes(size_t m) const = 0;
+  // Once per Run, before any Dot: per-activation state (padded x, tables) in scratch.
+  virtual void Prepare(const float* x, size_t m, void* scratch, ThreadPool* pool) const = 0;
+  // y[i, r] = Σ_c x[i, c] · W[r, c] for i < m, r in [begin, end); y has row stride n.
+  virtual void Dot(const float* x, size_t m, const void* scratch, size_t begin, size_t end,
+                   float* y) const = 0;
+};
+
+// Each takes the validated weights unpacked to int8 ([n, k], values in the format's alphabet).
+std::unique_ptr<Kernel> MakeReferenceKernel(const int8_t* w, size_t n, size_t k);
+#if defined(__x86_64__)
+std::unique_ptr<Kernel> MakeLutKernelAvx512(WeightFormat format, const int8_t* w, size_t n,
+                                            size_t k);
+std::unique_ptr<Kernel> MakeBitPlaneKernelAvx2(WeightFormat format, const int8_t* w, size_t n,
+                                               size_t k);
+#elif defined(__aarch64__)
+std::unique_ptr<Kernel> MakeBitPlaneKernelNeon(WeightFormat format, const int8_t* w, size_t n,
+                                               size_t k);
+#endif
+
+// Scratch handed to kernels may have any alignment; vector code wants 64 bytes.
+constexpr size_t kScratchAlign = 64;
+inline void* AlignScratch(void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  return reinterpret_cast<void*>((a + kScratchAlign - 1) & ~uintptr_t{kScratchAlign - 1});
+}
+inline size_t RoundUp(size_t v, size_t to) { return (v + to - 1) / to * to; }
+
+}  // namespace internal
+}  // namespace tvlm
+
+#endif  // TERNARY_VLM_CC_KERNELS_KERNEL_H_

@@ -1,0 +1,98 @@
+#include "cc/kernels/matmul.h"
+
+#include <algorithm>
+#include <string>
+
+#include "cc/kernels/kernel.h"
+
+namespace tvlm {
+
+const char* IsaName(Isa isa) {
+  switch (isa) {
+    case Isa::kReference: return "reference";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+    case Isa::kNeon: return "neon";
+  }
+  return "unknown";
+}
+
+std::vector<Isa> AvailableIsas() {
+  std::vector<Isa> isas = {Isa::kReference};
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isas.push_back(Isa::kAvx2);
+  if (__builtin_cpu_supports("avx512f")) isas.push_back(Isa::kAvx512);
+#elif defined(__aarch64__)
+  isas.push_back(Isa::kNeon);  // Advanced SIMD is mandatory on AArch64.
+#endif
+  return isas;
+}
+
+Isa BestIsa() { return AvailableIsas().back(); }
+
+MatMulKernel::MatMulKernel(WeightFormat format, Isa isa, size_t n, size_t k,
+                           std::unique_ptr<internal::Kernel> impl)
+    : format_(format), isa_(isa), n_(n), k_(k), impl_(std::move(impl)) {}
+
+MatMulKernel::~MatMulKernel() = default;
+
+Status MatMulKernel::Create(WeightFormat format, Isa isa, const uint8_t* packed,
+                            size_t packed_bytes, size_t n, size_t k,
+                            std::unique_ptr<MatMulKernel>* out) {
+  const std::string shape = "[" + std::to_string(n) + ", " + std::to_string(k) + "]";
+  if (n == 0 || k == 0) return Status::Error("empty weight shape " + shape);
+  const size_t expected = n * RowBytes(format, k);
+  if (packed_bytes != expected) {
+    return Status::Error(std::string(FormatInfo(format).name) + " weights of shape " + shape +
+                         " need " + std::to_string(expected) + " packed bytes, found " +
+                         std::to_string(packed_bytes));
+  }
+  const auto isas = AvailableIsas();
+  if (std::find(isas.begin(), isas.end(), isa) == isas.end()) {
+    return Status::Error(std::string("ISA ") + IsaName(isa) + " is not available on this CPU");
+  }
+  std::vector<int8_t> w(n * k);
+  Status status = Unpack(format, packed, n, k, w.data());
+  if (!status.ok()) return status;
+
+  std::unique_ptr<internal::Kernel> impl;
+  switch (isa) {
+    case Isa::kReference: impl = internal::MakeReferenceKernel(w.data(), n, k); break;
+#if defined(__x86_64__)
+    case Isa::kAvx2: impl = internal::MakeBitPlaneKernelAvx2(format, w.data(), n, k); break;
+    case Isa::kAvx512: impl = internal::MakeLutKernelAvx512(format, w.data(), n, k); break;
+#elif defined(__aarch64__)
+    case Isa::kNeon: impl = internal::MakeBitPlaneKernelNeon(format, w.data(), n, k); break;
+#endif
+    default: break;
+  }
+  if (!impl) return Status::Error(std::string("no kernel for ISA ") + IsaName(isa));
+  out->reset(new MatMulKernel(format, isa, n, k, std::move(impl)));
+  return Status::Ok();
+}
+
+size_t MatMulKernel::ScratchBytes(size_t m) const {
+  const size_t bytes = impl_->ScratchBytes(m);
+  return bytes == 0 ? 0 : bytes + internal::kScratchAlign;
+}
+
+void MatMulKernel::Run(const float* x, size_t m, const float* scale, const float* bias, float* y,
+                       void* scratch, ThreadPool* pool) const {
+  if (m == 0) return;
+  void* aligned = internal::AlignScratch(scratch);
+  impl_->Prepare(x, m, aligned, pool);
+  ParallelFor(pool, n_, impl_->row_block(), [&](size_t begin, size_t end) {
+    impl_->Dot(x, m, aligned, begin, end, y);
+    for (size_t i = 0; i < m; ++i) {
+      float* yi = y + i * n_;
+      if (bias != nullptr) {
+        for (size_t r = begin; r < end; ++r) yi[r] = yi[r] * scale[r] + bias[r];
+      } else {
+        for (size_t r = begin; r < end; ++r) yi[r] *= scale[r];
+      }
+    }
+  });
+}
+
+}  // namespace tvlm

@@ -1,0 +1,173 @@
+#include "cc/kernels/matmul.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "cc/kernels/packing.h"
+#include "gtest/gtest.h"
+
+namespace tvlm {
+namespace {
+
+std::vector<int8_t> RandomWeights(WeightFormat format, size_t count, std::mt19937& rng) {
+  std::uniform_int_distribution<int> dist(0, format == WeightFormat::kTernary2 ? 2 : 1);
+  std::vector<int8_t> w(count);
+  for (auto& v : w) {
+    const int d = dist(rng);
+    v = static_cast<int8_t>(format == WeightFormat::kTernary2 ? d - 1 : 2 * d - 1);
+  }
+  return w;
+}
+
+std::vector<float> RandomFloats(size_t count, float lo, float hi, std::mt19937& rng) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(count);
+  for (auto& f : v) f = dist(rng);
+  return v;
+}
+
+std::vector<float> RunKernel(const MatMulKernel& kernel, const std::vector<float>& x, size_t m,
+                       const std::vector<float>& scale, const float* bias, ThreadPool* pool) {
+  std::vector<float> y(m * kernel.n(), NAN);
+  std::vector<uint8_t> scratch(kernel.ScratchBytes(m) + 1);
+  // Misaligned on purpose: kernels must not rely on the caller's alignment.
+  kernel.Run(x.data(), m, scale.data(), bias, y.data(), scratch.data() + 1, pool);
+  return y;
+}
+
+// max|a - b| <= 1e-5 * max|b| + 1e-6
+void ExpectClose(const std::vector<float>& got, const std::vector<float>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  float max_ref = 0.0f, max_diff = 0.0f;
+  size_t worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    max_ref = std::max(max_ref, std::fabs(want[i]));
+    const float diff = std::fabs(got[i] - want[i]);
+    if (!(diff <= max_diff)) worst = i;  // NaN counts as worst
+    if (!(diff <= max_diff)) max_diff = diff;
+  }
+  EXPECT_LE(max_diff, 1e-5f * max_ref + 1e-6f)
+      << "at " << worst << ": got " << got[worst] << ", want " << want[worst];
+}
+
+using Param = std::tuple<Isa, WeightFormat, int>;
+
+class MatMulTest : public ::testing::TestWithParam<Param> {};
+
+TEST_P(MatMulTest, MatchesReferenceOnRaggedShapes) {
+  const Isa isa = std::get<0>(GetParam());
+  const WeightFormat format = std::get<1>(GetParam());
+  ThreadPool pool(std::get<2>(GetParam()));
+  std::mt19937 rng(42);
+  for (size_t k : {1, 3, 7, 33, 100, 577, 1000}) {
+    for (size_t n : {1, 5, 17, 67, 130}) {
+      const std::vector<int8_t> w = RandomWeights(format, n * k, rng);
+      std::vector<uint8_t> packed(n * RowBytes(format, k));
+      ASSERT_TRUE(Pack(format, w.data(), n, k, packed.data()).ok());
+      std::unique_ptr<MatMulKernel> kernel, reference;
+      ASSERT_TRUE(MatMulKernel::Create(format, isa, packed.data(), packed.size(), n, k, &kernel)
+                      .ok());
+      ASSERT_TRUE(MatMulKernel::Create(format, Isa::kReference, packed.data(), packed.size(), n,
+                                       k, &reference)
+                      .ok());
+      EXPECT_EQ(kernel->isa(), isa);
+      EXPECT_EQ(kernel->n(), n);
+      EXPECT_EQ(kernel->k(), k);
+      EXPECT_EQ(kernel->format(), format);
+      const std::vector<float> scale = RandomFloats(n, 0.5f, 2.0f, rng);
+      const std::vector<float> bias = RandomFloats(n, -1.0f, 1.0f, rng);
+      for (size_t m : {1, 3, 17}) {
+        const std::vector<float> x = RandomFloats(m * k, -1.0f, 1.0f, rng);
+        for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
+          SCOPED_TRACE("k=" + std::to_string(k) + " n=" + std::to_string(n) +
+                       " m=" + std::to_string(m) + (b ? " bias" : " no bias"));
+          // The reference against an independent naive product of the int8 weights.
+          std::vector<float> naive(m * n);
+          for (size_t i = 0; i < m; ++i) {
+            for (size_t r = 0; r < n; ++r) {
+              double acc = 0.0;
+              for (size_t c = 0; c < k; ++c) acc += double{x[i * k + c]} * w[r * k + c];
+              naive[i * n + r] = static_cast<float>(acc * scale[r] + (b ? b[r] : 0.0));
+            }
+          }
+          const std::vector<float> want = RunKernel(*reference, x, m, scale, b, nullptr);
+          ExpectClose(want, naive);
+          ExpectClose(RunKernel(*kernel, x, m, scale, b, &pool), want);
+        }
+      }
+    }
+  }
+}
+
+std::vector<Param> AllParams() {
+  std::vector<Param> params;
+  for (Isa isa : AvailableIsas()) {
+    for (WeightFormat format : {WeightFormat::kTernary2, WeightFormat::kBinary1}) {
+      for (int threads : {1, 2}) params.emplace_back(isa, format, threads);
+    }
+  }
+  return params;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, MatMulTest, ::testing::ValuesIn(AllParams()),
+                         [](const ::testing::TestParamInfo<Param>& info) {
+                           return std::string(IsaName(std::get<0>(info.param))) + "_" +
+                                  FormatInfo(std::get<1>(info.param)).name + "_" +
+                                  std::to_string(std::get<2>(info.param)) + "threads";
+                         });
+
+TEST(MatMulCreateTest, RejectsWrongByteCountNamingBoth) {
+  std::vector<uint8_t> packed(10 * RowBytes(WeightFormat::kTernary2, 33) - 1, 0x55);
+  std::unique_ptr<MatMulKernel> kernel;
+  const Status status = MatMulKernel::Create(WeightFormat::kTernary2, Isa::kReference,
+                                             packed.data(), packed.size(), 10, 33, &kernel);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("need 90"), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("found 89"), std::string::npos) << status.message();
+  EXPECT_EQ(kernel, nullptr);
+}
+
+TEST(MatMulCreateTest, RejectsInvalidCodesAndPadding) {
+  std::unique_ptr<MatMulKernel> kernel;
+  for (Isa isa : AvailableIsas()) {
+    // 0b11 is no ternary code.
+    std::vector<uint8_t> ternary(2 * RowBytes(WeightFormat::kTernary2, 8), 0x55);
+    ternary[3] = 0x57;
+    Status status = MatMulKernel::Create(WeightFormat::kTernary2, isa, ternary.data(),
+                                         ternary.size(), 2, 8, &kernel);
+    ASSERT_FALSE(status.ok());
+    EXPECT_NE(status.message().find("invalid ternary code"), std::string::npos);
+    // k = 6: the last two codes of each row are padding and must be zero weights (0b01).
+    ternary.assign(2 * RowBytes(WeightFormat::kTernary2, 6), 0x55);
+    ternary[1] = 0x95;
+    status = MatMulKernel::Create(WeightFormat::kTernary2, isa, ternary.data(), ternary.size(), 2,
+                                  6, &kernel);
+    ASSERT_FALSE(status.ok());
+    EXPECT_NE(status.message().find("padding"), std::string::npos);
+    // k = 5: bits 5..7 of each binary row byte are padding and must be 0.
+    std::vector<uint8_t> binary = {0x1F, 0x3F};
+    status = MatMulKernel::Create(WeightFormat::kBinary1, isa, binary.data(), binary.size(), 2, 5,
+                                  &kernel);
+    ASSERT_FALSE(status.ok());
+    EXPECT_NE(status.message().find("padding"), std::string::npos);
+  }
+  EXPECT_EQ(kernel, nullptr);
+}
+
+TEST(MatMulCreateTest, IsaNamesAndBest) {
+  EXPECT_STREQ(IsaName(Isa::kReference), "reference");
+  EXPECT_STREQ(IsaName(Isa::kAvx2), "avx2");
+  EXPECT_STREQ(IsaName(Isa::kAvx512), "avx512");
+  EXPECT_STREQ(IsaName(Isa::kNeon), "neon");
+  const std::vector<Isa> isas = AvailableIsas();
+  ASSERT_FALSE(isas.empty());
+  EXPECT_EQ(isas.front(), Isa::kReference);
+  EXPECT_EQ(BestIsa(), isas.back());
+}
+
+}  // namespace
+}  // namespace tvlm

@@ -1,0 +1,51 @@
+#include "cc/kernels/thread_pool.h"
+
+#include <atomic>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace tvlm {
+namespace {
+
+TEST(ThreadPoolTest, CoversEveryIndexOnceInGrainMultiples) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    EXPECT_EQ(pool.num_threads(), threads);
+    for (size_t n : {1, 2, 7, 63, 64, 65, 1001}) {
+      for (size_t grain : {1, 3, 4, 16, 2000}) {
+        std::vector<std::atomic<int>> hits(n);
+        std::atomic<int> calls{0};
+        pool.ParallelFor(n, grain, [&](size_t begin, size_t end) {
+          calls.fetch_add(1);
+          EXPECT_LT(begin, end);
+          EXPECT_EQ(begin % grain, 0u);
+          EXPECT_TRUE(end == n || end % grain == 0);
+          for (size_t i = begin; i < end; ++i) hits[i].fetch_add(1);
+        });
+        EXPECT_LE(calls.load(), threads);
+        for (size_t i = 0; i < n; ++i) {
+          ASSERT_EQ(hits[i].load(), 1) << "threads=" << threads << " n=" << n << " i=" << i;
+        }
+      }
+    }
+  }
+}
+
+TEST(ThreadPoolTest, ReusesWorkersAcrossManyCalls) {
+  ThreadPool pool(2);
+  std::atomic<size_t> total{0};
+  for (int call = 0; call < 10000; ++call) {
+    pool.ParallelFor(10, 1, [&](size_t begin, size_t end) { total.fetch_add(end - begin); });
+  }
+  EXPECT_EQ(total.load(), 100000u);
+}
+
+TEST(ThreadPoolTest, NullPoolRunsInline) {
+  size_t seen = 0;
+  ParallelFor(nullptr, 9, 4, [&](size_t begin, size_t end) { seen += end - begin; });
+  EXPECT_EQ(seen, 9u);
+}
+
+}  // namespace
+}  // namespace tvlm

@@ -1,0 +1,202 @@
+// The TFLite glue on a minimal stand-in for the interpreter (our ABI structs), so it runs on the
+// host and under qemu-aarch64 alike: valid nodes compute the naive result, malformed ones fail in
+// Prepare with a message naming the problem.
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cc/kernels/packing.h"
+#include "cc/tflite/matmul_op.h"
+#include "gtest/gtest.h"
+#include "third_party/tflite_abi/tflite_abi.h"
+
+namespace tvlm {
+namespace {
+
+TfLiteIntArray* NewIntArray(const std::vector<int>& v) {
+  auto* a = static_cast<TfLiteIntArray*>(std::malloc(sizeof(int) * (v.size() + 1)));
+  a->size = static_cast<int>(v.size());
+  for (size_t i = 0; i < v.size(); ++i) a->data[i] = v[i];
+  return a;
+}
+
+class FakeInterpreter {
+ public:
+  ~FakeInterpreter() {
+    for (auto& t : tensors_) std::free(t.dims);
+    std::free(node_.inputs);
+    std::free(node_.outputs);
+  }
+
+  int AddTensor(TfLiteType type, const std::vector<int>& shape, void* data, size_t bytes,
+                bool constant) {
+    TfLiteTensor t{};
+    t.type = type;
+    t.dims = NewIntArray(shape);
+    t.data.raw = data;
+    t.bytes = bytes;
+    t.allocation_type = constant ? kTfLiteMmapRo : kTfLiteArenaRw;
+    tensors_.push_back(t);
+    return static_cast<int>(tensors_.size()) - 1;
+  }
+
+  // Prepare (and on success Invoke) one node of the op; returns the Prepare status.
+  TfLiteStatus Run(TfLiteRegistration* reg, const std::vector<int>& inputs, int output,
+                   std::vector<float>* y) {
+    TfLiteContext context{};
+    context.tensors = tensors_.data();
+    context.tensors_size = tensors_.size();
+    context.ResizeTensor = &FakeInterpreter::Resize;
+    context.ReportError = &FakeInterpreter::Report;
+    context.recommended_num_threads = 2;
+    impl_ = this;
+    node_.inputs = NewIntArray(inputs);
+    node_.outputs = NewIntArray({output});
+    node_.user_data = reg->init(&context, nullptr, 0);
+    TfLiteStatus status = reg->prepare(&context, &node_);
+    if (status == kTfLiteOk) {
+      TfLiteTensor& out = tensors_[output];
+      size_t count = 1;
+      for (int i = 0; i < out.dims->size; ++i) count *= out.dims->data[i];
+      y->assign(count, NAN);
+      out.data.f = y->data();
+      out.bytes = count * sizeof(float);
+      status = reg->invoke(&context, &node_);
+    }
+    reg->free(&context, node_.user_data);
+    return status;
+  }
+
+  const std::string& error() const { return error_; }
+  const TfLiteTensor& tensor(int i) const { return tensors_[i]; }
+
+ private:
+  static TfLiteStatus Resize(TfLiteContext* context, TfLiteTensor* tensor, TfLiteIntArray* dims) {
+    std::free(tensor->dims);
+    tensor->dims = dims;
+    return kTfLiteOk;
+  }
+  static void Report(TfLiteContext*, const char* format, ...) {
+    char buffer[1024];
+    va_list args;
+    va_start(args, format);
+    std::vsnprintf(buffer, sizeof(buffer), format, args);
+    va_end(args);
+    impl_->error_ = buffer;
+  }
+
+  static FakeInterpreter* impl_;
+  std::vector<TfLiteTensor> tensors_;
+  TfLiteNode node_{};
+  std::string error_;
+};
+
+FakeInterpreter* FakeInterpreter::impl_ = nullptr;
+
+struct Layer {
+  size_t n, k;
+  std::vector<int8_t> w;
+  std::vector<uint8_t> packed;
+  std::vector<float> scale, bias;
+};
+
+Layer RandomLayer(WeightFormat format, size_t n, size_t k, std::mt19937& rng) {
+  Layer l{n, k};
+  std::uniform_int_distribution<int> pick(0, 2);
+  std::uniform_real_distribution<float> uniform(0.5f, 1.5f);
+  for (size_t i = 0; i < n * k; ++i) {
+    const int v = pick(rng) - 1;
+    l.w.push_back(static_cast<int8_t>(format == WeightFormat::kTernary2 ? v : (v >= 0 ? 1 : -1)));
+  }
+  l.packed.resize(n * RowBytes(format, k));
+  EXPECT_TRUE(Pack(format, l.w.data(), n, k, l.packed.data()).ok());
+  for (size_t i = 0; i < n; ++i) {
+    l.scale.push_back(uniform(rng));
+    l.bias.push_back(uniform(rng) - 1.0f);
+  }
+  return l;
+}
+
+TEST(MatMulOpTest, ComputesNaiveResultForBothFormats) {
+  std::mt19937 rng(7);
+  for (WeightFormat format : {WeightFormat::kTernary2, WeightFormat::kBinary1}) {
+    for (size_t m : {1, 3, 17}) {
+      Layer l = RandomLayer(format, 37, 101, rng);
+      std::vector<float> x(m * l.k);
+      std::normal_distribution<float> normal;
+      for (auto& v : x) v = normal(rng);
+      FakeInterpreter interp;
+      const int xi = interp.AddTensor(kTfLiteFloat32, {static_cast<int>(m), 101}, x.data(),
+                                      x.size() * 4, false);
+      const int pi = interp.AddTensor(kTfLiteUInt8, {37, static_cast<int>(RowBytes(format, 101))},
+                                      l.packed.data(), l.packed.size(), true);
+      const int si = interp.AddTensor(kTfLiteFloat32, {37}, l.scale.data(), 37 * 4, true);
+      const int bi = interp.AddTensor(kTfLiteFloat32, {37}, l.bias.data(), 37 * 4, true);
+      const int yi = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+      TfLiteRegistration* reg = format == WeightFormat::kTernary2 ? TernaryMatMulRegistration()
+                                                                  : BinaryMatMulRegistration();
+      std::vector<float> y;
+      ASSERT_EQ(interp.Run(reg, {xi, pi, si, bi}, yi, &y), kTfLiteOk) << interp.error();
+      ASSERT_EQ(interp.tensor(yi).dims->size, 2);
+      EXPECT_EQ(interp.tensor(yi).dims->data[1], 37);
+      for (size_t r = 0; r < m; ++r) {
+        for (size_t o = 0; o < l.n; ++o) {
+          double acc = 0;
+          for (size_t c = 0; c < l.k; ++c) acc += double(x[r * l.k + c]) * l.w[o * l.k + c];
+          const double want = acc * l.scale[o] + l.bias[o];
+          EXPECT_NEAR(y[r * l.n + o], want, 1e-4 * (1 + std::fabs(want)));
+        }
+      }
+    }
+  }
+}
+
+struct BadCase {
+  const char* name;
+  std::vector<int> x_shape;
+  TfLiteType packed_type;
+  std::vector<int> packed_shape;
+  size_t packed_bytes;
+  int scale_n;
+  bool constant;
+  const char* message;
+};
+
+TEST(MatMulOpTest, RejectsMalformedNodesWithAClearMessage) {
+  std::vector<uint8_t> packed(64, 0x55);
+  std::vector<float> x(64), scale(16);
+  const BadCase cases[] = {
+      {"short buffer", {1, 10}, kTfLiteUInt8, {6, 3}, 17, 6, true, "buffer holds 17 bytes, expected 18"},
+      {"k mismatch", {1, 20}, kTfLiteUInt8, {6, 3}, 18, 6, true, "expected [6, 5]"},
+      {"wrong dtype", {1, 10}, kTfLiteInt8, {6, 3}, 18, 6, true, "packed weights must be uint8"},
+      {"wrong rank", {1, 10}, kTfLiteUInt8, {18}, 18, 6, true, "must have rank 2"},
+      {"scale length", {1, 10}, kTfLiteUInt8, {6, 3}, 18, 5, true, "expected [5, 3]"},
+      {"not constant", {1, 10}, kTfLiteUInt8, {6, 3}, 18, 6, false, "must be a constant tensor"},
+      {"empty k", {1, 0}, kTfLiteUInt8, {6, 0}, 0, 6, true, "empty last dimension"},
+  };
+  for (const BadCase& c : cases) {
+    FakeInterpreter interp;
+    const int xi = interp.AddTensor(kTfLiteFloat32, c.x_shape, x.data(), 40, false);
+    const int pi = interp.AddTensor(c.packed_type, c.packed_shape, packed.data(), c.packed_bytes,
+                                    c.constant);
+    const int si = interp.AddTensor(kTfLiteFloat32, {c.scale_n}, scale.data(), c.scale_n * 4, true);
+    const int yi = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+    std::vector<float> y;
+    EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si}, yi, &y), kTfLiteError) << c.name;
+    EXPECT_NE(interp.error().find("TernaryMatMul: "), std::string::npos) << c.name;
+    EXPECT_NE(interp.error().find(c.message), std::string::npos) << c.name << ": " << interp.error();
+  }
+  FakeInterpreter interp;
+  const int xi = interp.AddTensor(kTfLiteFloat32, {1, 10}, x.data(), 40, false);
+  std::vector<float> y;
+  EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, 99, 98}, 0, &y), kTfLiteError);
+  EXPECT_NE(interp.error().find("input 1 is missing"), std::string::npos) << interp.error();
+}
+
+}  // namespace
+}  // namespace tvlm

@@ -1,0 +1,146 @@
+"""Benchmarks TernaryMatMul and BinaryMatMul against LiteRT's FULLY_CONNECTED (fp32 and int8).
+
+  tools/bazel run //python:bench_ops -- [--json=PATH] [--plot=PATH] [--threads=1,2]
+
+Every figure comes from the same run: median milliseconds of interpreter.invoke() on single-op
+models, with weights cold (each configuration rotates over enough model copies to exceed the
+last-level cache), plus the packed-weight bandwidth the ternary op achieves and a memcpy bandwidth.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+from absl import app, flags, logging
+
+from ternary_vlm import litert, packing, tflite_model
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts.")
+flags.DEFINE_list("shapes", ["576x1536", "1536x576", "2048x2048", "2048x8192", "8192x2048"],
+                  "KxN weight shapes.")
+flags.DEFINE_list("m", ["1", "32"], "Rows of activations (1 = decode, 32 = prefill).")
+flags.DEFINE_integer("cold_bytes", 192 << 20, "Weights touched between two runs of one copy.")
+flags.DEFINE_integer("min_runs", 40, "Timed invocations per configuration (at least).")
+flags.DEFINE_string("json", None, "Write the figures to this JSON file.")
+flags.DEFINE_string("plot", None, "Write a bar chart (speed-up over fp32 FULLY_CONNECTED) to this PNG.")
+
+VARIANTS = ("ternary", "binary", "fp32_fc", "int8_fc")
+
+
+def build_models(k, n, m, rng):
+    w = rng.choice([-1, 0, 1], size=(n, k), p=[0.3, 0.4, 0.3]).astype(np.int8)
+    signs = np.where(w >= 0, 1, -1).astype(np.int8)
+    scale = rng.uniform(0.01, 0.05, n).astype(np.float32)
+    dense = (w * scale[:, None]).astype(np.float32)
+    shape = (m, k)
+    return {
+        "ternary": (tflite_model.quantized_matmul_model(packing.TERNARY, shape, packing.pack(w, packing.TERNARY), scale),
+                    n * packing.row_bytes(packing.TERNARY, k)),
+        "binary": (tflite_model.quantized_matmul_model(packing.BINARY, shape, packing.pack(signs, packing.BINARY), scale),
+                   n * packing.row_bytes(packing.BINARY, k)),
+        "fp32_fc": (tflite_model.fully_connected_model(shape, dense), 4 * n * k),
+        "int8_fc": (tflite_model.fully_connected_model(shape, dense, int8=True), n * k),
+    }
+
+
+def time_model(model, weight_bytes, x, threads):
+    copies = int(min(64, max(1, -(-FLAGS.cold_bytes // weight_bytes))))
+    interps = [litert.interpreter(model_content=model, num_threads=threads) for _ in range(copies)]
+    for interp in interps:
+        interp.set_tensor(interp.get_input_details()[0]["index"], x)
+        interp.invoke()  # warm-up: first-run packing (XNNPACK) and page faults
+    runs = max(FLAGS.min_runs, 2 * copies)
+    times = np.empty(runs)
+    for r in range(runs):
+        interp = interps[r % copies]
+        start = time.perf_counter_ns()
+        interp.invoke()
+        times[r] = time.perf_counter_ns() - start
+    return float(np.median(times)) / 1e6
+
+
+def memcpy_gbps():
+    src = np.ones(256 << 20, np.uint8)
+    dst = np.empty_like(src)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        times.append(time.perf_counter() - start)
+    return src.nbytes / min(times) / 1e9
+
+
+def invoke_overhead_ms():
+    x = np.zeros((1, 4), np.float32)
+    model = tflite_model.fully_connected_model(x.shape, np.ones((4, 4), np.float32))
+    return time_model(model, 1 << 30, x, 1)
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    groups = [r for r in rows if r["threads"] == 1]
+    labels = [f"{r['k']}x{r['n']}\nM={r['m']}" for r in groups]
+    fig, ax = plt.subplots(figsize=(max(8, len(groups)), 4.5))
+    width = 0.27
+    for i, variant in enumerate(("ternary", "binary", "int8_fc")):
+        ax.bar(np.arange(len(groups)) + (i - 1) * width,
+               [r["fp32_fc"] / r[variant] for r in groups], width, label=variant)
+    ax.axhline(1.0, color="gray", lw=0.8)
+    ax.set_xticks(np.arange(len(groups)), labels, fontsize=8)
+    ax.set_ylabel("speed-up over fp32 FULLY_CONNECTED (XNNPACK)")
+    ax.set_title("Single-op LiteRT latency, 1 thread, cold weights")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def main(argv):
+    del argv
+    rng = np.random.default_rng(0)
+    threads = [int(t) for t in FLAGS.threads]
+    shapes = [tuple(int(v) for v in s.split("x")) for s in FLAGS.shapes]
+    ms = [int(m) for m in FLAGS.m]
+    bandwidth = memcpy_gbps()
+    overhead = invoke_overhead_ms()
+    rows = []
+    total = len(shapes) * len(ms) * len(threads)
+    for k, n in shapes:
+        for m in ms:
+            models = build_models(k, n, m, rng)
+            x = rng.normal(size=(m, k)).astype(np.float32)
+            for t in threads:
+                row = {"k": k, "n": n, "m": m, "threads": t}
+                for variant in VARIANTS:
+                    row[variant] = time_model(*models[variant], x, t)
+                row["ternary_gbps"] = models["ternary"][1] / (row["ternary"] * 1e-3) / 1e9
+                rows.append(row)
+                logging.info("[%d/%d] K=%d N=%d M=%d threads=%d done", len(rows), total, k, n, m, t)
+
+    print(f"\nmemcpy bandwidth (1 thread, 256 MiB): {bandwidth:.1f} GB/s; "
+          f"Python invoke() overhead of a trivial model: {overhead * 1e3:.1f} us (included below)")
+    header = ("|    K |    N |  M | thr | ternary ms | binary ms | fp32 FC ms | int8 FC ms "
+              "| tern vs fp32 | tern vs int8 | bin vs fp32 | tern GB/s |")
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for r in rows:
+        print(f"| {r['k']:4d} | {r['n']:4d} | {r['m']:2d} | {r['threads']:3d} | {r['ternary']:10.4f} "
+              f"| {r['binary']:9.4f} | {r['fp32_fc']:10.4f} | {r['int8_fc']:10.4f} "
+              f"| {r['fp32_fc'] / r['ternary']:11.2f}x | {r['int8_fc'] / r['ternary']:11.2f}x "
+              f"| {r['fp32_fc'] / r['binary']:10.2f}x | {r['ternary_gbps']:9.1f} |")
+    if FLAGS.json:
+        tmp = FLAGS.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"memcpy_gbps": bandwidth, "invoke_overhead_ms": overhead, "rows": rows}, f, indent=1)
+        os.replace(tmp, FLAGS.json)
+    if FLAGS.plot:
+        plot(rows, FLAGS.plot)
+
+
+if __name__ == "__main__":
+    app.run(main)

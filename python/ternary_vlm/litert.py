@@ -1,0 +1,36 @@
+"""LiteRT interpreters with the project's custom ops (TernaryMatMul, BinaryMatMul) available.
+
+Stock LiteRT cannot register custom ops from Python, so libternary_ops.so is loaded as an
+external delegate that resolves them (cc/tflite/delegate.cc).
+"""
+
+import os
+from pathlib import Path
+
+from ai_edge_litert import interpreter as litert
+
+# Next to the package in Bazel runfiles; TERNARY_VLM_OPS_LIBRARY overrides (e.g. an installed copy).
+_RUNFILES_LIBRARY = Path(__file__).parent.parent.parent / "cc" / "libternary_ops.so"
+
+
+def ops_library() -> str:
+    path = Path(os.environ.get("TERNARY_VLM_OPS_LIBRARY", _RUNFILES_LIBRARY))
+    if not path.is_file():
+        raise FileNotFoundError(f"custom-op library not found: {path} (build //cc:ternary_ops)")
+    return str(path)
+
+
+def interpreter(model_path=None, model_content=None, num_threads=1, xnnpack=True):
+    """An allocated interpreter for a model that may contain our custom ops.
+
+    xnnpack=False uses TFLite's builtin kernels only (XNNPACK crashes under qemu).
+    Raises RuntimeError/ValueError naming the problem for a malformed model.
+    """
+    resolver = (litert.OpResolverType.AUTO if xnnpack
+                else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp = litert.Interpreter(
+        model_path=model_path, model_content=model_content, num_threads=num_threads,
+        experimental_delegates=[litert.load_delegate(ops_library())],
+        experimental_op_resolver_type=resolver)
+    interp.allocate_tensors()
+    return interp

@@ -1,0 +1,107 @@
+"""Writes small .tflite models directly with the flatbuffer schema shipped in the LiteRT wheel.
+
+Used for single-op models (our TernaryMatMul / BinaryMatMul and TFLite's FULLY_CONNECTED baselines)
+in tests and benchmarks.
+"""
+
+import flatbuffers
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from ternary_vlm import packing
+
+_TYPES = {
+    np.dtype(np.float32): schema.TensorType.FLOAT32,
+    np.dtype(np.int32): schema.TensorType.INT32,
+    np.dtype(np.uint8): schema.TensorType.UINT8,
+    np.dtype(np.int8): schema.TensorType.INT8,
+}
+CUSTOM_OPS = {packing.TERNARY: "TernaryMatMul", packing.BINARY: "BinaryMatMul"}
+
+
+class ModelBuilder:
+    """One subgraph: add tensors (constants carry data) and ops, then build() the file bytes."""
+
+    def __init__(self):
+        self._buffers = [schema.BufferT()]  # buffer 0 is the empty sentinel
+        self._tensors, self._ops, self._opcodes = [], [], []
+
+    def tensor(self, name, shape, dtype, data=None, quantization=None):
+        t = schema.TensorT()
+        t.name, t.shape, t.type = name, list(shape), _TYPES[np.dtype(dtype)]
+        t.quantization = quantization
+        t.buffer = 0
+        if data is not None:
+            data = np.ascontiguousarray(data, dtype=dtype)
+            if data.shape != tuple(shape):
+                raise ValueError(f"tensor {name}: data shape {data.shape} != {tuple(shape)}")
+            b = schema.BufferT()
+            b.data = np.frombuffer(data.tobytes(), np.uint8)
+            t.buffer = len(self._buffers)
+            self._buffers.append(b)
+        self._tensors.append(t)
+        return len(self._tensors) - 1
+
+    def _opcode(self, builtin, custom_name=None):
+        key = (builtin, custom_name)
+        for i, code in enumerate(self._opcodes):
+            if (code.builtinCode, code.customCode) == key:
+                return i
+        code = schema.OperatorCodeT()
+        code.builtinCode, code.customCode, code.version = builtin, custom_name, 1
+        code.deprecatedBuiltinCode = min(builtin, 127)
+        self._opcodes.append(code)
+        return len(self._opcodes) - 1
+
+    def op(self, builtin, inputs, outputs, options_type=0, options=None, custom_name=None):
+        o = schema.OperatorT()
+        o.opcodeIndex = self._opcode(builtin, custom_name)
+        o.inputs, o.outputs = list(inputs), list(outputs)
+        o.builtinOptionsType, o.builtinOptions = options_type, options
+        self._ops.append(o)
+
+    def build(self, inputs, outputs):
+        subgraph = schema.SubGraphT()
+        subgraph.tensors, subgraph.operators = self._tensors, self._ops
+        subgraph.inputs, subgraph.outputs = list(inputs), list(outputs)
+        model = schema.ModelT()
+        model.version, model.description = 3, "ternary_vlm"
+        model.operatorCodes, model.subgraphs, model.buffers = self._opcodes, [subgraph], self._buffers
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+
+def quantized_matmul_model(fmt, x_shape, packed, scale, bias=None):
+    """x [..., K] -> TernaryMatMul/BinaryMatMul(x, packed, scale[, bias]) -> [..., N]."""
+    n = len(scale)
+    b = ModelBuilder()
+    x = b.tensor("x", x_shape, np.float32)
+    inputs = [x, b.tensor("packed", packed.shape, np.uint8, packed),
+              b.tensor("scale", [n], np.float32, scale)]
+    if bias is not None:
+        inputs.append(b.tensor("bias", [n], np.float32, bias))
+    y = b.tensor("y", list(x_shape[:-1]) + [n], np.float32)
+    b.op(schema.BuiltinOperator.CUSTOM, inputs, [y], custom_name=CUSTOM_OPS[fmt])
+    return b.build([x], [y])
+
+
+def fully_connected_model(x_shape, weights, bias=None, int8=False):
+    """TFLite's own FULLY_CONNECTED: fp32 weights, or int8 per-channel weights (dynamic range)."""
+    n, k = weights.shape
+    b = ModelBuilder()
+    x = b.tensor("x", x_shape, np.float32)
+    if int8:
+        step = np.maximum(np.abs(weights).max(axis=1), 1e-12) / 127.0
+        q = schema.QuantizationParametersT()
+        q.scale, q.zeroPoint, q.quantizedDimension = step.tolist(), [0] * n, 0
+        w = b.tensor("w", [n, k], np.int8, np.clip(np.round(weights / step[:, None]), -127, 127), q)
+    else:
+        w = b.tensor("w", [n, k], np.float32, weights)
+    inputs = [x, w] + ([b.tensor("bias", [n], np.float32, bias)] if bias is not None else [-1])
+    y = b.tensor("y", list(x_shape[:-1]) + [n], np.float32)
+    options = schema.FullyConnectedOptionsT()
+    options.keepNumDims = True
+    b.op(schema.BuiltinOperator.FULLY_CONNECTED, inputs, [y],
+         schema.BuiltinOptions.FullyConnectedOptions, options)
+    return b.build([x], [y])
