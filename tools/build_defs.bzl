@@ -1,4 +1,25 @@
-"""Shared constants for BUILD files."""
+"""Shared macros and constants for BUILD files."""
 
-# Targets that need the host's Python venv (x86-64 wheels): skipped under --config=aarch64.
+# Targets that need the host's Python venv (x86-64 wheels): skipped under the ARM configs.
 HOST_ONLY = ["@platforms//cpu:x86_64"]
+
+# CPU models the ARM64 tests also run on under qemu (QEMU_CPU; the default is qemu's "max"):
+# an in-order core without the dot-product extension, and an out-of-order one with it.
+EMULATED_AARCH64_CPUS = ["cortex-a53", "cortex-a76"]
+
+def cc_test_on_cpus(name, srcs, deps, size = "small", **kwargs):
+    """A cc_test, plus one copy per EMULATED_AARCH64_CPUS model under --config=aarch64.
+
+    The sources compile once (a testonly library); each copy only sets QEMU_CPU.
+    """
+    native.cc_library(name = name + "_lib", testonly = True, srcs = srcs, deps = deps, alwayslink = True)
+    native.cc_test(name = name, size = size, deps = [":" + name + "_lib"], **kwargs)
+    for cpu in EMULATED_AARCH64_CPUS:
+        native.cc_test(
+            name = "%s_%s" % (name, cpu.replace("-", "_")),
+            size = size,
+            deps = [":" + name + "_lib"],
+            env = {"QEMU_CPU": cpu},
+            target_compatible_with = ["@platforms//cpu:aarch64"],
+            **kwargs
+        )
