@@ -1,0 +1,1 @@
+"""Offline data: procedural vision-language scenes (scenes.py) and real English text (text.py)."""
