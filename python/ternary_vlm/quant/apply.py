@@ -1,0 +1,59 @@
+"""Turns a float model into its quantized self: each selected Linear becomes a QuantLinear
+initialized from its pretrained weights, and the reconstruction error of each is reported."""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+
+import numpy as np
+from flax import nnx
+
+from ternary_vlm.models import layers
+from ternary_vlm.quant import init as qinit
+from ternary_vlm.quant.layers import QuantLinear
+
+# Shorthands for --keep_float, as glob patterns over layer names.
+KEEP_GROUPS = {
+    "vision": ["vision_model.*"],
+    "connector": ["connector.*"],
+    "first": ["text_model.layers.0.*"],
+    "lm_head": ["*lm_head*"],
+}
+
+
+@dataclasses.dataclass
+class LayerReport:
+    name: str
+    shape: tuple
+    relative_error: float
+
+
+def keep_patterns(keep: list[str], num_text_layers: int) -> list[str]:
+    patterns = []
+    for item in keep:
+        if item == "last":
+            patterns.append(f"text_model.layers.{num_text_layers - 1}.*")
+        else:
+            patterns.extend(KEEP_GROUPS.get(item, [item]))
+    return patterns
+
+
+def quantize_model(model: nnx.Module, mode: str, init: str, keep: list[str], num_text_layers: int
+                   ) -> list[LayerReport]:
+    """Replaces, in place, every Linear whose name matches no keep pattern. Returns per-layer reports."""
+    patterns = keep_patterns(keep, num_text_layers)
+    reports = []
+    for path, lin in list(layers.iter_linears(model)):
+        name = lin.name or ".".join(map(str, path))
+        if any(fnmatch.fnmatch(name, p) for p in patterns):
+            continue
+        q = QuantLinear.from_linear(lin, mode, init)
+        w = np.asarray(lin.weight[...])
+        reports.append(LayerReport(name, w.shape, qinit.relative_error(w, np.asarray(q.scale[...]), mode)))
+        layers.set_submodule(model, path, q)
+    return reports
+
+
+def quantized_layers(model: nnx.Module):
+    return list(layers.iter_linears(model, QuantLinear))

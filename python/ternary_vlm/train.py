@@ -1,0 +1,156 @@
+"""The one training loop (demo pretraining and quantization-aware training).
+
+- optax AdamW with linear warm-up and cosine decay; gradient accumulation with optax.MultiSteps.
+- Data parallel over a jax.sharding Mesh of all devices ("data" axis): batches are sharded on their
+  first dimension, parameters replicated; XLA inserts the gradient all-reduce.
+- orbax checkpoints (model + optimizer state + step) every `checkpoint_every` steps; a rerun with the
+  same checkpoint_dir resumes from the latest one. Batches are pure functions of the step, so a
+  resumed run follows the same loss curve as an uninterrupted one.
+- A tqdm bar with loss / perplexity / ETA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm import tqdm
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    learning_rate: float = 1e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    grad_accum: int = 1
+    clip_norm: float = 1.0
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 100
+    log_every: int = 10
+
+
+def optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(cfg.warmup_steps, 1),
+                                                  max(cfg.steps, cfg.warmup_steps + 1), cfg.learning_rate * 0.05)
+    tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm),
+                     optax.adamw(schedule, weight_decay=cfg.weight_decay))
+    return optax.MultiSteps(tx, cfg.grad_accum) if cfg.grad_accum > 1 else tx
+
+
+def data_mesh(devices=None) -> Mesh:
+    return Mesh(np.array(devices or jax.devices()), ("data",))
+
+
+def shard_batch(batch: dict, mesh: Mesh) -> dict:
+    """Splits every array's first dimension over the mesh (it must divide evenly)."""
+    out = {}
+    for k, v in batch.items():
+        if v.shape[0] % mesh.size:
+            raise ValueError(f"batch field {k} has {v.shape[0]} rows, not divisible by {mesh.size} devices")
+        out[k] = jax.device_put(v, NamedSharding(mesh, PartitionSpec("data")))
+    return out
+
+
+LossFn = Callable[[nnx.Module, dict], tuple[jax.Array, dict]]
+
+
+def make_train_step(loss_fn: LossFn):
+    @nnx.jit
+    def step(model, opt, batch):
+        (loss, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, batch)
+        opt.update(model, grads)
+        return loss, metrics
+    return step
+
+
+class _Checkpoints:
+    def __init__(self, directory: str, every: int):
+        self.every = every
+        self.manager = ocp.CheckpointManager(
+            os.path.abspath(directory),
+            # Synchronous: a checkpoint exists once save() returns, so a kill right after cannot lose it.
+            options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True, enable_async_checkpointing=False))
+
+    def restore(self, model, opt) -> int:
+        step = self.manager.latest_step()
+        if step is None:
+            return 0
+        target = {"model": nnx.state(model), "opt": nnx.state(opt)}
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        nnx.update(model, restored["model"])
+        nnx.update(opt, restored["opt"])
+        tqdm.write(f"resumed from the checkpoint at micro-step {step} in {self.manager.directory}")
+        return step
+
+    def maybe_save(self, step: int, model, opt, last: bool):
+        """Saves at every `every`-th micro-step and at the last one (orbax's own interval logic also
+        saves the first step it sees, which would break exact resume points)."""
+        if step % self.every == 0 or last:
+            self.manager.save(step, args=ocp.args.StandardSave({"model": nnx.state(model), "opt": nnx.state(opt)}),
+                              force=True)
+
+    def close(self):
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], cfg: TrainConfig,
+          wrt=nnx.Param, description: str = "train", mesh: Mesh | None = None) -> list[dict]:
+    """Trains `model` in place for cfg.steps optimizer steps (each of cfg.grad_accum micro-batches);
+    batch_fn(micro_step) -> dict of numpy arrays. Data parallel over `mesh` (default: all devices).
+    Returns the logged metrics history."""
+    opt = nnx.Optimizer(model, optimizer(cfg), wrt=wrt)
+    mesh = mesh or data_mesh()
+    step_fn = make_train_step(loss_fn)
+    ckpt = _Checkpoints(cfg.checkpoint_dir, cfg.checkpoint_every * cfg.grad_accum) if cfg.checkpoint_dir else None
+    total = cfg.steps * cfg.grad_accum
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; the bar says enough
+    start = ckpt.restore(model, opt) if ckpt else 0
+    replicated = NamedSharding(mesh, PartitionSpec())  # parameters and optimizer state on every device
+    nnx.update(model, jax.device_put(nnx.state(model), replicated))
+    nnx.update(opt, jax.device_put(nnx.state(opt), replicated))
+    history = []
+    bar = tqdm(range(start, total), initial=start, total=total, desc=description, unit="step", dynamic_ncols=True)
+    running = []
+    for micro in bar:
+        loss, metrics = step_fn(model, opt, shard_batch(batch_fn(micro), mesh))
+        running.append(float(loss))
+        done = micro + 1
+        if done % (cfg.log_every * cfg.grad_accum) == 0 or done == total:
+            mean = float(np.mean(running))
+            running = []
+            row = {"step": done // cfg.grad_accum, "loss": mean, "ppl": float(np.exp(min(mean, 50)))}
+            row.update({k: float(v) for k, v in metrics.items()})
+            history.append(row)
+            bar.set_postfix(loss=f"{mean:.3f}", ppl=f"{row['ppl']:.2f}")
+        if ckpt:
+            ckpt.maybe_save(done, model, opt, last=done == total)
+    if ckpt:
+        ckpt.close()
+    logging.set_verbosity(verbosity)
+    return history
+
+
+def logits_of(model, batch) -> jax.Array:
+    """Logits of a SmolVLM (with the batch's images, if any) or a text-only decoder."""
+    pixels = batch.get("pixel_values")
+    logits, _ = model(batch["ids"], pixels) if pixels is not None else model(batch["ids"])
+    return logits
+
+
+def lm_loss(model, batch):
+    """Cross-entropy on the masked positions of a Batch dict."""
+    from ternary_vlm import losses
+    return losses.cross_entropy(logits_of(model, batch), batch["labels"], batch["mask"]), {}
