@@ -1,5 +1,5 @@
-// The AVX2 and NEON kernel objects: BitPlaneLayout weights, padded activations per Run, and the
-// ISA's BitPlaneDot over them.
+// The NEON kernel object: BitPlaneLayout weights, padded activations per Run, and BitPlaneDotNeon
+// over them.
 
 #include <memory>
 #include <vector>
@@ -11,12 +11,10 @@ namespace tvlm {
 namespace internal {
 namespace {
 
-using DotFn = void (*)(const BitPlaneArgs&, size_t, size_t, size_t, float*);
-
 class BitPlaneKernel : public Kernel {
  public:
-  BitPlaneKernel(WeightFormat format, const int8_t* w, size_t n, size_t k, DotFn dot)
-      : layout_(format, n, k), words_(BitPlanePack(layout_, w)), dot_(dot) {}
+  BitPlaneKernel(WeightFormat format, const int8_t* w, size_t n, size_t k)
+      : layout_(format, n, k), words_(BitPlanePack(layout_, w)) {}
 
   size_t row_block() const override { return 4; }
 
@@ -40,28 +38,20 @@ class BitPlaneKernel : public Kernel {
            float* y) const override {
     const float* padded = static_cast<const float*>(scratch);
     const BitPlaneArgs args = {&layout_, words_.data(), padded, padded + m * layout_.padded_k()};
-    dot_(args, m, begin, end, y);
+    BitPlaneDotNeon(args, m, begin, end, y);
   }
 
  private:
   BitPlaneLayout layout_;
   std::vector<uint32_t> words_;
-  DotFn dot_;
 };
 
 }  // namespace
 
-#if defined(__x86_64__)
-std::unique_ptr<Kernel> MakeBitPlaneKernelAvx2(WeightFormat format, const int8_t* w, size_t n,
-                                               size_t k) {
-  return std::make_unique<BitPlaneKernel>(format, w, n, k, &BitPlaneDotAvx2);
-}
-#elif defined(__aarch64__)
 std::unique_ptr<Kernel> MakeBitPlaneKernelNeon(WeightFormat format, const int8_t* w, size_t n,
                                                size_t k) {
-  return std::make_unique<BitPlaneKernel>(format, w, n, k, &BitPlaneDotNeon);
+  return std::make_unique<BitPlaneKernel>(format, w, n, k);
 }
-#endif
 
 }  // namespace internal
 }  // namespace tvlm

@@ -1,7 +1,7 @@
 #ifndef TERNARY_VLM_CC_KERNELS_BITPLANE_LAYOUT_H_
 #define TERNARY_VLM_CC_KERNELS_BITPLANE_LAYOUT_H_
 
-// Bit-plane layout for kernels that turn weight bits into lane masks (AVX2, NEON). Each row is
+// Bit-plane layout for kernels that turn weight bits into lane masks (NEON). Each row is
 // cut into 32-weight words; plane 0 has bit c set where weight c is +1, plane 1 (ternary only)
 // where it is -1. Word w of row r, plane p: words[(r * words_per_row + w) * planes + p].
 //   ternary: dot = Σ_{+1} x − Σ_{−1} x
@@ -42,12 +42,11 @@ struct BitPlaneArgs {
   const float* x_sum;
 };
 
-// Per-ISA loops (bitplane_avx2.cc, bitplane_neon.cc); rows [begin, end) of y[m, n].
-void BitPlaneDotAvx2(const BitPlaneArgs& a, size_t m, size_t begin, size_t end, float* y);
+// The NEON loop (bitplane_neon.cc); rows [begin, end) of y[m, n].
 void BitPlaneDotNeon(const BitPlaneArgs& a, size_t m, size_t begin, size_t end, float* y);
 
-// The loop both ISAs share: rows in tiles of kRows, each activation row against the tile, which
-// stays in L1 across activation rows. Ops::Sums<R, P>(x, words, words_per_row, sums) writes
+// The loop over tiles, apart from the ISA's sums: rows in tiles of kRows, each activation row
+// against the tile, which stays in L1 across activation rows. Ops::Sums<R, P>(x, words, words_per_row, sums) writes
 // sums[r][p] = Σ of x over the bits of plane p of row r.
 template <class Ops>
 void BitPlaneLoop(const BitPlaneArgs& a, size_t m, size_t begin, size_t end, float* y) {

@@ -1,4 +1,9 @@
 // NEON bit-plane sums: vtstq turns each weight bit into a lane mask that keeps x where it is set.
+// Only ARMv7 NEON intrinsics, so the same code serves AArch64 and 32-bit ARM.
+
+#if !defined(__ARM_NEON)
+#error "bitplane_neon.cc needs NEON (on 32-bit ARM: -mfpu=neon or neon-vfpv4)"
+#endif
 
 #include <arm_neon.h>
 
@@ -34,7 +39,10 @@ struct Neon {
       }
     }
     for (int r = 0; r < R; ++r) {
-      for (int p = 0; p < P; ++p) sums[r][p] = vaddvq_f32(acc[r][p]);
+      for (int p = 0; p < P; ++p) {
+        const float32x2_t h = vadd_f32(vget_low_f32(acc[r][p]), vget_high_f32(acc[r][p]));
+        sums[r][p] = vget_lane_f32(vpadd_f32(h, h), 0);
+      }
     }
   }
 };

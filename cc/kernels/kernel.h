@@ -32,9 +32,9 @@ std::unique_ptr<Kernel> MakeReferenceKernel(const int8_t* w, size_t n, size_t k)
 #if defined(__x86_64__)
 std::unique_ptr<Kernel> MakeLutKernelAvx512(WeightFormat format, const int8_t* w, size_t n,
                                             size_t k);
-std::unique_ptr<Kernel> MakeBitPlaneKernelAvx2(WeightFormat format, const int8_t* w, size_t n,
-                                               size_t k);
-#elif defined(__aarch64__)
+std::unique_ptr<Kernel> MakeLutKernelAvx2(WeightFormat format, const int8_t* w, size_t n,
+                                          size_t k);
+#elif defined(__ARM_NEON)  // AArch64, and armv7 built with -mfpu=neon*
 std::unique_ptr<Kernel> MakeBitPlaneKernelNeon(WeightFormat format, const int8_t* w, size_t n,
                                                size_t k);
 #endif

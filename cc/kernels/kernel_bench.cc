@@ -1,6 +1,7 @@
 // Cold-weight micro-benchmark of MatMulKernel on every ISA this CPU runs.
 //
-//   tools/bazel run //cc/kernels:kernel_bench -- [--threads=1,2] [--isa=avx512] [--json=PATH]
+//   tools/bazel run //cc/kernels:kernel_bench -- [--threads=1,2] [--m=1,32] [--isa=avx512]
+//       [--shapes=2048x8192,8192x2048] [--json=PATH]
 //
 // Each configuration rotates over enough copies of its weights (> 64 MB together) that none is
 // cache-resident when it is used, and reports the median time of one call, the packed-weight
@@ -14,6 +15,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cc/kernels/matmul.h"
@@ -68,18 +70,35 @@ std::vector<int> ParseList(const std::string& s) {
 }
 
 int Main(int argc, char** argv) {
-  std::vector<int> threads = {1, 2};
+  std::vector<int> threads = {1, 2}, ms = {1, 32};
+  std::vector<std::pair<size_t, size_t>> shapes = {
+      {576, 1536}, {1536, 576}, {2048, 2048}, {2048, 8192}, {8192, 2048}};  // K x N
   std::string json_path, isa_filter;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg.rfind("--threads=", 0) == 0) {
       threads = ParseList(arg.substr(10));
+    } else if (arg.rfind("--m=", 0) == 0) {
+      ms = ParseList(arg.substr(4));
+    } else if (arg.rfind("--shapes=", 0) == 0) {
+      shapes.clear();
+      for (size_t p = 9; p < arg.size();) {
+        const size_t x = arg.find('x', p);
+        if (x == std::string::npos) break;
+        shapes.emplace_back(std::atoi(arg.c_str() + p), std::atoi(arg.c_str() + x + 1));
+        p = arg.find(',', x);
+        if (p == std::string::npos) break;
+        ++p;
+      }
     } else if (arg.rfind("--json=", 0) == 0) {
       json_path = arg.substr(7);
     } else if (arg.rfind("--isa=", 0) == 0) {
       isa_filter = arg.substr(6);
     } else {
-      std::fprintf(stderr, "usage: %s [--threads=1,2] [--isa=NAME] [--json=PATH]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--threads=1,2] [--m=1,32] [--isa=NAME] [--shapes=KxN,...] "
+                   "[--json=PATH]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -89,14 +108,13 @@ int Main(int argc, char** argv) {
   std::printf("%-9s %-8s %3s %5s %5s %3s %10s %8s\n", "isa", "format", "M", "K", "N", "thr",
               "median_ms", "GB/s");
 
-  const size_t shapes[][2] = {{576, 1536}, {1536, 576}, {2048, 2048}, {2048, 8192}, {8192, 2048}};
   std::vector<Result> results;
   std::mt19937 rng(1);
   for (Isa isa : AvailableIsas()) {
     if (!isa_filter.empty() && isa_filter != IsaName(isa)) continue;
     for (WeightFormat format : {WeightFormat::kTernary2, WeightFormat::kBinary1}) {
       for (const auto& shape : shapes) {
-        const size_t k = shape[0], n = shape[1];
+        const size_t k = shape.first, n = shape.second;
         std::vector<int8_t> values(n * k);
         for (auto& v : values) {
           const int r = static_cast<int>(rng() % 3);
@@ -116,7 +134,7 @@ int Main(int argc, char** argv) {
           }
         }
         const std::vector<float> scale(n, 1.0f), bias(n, 0.5f);
-        for (size_t m : {1, 32}) {
+        for (const size_t m : std::vector<size_t>(ms.begin(), ms.end())) {
           std::vector<float> x(m * k), y(m * n);
           for (auto& v : x) v = static_cast<float>(rng() % 2001) / 1000.0f - 1.0f;
           std::vector<uint8_t> scratch(kernels[0]->ScratchBytes(m));

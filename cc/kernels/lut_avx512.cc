@@ -55,6 +55,7 @@ void Tile(const Args& a, size_t block, size_t i0, size_t d0, size_t d1) {
       for (int s = 1; s < S; ++s) acc[i][r][s] = _mm512_setzero_ps();
     }
   }
+  const __m512 one = _mm512_set1_ps(1.0f);
   const size_t block_words = a.words_per_row * kRows;
   const uint32_t* w = a.words + block * block_words + d0 * kRows;
   const float* t = a.tables + i0 * a.table_stride + d0 * kWordFloats;
@@ -77,8 +78,11 @@ void Tile(const Args& a, size_t block, size_t i0, size_t d0, size_t d1) {
         const __m512 lo = _mm512_load_ps(ti), hi = _mm512_load_ps(ti + 16);
         #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
-          acc[i][r][g % S] =
-              _mm512_add_ps(acc[i][r][g % S], _mm512_permutex2var_ps(lo, shifted[r], hi));
+          const __m512 v = _mm512_permutex2var_ps(lo, shifted[r], hi);
+          // Half the sums as v·1 + acc (exact, one rounding like the add): the FMA ports
+          // take them while the add ports take the rest.
+          acc[i][r][g % S] = (g + r) % 2 ? _mm512_fmadd_ps(v, one, acc[i][r][g % S])
+                                         : _mm512_add_ps(acc[i][r][g % S], v);
         }
       }
     }

@@ -23,8 +23,10 @@ std::vector<Isa> AvailableIsas() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isas.push_back(Isa::kAvx2);
   if (__builtin_cpu_supports("avx512f")) isas.push_back(Isa::kAvx512);
-#elif defined(__aarch64__)
-  isas.push_back(Isa::kNeon);  // Advanced SIMD is mandatory on AArch64.
+#elif defined(__ARM_NEON)
+  // Advanced SIMD is mandatory on AArch64. On 32-bit ARM it is a build-time choice: our armv7
+  // target compiles with -mfpu=neon-vfpv4, so its binaries already require NEON everywhere.
+  isas.push_back(Isa::kNeon);
 #endif
   return isas;
 }
@@ -60,9 +62,9 @@ Status MatMulKernel::Create(WeightFormat format, Isa isa, const uint8_t* packed,
   switch (isa) {
     case Isa::kReference: impl = internal::MakeReferenceKernel(w.data(), n, k); break;
 #if defined(__x86_64__)
-    case Isa::kAvx2: impl = internal::MakeBitPlaneKernelAvx2(format, w.data(), n, k); break;
+    case Isa::kAvx2: impl = internal::MakeLutKernelAvx2(format, w.data(), n, k); break;
     case Isa::kAvx512: impl = internal::MakeLutKernelAvx512(format, w.data(), n, k); break;
-#elif defined(__aarch64__)
+#elif defined(__ARM_NEON)
     case Isa::kNeon: impl = internal::MakeBitPlaneKernelNeon(format, w.data(), n, k); break;
 #endif
     default: break;

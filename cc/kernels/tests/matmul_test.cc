@@ -63,7 +63,8 @@ TEST_P(MatMulTest, MatchesReferenceOnRaggedShapes) {
   const WeightFormat format = std::get<1>(GetParam());
   ThreadPool pool(std::get<2>(GetParam()));
   std::mt19937 rng(42);
-  for (size_t k : {1, 3, 7, 33, 100, 577, 1000}) {
+  // k = 2500 spans several K chunks of the m > 1 table-lookup paths.
+  for (size_t k : {1, 3, 7, 33, 100, 577, 1000, 2500}) {
     for (size_t n : {1, 5, 17, 67, 130}) {
       const std::vector<int8_t> w = RandomWeights(format, n * k, rng);
       std::vector<uint8_t> packed(n * RowBytes(format, k));

@@ -1,0 +1,346 @@
+"""Export a Flax model (float SmolVLM / Llama, or a ternarize output) to one .tflite file.
+
+  tools/bazel run //python:export -- --model=DIR --variant=ternary --out=model.tflite
+  tools/bazel run //python:export -- --model=SmolLM2.gguf --variant=int8 --out=smollm2-int8.tflite
+
+The existing Flax modules are traced with jax2tf and converted with TFLiteConverter; nothing is re-implemented.
+Signatures (keys = tf.function names):
+
+  encode_image(pixel_values f32 [1, C, H, W]) -> image_features f32 [image_seq_len, D]      (VLMs only)
+  prefill(ids i32 [1, P], image_features f32 [P, D] (VLMs only), length i32 []) -> logits f32 [1, vocab]
+  decode(token i32 [1, 1], position i32 []) -> logits f32 [1, vocab]
+  reset() -> done i32 []
+
+P (--prefill_len) is a fixed prompt capacity: the prompt goes in ids[0, :length], the rest is padding, and the
+logits are those after the last real token. Image features (one encode_image call per tile, concatenated) go
+in the first rows of image_features; their rows replace the image tokens of ids in order, as SmolVLM.embed.
+The KV cache ([1, max_len, kv_heads, head_dim] per layer, k and v) lives in resource variables inside the
+interpreter. Padding cannot corrupt it: prefill writes slots 0..P-1, but slot i >= length is only ever
+attended to after decode(position=i) has overwritten it (attention masks keys beyond the query position).
+So a new conversation needs no reset(); reset() zeroes the cache anyway (memory hygiene).
+
+Variants: fp32; int8 (dynamic-range weights, TFLite's own int8 baseline); ternary / binary (the model's
+quantized layers become TernaryMatMul / BinaryMatMul with packed weights, everything else fp32);
+ternary_int8 / binary_int8 (those custom ops + dynamic-range int8 for the remaining float weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tempfile
+
+from absl import app, flags, logging
+
+from ternary_vlm.errors import TernaryVLMError
+
+VARIANTS = ("fp32", "int8", "ternary", "binary", "ternary_int8", "binary_int8")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Model directory (Hugging Face layout, e.g. a ternarize output) or GGUF file.")
+flags.DEFINE_string("variant", "ternary", f"One of {', '.join(VARIANTS)}.")
+flags.DEFINE_string("out", None, "Output .tflite file (default: <model>-<variant>.tflite).")
+flags.DEFINE_integer("max_len", None, "KV cache length = most prompt + generated tokens "
+                     "(default: min(max_position_embeddings, 512)).", lower_bound=2)
+flags.DEFINE_integer("prefill_len", None, "Prompt capacity of prefill (default: max_len // 2).", lower_bound=1)
+
+
+@dataclasses.dataclass
+class ExportResult:
+    content: bytes
+    replacements: dict  # signature -> number of quantized FULLY_CONNECTED rewritten
+    expected: dict      # signature -> number of quantized layers it uses
+
+
+def variant_format(variant: str):
+    """The packing format of a variant's custom ops, or None for fp32 / int8."""
+    from ternary_vlm import packing
+    if variant not in VARIANTS:
+        raise TernaryVLMError(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
+    if variant.startswith("ternary"):
+        return packing.TERNARY
+    if variant.startswith("binary"):
+        return packing.BINARY
+    return None
+
+
+def quantized_layers_of(model):
+    """QuantLinear layers -> (float twin with Linear weights α·t, [QuantizedLayer]). The twin is what gets
+    traced: the converter sees plain FULLY_CONNECTEDs whose weights the rewrite then recognises."""
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from ternary_vlm import packing
+    from ternary_vlm.models import layers
+    from ternary_vlm.quant.layers import QuantLinear
+    from ternary_vlm.tflite_rewrite import QuantizedLayer
+
+    model = nnx.clone(model)
+    found = []
+    for path, q in list(layers.iter_linears(model, QuantLinear)):
+        codes, scale = q.codes(), np.asarray(q.scale[...], np.float32)
+        fmt = packing.TERNARY if q.mode == "ternary" else packing.BINARY
+        lin = layers.Linear(q.in_features, q.out_features, use_bias=q.bias is not None, rngs=nnx.Rngs(0),
+                            name=q.name)
+        lin.weight = nnx.Param(jnp.asarray(scale[:, None] * codes.astype(np.float32)))
+        if q.bias is not None:
+            lin.bias = nnx.Param(jnp.asarray(q.bias[...], jnp.float32))
+        layers.set_submodule(model, path, lin)
+        found.append(QuantizedLayer(q.name or ".".join(map(str, path)), codes, scale, packing.pack(codes, fmt),
+                                    fmt))
+    return model, found
+
+
+def quantized_layers_from_directory(model, directory: str):
+    """The layers listed in a ternarize output's quantized.safetensors, checked against the loaded α·t."""
+    import json
+
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from ternary_vlm import packing
+    from ternary_vlm.models import layers
+    from ternary_vlm.tflite_rewrite import QuantizedLayer
+
+    path = os.path.join(directory, "quantized.safetensors")
+    if not os.path.exists(path):
+        return []
+    with open(os.path.join(directory, "config.json")) as f:
+        qconfig = json.load(f).get("quantization_config") or {}
+    fmt = qconfig.get("format")
+    if fmt not in packing.FORMATS:
+        raise TernaryVLMError(f"{directory}/config.json: quantization_config.format {fmt!r} is not a known "
+                              f"packing format ({', '.join(packing.FORMATS)})")
+    tensors = load_file(path)
+    linears = {(lin.name or ".".join(map(str, p))): lin for p, lin in layers.iter_linears(model)}
+    found = []
+    for name in qconfig.get("layers", []):
+        if name not in linears or name + ".packed" not in tensors or name + ".scale" not in tensors:
+            raise TernaryVLMError(f"{path}: quantized layer {name!r} is missing from the model or the file")
+        w = np.asarray(linears[name].weight[...], np.float32)
+        try:
+            codes = packing.unpack(tensors[name + ".packed"], w.shape[1], fmt)
+        except ValueError as e:
+            raise TernaryVLMError(f"{path}: {name}: {e}") from None
+        layer = QuantizedLayer(name, codes, tensors[name + ".scale"].astype(np.float32),
+                               tensors[name + ".packed"], fmt)
+        if codes.shape != w.shape or not np.array_equal(layer.dequantized(), w):
+            raise TernaryVLMError(f"{path}: {name}: packed codes x scale differ from the weights in "
+                                  f"model.safetensors")
+        found.append(layer)
+    return found
+
+
+def _text(model):
+    from ternary_vlm.models.smolvlm import SmolVLM
+    return model.text_model if isinstance(model, SmolVLM) else model
+
+
+def build_module(model, max_len: int, prefill_len: int):
+    """A tf.Module with the KV cache as variables and one tf.function per signature (see module docstring)."""
+    import jax
+    import jax.numpy as jnp
+    import tensorflow as tf
+    from flax import nnx
+    from jax.experimental import jax2tf
+
+    from ternary_vlm.models.smolvlm import SmolVLM
+
+    is_vlm = isinstance(model, SmolVLM)
+    text = _text(model)
+    cfg = text.cfg
+    graphdef, state = nnx.split(model)
+    cache_shapes = [a.shape for pair in text.init_cache(1, max_len) for a in pair]
+
+    def pairs(flat):
+        return tuple((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+
+    def flat(cache):
+        return [a for pair in cache for a in pair]
+
+    def jax_prefill(ids, features, length, *cache):
+        m = nnx.merge(graphdef, state)
+        valid = jnp.arange(ids.shape[1]) < length
+        if is_vlm:  # padding must not be taken for image tokens
+            pad = 0 if m.cfg.image_token_id != 0 else 1
+            ids = jnp.where(valid[None, :], ids, pad)
+            embeds = m.embed(ids, features)
+        else:
+            embeds = m.embed(jnp.where(valid[None, :], ids, 0))
+        h, cache = _text(m).hidden_states(embeds, pairs(cache), 0)
+        last = jax.lax.dynamic_slice_in_dim(h, length - 1, 1, axis=1)
+        return [_text(m).logits(last)[:, 0]] + flat(cache)
+
+    def jax_decode(token, position, *cache):
+        m = nnx.merge(graphdef, state)
+        h, cache = _text(m).hidden_states(_text(m).embed(token), pairs(cache), position)
+        return [_text(m).logits(h[:, -1])] + flat(cache)
+
+    def jax_features(pixel_values):
+        return nnx.merge(graphdef, state).image_features(pixel_values)
+
+    convert = lambda f: jax2tf.convert(f, with_gradient=False)  # noqa: E731
+    tf_decode = convert(jax_decode)
+    if is_vlm:
+        tf_prefill = convert(jax_prefill)
+    else:
+        tf_prefill_text = convert(lambda ids, length, *cache: jax_prefill(ids, None, length, *cache))
+
+    module = tf.Module()
+    module.cache = [tf.Variable(tf.zeros(s, tf.float32), trainable=False, name=f"kv_cache_{i}")
+                    for i, s in enumerate(cache_shapes)]
+
+    def update(outputs):
+        for var, value in zip(module.cache, outputs[1:]):
+            var.assign(value)
+        return {"logits": outputs[0]}
+
+    def signature(*specs):
+        return tf.function(input_signature=list(specs), autograph=False)  # autograph cannot parse jax2tf
+
+    functions = []
+    if is_vlm:
+        vcfg = model.cfg.vision
+        tf_features = convert(jax_features)
+
+        @signature(tf.TensorSpec([1, vcfg.num_channels, vcfg.image_size, vcfg.image_size], tf.float32,
+                                 name="pixel_values"))
+        def encode_image(pixel_values):
+            return {"image_features": tf_features(pixel_values)}
+
+        @signature(tf.TensorSpec([1, prefill_len], tf.int32, name="ids"),
+                   tf.TensorSpec([prefill_len, cfg.hidden_size], tf.float32, name="image_features"),
+                   tf.TensorSpec([], tf.int32, name="length"))
+        def prefill(ids, image_features, length):
+            return update(tf_prefill(ids, image_features, length, *[v.read_value() for v in module.cache]))
+        functions.append(encode_image)
+    else:
+        @signature(tf.TensorSpec([1, prefill_len], tf.int32, name="ids"),
+                   tf.TensorSpec([], tf.int32, name="length"))
+        def prefill(ids, length):
+            return update(tf_prefill_text(ids, length, *[v.read_value() for v in module.cache]))
+
+    @signature(tf.TensorSpec([1, 1], tf.int32, name="token"), tf.TensorSpec([], tf.int32, name="position"))
+    def decode(token, position):
+        return update(tf_decode(token, position, *[v.read_value() for v in module.cache]))
+
+    @signature()
+    def reset():
+        for var in module.cache:
+            var.assign(tf.zeros_like(var))
+        return {"done": tf.constant(0, tf.int32)}
+
+    functions += [prefill, decode, reset]
+    return module, functions
+
+
+def convert(model, *, variant: str = "fp32", quantized=None, max_len: int = 64,
+            prefill_len: int | None = None) -> ExportResult:
+    """The .tflite bytes of `model` (SmolVLM or LlamaDecoder; QuantLinear layers allowed).
+
+    quantized: the QuantizedLayers of a model whose quantized layers are already plain Linear α·t (a loaded
+    ternarize output); found from the model's QuantLinears when None."""
+    import json
+
+    import tensorflow as tf
+
+    from ternary_vlm import tflite_rewrite
+    from ternary_vlm.runtime import METADATA_KEY
+
+    fmt = variant_format(variant)
+    prefill_len = prefill_len or max(max_len // 2, 1)
+    if prefill_len > max_len:
+        raise TernaryVLMError(f"prefill_len {prefill_len} exceeds max_len {max_len}")
+    model, own = quantized_layers_of(model)
+    layers = own + list(quantized or [])
+    if fmt is not None:
+        if not layers:
+            raise TernaryVLMError(f"variant {variant} needs a quantized model (a ternarize output); this one has "
+                                  f"no quantized layers")
+        if any(l.fmt != fmt for l in layers):
+            raise TernaryVLMError(f"variant {variant} needs {fmt} layers, the model has "
+                                  f"{sorted({l.fmt for l in layers})}")
+    module, functions = build_module(model, max_len, prefill_len)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [f.get_concrete_function() for f in functions], module)
+    # Else RMSNorm gains are folded into the next weights, which then stop being α·t.
+    converter._experimental_disable_fuse_mul_and_fc = True
+    if variant in ("int8", "ternary_int8", "binary_int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    content = converter.convert()
+    text_cfg = _text(model).cfg
+    meta = {"variant": variant, "max_len": max_len, "prefill_len": prefill_len,
+            "hidden_size": text_cfg.hidden_size, "vocab_size": text_cfg.vocab_size}
+    if hasattr(model.cfg, "image_token_id"):
+        meta.update(image_token_id=model.cfg.image_token_id, image_seq_len=model.cfg.image_seq_len)
+    content = tflite_rewrite.add_metadata(content, METADATA_KEY, json.dumps(meta).encode())
+    if fmt is None:
+        return ExportResult(content, {}, {})
+
+    content, counts = tflite_rewrite.replace_quantized(content, layers)
+    subgraphs = tflite_rewrite.signature_subgraphs(content)
+    replacements, expected = {}, {}
+    for key, index in subgraphs.items():
+        prefixes = ("vision_model.", "connector.") if key == "encode_image" else () if key == "reset" else None
+        want = {l.name for l in layers if (prefixes is None and not l.name.startswith(("vision_model.", "connector.")))
+                or (prefixes and l.name.startswith(prefixes))}
+        got = counts[index]
+        replacements[key], expected[key] = sum(got.values()), len(want)
+        if set(got) != want or any(n != 1 for n in got.values()):
+            missing, extra = sorted(want - set(got)), sorted(set(got) - want)
+            raise TernaryVLMError(f"{key}: rewrote {sum(got.values())} FULLY_CONNECTED ops for {len(want)} "
+                                  f"quantized layers (not found: {missing[:3]}, unexpected: {extra[:3]})")
+    return ExportResult(content, replacements, expected)
+
+
+def write_atomically(path: str, content: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".tflite")
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would surprise whoever copies the file to a device
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def export_path(path: str, variant: str, out: str, max_len: int | None = None,
+                prefill_len: int | None = None) -> ExportResult:
+    """Loads a checkpoint (directory or GGUF), converts it and writes `out` atomically."""
+    variant_format(variant)  # unknown variants fail before the (slow) load
+    from ternary_vlm.convert import load_model
+
+    loaded = load_model(path)
+    quantized = quantized_layers_from_directory(loaded.model, path) if os.path.isdir(path) else []
+    max_len = max_len or min(loaded.text_config.max_position_embeddings, 512)
+    result = convert(loaded.model, variant=variant, quantized=quantized, max_len=max_len,
+                     prefill_len=prefill_len)
+    write_atomically(out, result.content)
+    return result
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        if not FLAGS.model:
+            raise TernaryVLMError("--model is required")
+        variant_format(FLAGS.variant)
+        out = FLAGS.out or os.path.basename(os.path.normpath(FLAGS.model)) + f"-{FLAGS.variant}.tflite"
+        result = export_path(FLAGS.model, FLAGS.variant, out, FLAGS.max_len, FLAGS.prefill_len)
+    except (TernaryVLMError, FileNotFoundError) as e:
+        sys.exit(f"export: {e}")
+    for key, n in result.replacements.items():
+        logging.info("%s: %d quantized layers -> custom ops", key, n)
+    print(f"wrote {out} ({os.path.getsize(out) / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,181 @@
+"""Generation with an exported .tflite (see export.py for its signatures) on LiteRT alone: no JAX, no TF.
+
+    runtime = Runtime("model-ternary.tflite", num_threads=4)
+    for token in runtime.generate(ids, pixel_values=pixels, max_new_tokens=64, stop_ids=[eos]):
+        ...
+
+The KV cache stays inside the interpreter (resource variables), so a decode step is: set two scalars, invoke
+the decode subgraph, read the logits. Mirrors models.generation.Generator token for token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from ternary_vlm import litert
+from ternary_vlm.errors import TernaryVLMError
+
+METADATA_KEY = "ternary_vlm"  # JSON written by export: max_len, prefill_len, image_token_id, variant, ...
+
+
+def read_metadata(content: bytes) -> dict:
+    """The exporter's JSON metadata from the flatbuffer, without unpacking the weights."""
+    model = schema.Model.GetRootAsModel(content, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() is not None and entry.Name().decode() == METADATA_KEY:
+            return json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+    raise TernaryVLMError(f"not a ternary_vlm export (no {METADATA_KEY!r} metadata)")
+
+
+@dataclasses.dataclass
+class Processing:
+    """What generation needs of a checkpoint besides its weights: config, tokenizer, image processor."""
+    config: Any
+    tokenizer: Any
+    image_processor: Any = None
+    path: str = ""
+
+    @property
+    def is_vlm(self) -> bool:
+        from ternary_vlm.models.config import VLMConfig
+        return isinstance(self.config, VLMConfig)
+
+    @property
+    def text_config(self):
+        return self.config.text if self.is_vlm else self.config
+
+
+def load_processing(path: str) -> Processing:
+    """Config, tokenizer and image processor of a model directory (no weights, no JAX) or a GGUF file
+    (its metadata; the GGUF reader lives beside the JAX loader)."""
+    from ternary_vlm.errors import CheckpointError
+    from ternary_vlm.models.config import VLMConfig, config_from_dict
+    from ternary_vlm.tokenizer import Tokenizer
+
+    if os.path.isfile(path):
+        from ternary_vlm.convert.gguf_loader import GGUFCheckpoint
+        checkpoint = GGUFCheckpoint(path)
+        return Processing(checkpoint.config, Tokenizer.from_gguf_metadata(checkpoint.meta), None, path)
+    config_path = os.path.join(path, "config.json")
+    try:
+        with open(config_path) as f:
+            config = config_from_dict(json.load(f))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{config_path}: unreadable ({e})") from None
+    tokenizer = Tokenizer.from_directory(path) if os.path.exists(os.path.join(path, "tokenizer.json")) else None
+    image_processor = None
+    if isinstance(config, VLMConfig) and os.path.exists(os.path.join(path, "preprocessor_config.json")):
+        from ternary_vlm.processing import ImageProcessor
+        image_processor = ImageProcessor.from_directory(path, config)
+    return Processing(config, tokenizer, image_processor, path)
+
+
+class _Signature:
+    """One signature's subgraph, allocated once. The public SignatureRunner resizes and re-allocates on every
+    call; this sets inputs, invokes and reads outputs only."""
+
+    def __init__(self, interp, key: str):
+        self._wrapper = interp._interpreter  # what SignatureRunner itself drives
+        sig = interp._get_full_signature_list()[key]
+        self._inputs, self._outputs = sig["inputs"], sig["outputs"]
+        self._index = self._wrapper.GetSubgraphIndexFromSignature(key)
+        self._wrapper.AllocateTensors(self._index)
+
+    def __call__(self, **inputs) -> dict:
+        for name, value in inputs.items():
+            self._wrapper.SetTensor(self._inputs[name], value, self._index)
+        self._wrapper.Invoke(self._index)
+        return {name: self._wrapper.GetTensor(i, self._index) for name, i in self._outputs.items()}
+
+
+class Runtime:
+    def __init__(self, model_path: str, num_threads: int = 1, xnnpack: bool = True):
+        try:
+            with open(model_path, "rb") as f:
+                content = f.read()
+        except OSError as e:
+            raise TernaryVLMError(f"cannot read {model_path}: {e.strerror}") from None
+        self.meta = read_metadata(content)
+        try:
+            self.interpreter = litert.interpreter(model_content=content, num_threads=num_threads, xnnpack=xnnpack)
+        except (RuntimeError, ValueError) as e:
+            raise TernaryVLMError(f"{model_path}: {e}") from None
+        keys = self.interpreter.get_signature_list()
+        self.is_vlm = "encode_image" in keys
+        self._prefill = _Signature(self.interpreter, "prefill")
+        self._decode = _Signature(self.interpreter, "decode")
+        self._reset = _Signature(self.interpreter, "reset")
+        self._encode = _Signature(self.interpreter, "encode_image") if self.is_vlm else None
+        self.max_len, self.prefill_len = self.meta["max_len"], self.meta["prefill_len"]
+
+    def image_features(self, pixel_values: np.ndarray) -> np.ndarray:
+        """[tiles, C, H, W] -> [tiles * image_seq_len, D], one encode_image call per tile."""
+        if self._encode is None:
+            raise TernaryVLMError("an image was given but the model is text-only")
+        tiles = np.asarray(pixel_values, np.float32)
+        return np.concatenate([self._encode(pixel_values=tiles[i:i + 1])["image_features"]
+                               for i in range(len(tiles))])
+
+    def prefill(self, ids: Sequence[int], image_features: np.ndarray | None = None) -> np.ndarray:
+        """Logits [1, vocab] after the prompt; the cache now holds it."""
+        n = len(ids)
+        if not 0 < n <= self.prefill_len:
+            raise TernaryVLMError(f"the prompt has {n} tokens; this export takes 1..{self.prefill_len} "
+                                  f"(re-export with a larger --prefill_len)")
+        padded = np.zeros((1, self.prefill_len), np.int32)
+        padded[0, :n] = ids
+        inputs = {"ids": padded, "length": np.asarray(n, np.int32)}
+        if self.is_vlm:
+            features = np.zeros((self.prefill_len, self.meta["hidden_size"]), np.float32)
+            if image_features is not None:
+                features[:len(image_features)] = image_features
+            inputs["image_features"] = features
+        return self._prefill(**inputs)["logits"]
+
+    def decode(self, token: int, position: int) -> np.ndarray:
+        return self._decode(token=np.asarray([[token]], np.int32),
+                            position=np.asarray(position, np.int32))["logits"]
+
+    def reset(self) -> None:
+        self._reset()
+
+    def generate(self, ids: Sequence[int], *, pixel_values=None, max_new_tokens: int = 64,
+                 temperature: float = 0.0, seed: int = 0, stop_ids: Sequence[int] = ()) -> Iterator[int]:
+        """Yields new token ids (stops after a stop id, which is yielded, max_new_tokens, or a full cache)."""
+        ids = list(ids)
+        features = None
+        if pixel_values is not None:
+            features = self.image_features(pixel_values)
+            n_image = sum(1 for i in ids if i == self.meta["image_token_id"])
+            if n_image != features.shape[0]:
+                raise TernaryVLMError(f"{n_image} image tokens in the prompt but {features.shape[0]} image "
+                                      f"features")
+        max_len = min(len(ids) + max_new_tokens, self.max_len)
+        max_new_tokens = max_len - len(ids)
+        self.reset()
+        logits = self.prefill(ids, features)
+        rng = np.random.default_rng(seed)
+        position = len(ids)
+        for _ in range(max_new_tokens):
+            token = sample(logits[0], temperature, rng)
+            yield token
+            if token in stop_ids or position >= max_len:
+                return
+            logits = self.decode(token, position)
+            position += 1
+
+
+def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """As models.generation.sample (which lives beside JAX code): greedy, or softmax(logits / T) draws."""
+    if temperature <= 0:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / temperature
+    p = np.exp(z - z.max())
+    return int(rng.choice(len(p), p=p / p.sum()))

@@ -1,0 +1,208 @@
+"""Flax -> .tflite export: every variant's signatures against the Flax model, custom-op rewrite counts,
+the LiteRT-only runtime against the Flax Generator, and one-line errors from the CLI path."""
+
+import os
+import tempfile
+
+import numpy as np
+from absl.testing import absltest
+from flax import nnx
+
+from safetensors.numpy import save_file
+
+from ternary_vlm import export, packing, tflite_rewrite
+from ternary_vlm.convert import writer
+from ternary_vlm.errors import TernaryVLMError
+from ternary_vlm.models import layers
+from ternary_vlm.models.config import config_from_dict
+from ternary_vlm.models.generation import Generator
+from ternary_vlm.models.llama import LlamaDecoder
+from ternary_vlm.models.smolvlm import SmolVLM
+from ternary_vlm.quant.apply import quantize_model, quantized_layers
+from ternary_vlm.runtime import Runtime
+
+CONFIG = {  # tests/python/train_test.py's tiny SmolVLM: 4 image tokens per 16 px image
+    "model_type": "smolvlm", "image_token_id": 30, "scale_factor": 2, "tie_word_embeddings": True,
+    "text_config": {"vocab_size": 40, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+                    "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64},
+    "vision_config": {"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 1,
+                      "num_attention_heads": 2, "image_size": 16, "patch_size": 4},
+}
+MAX_LEN, PREFILL_LEN = 24, 12
+PROMPT = [1, 30, 30, 30, 30, 5, 7, 9]  # 4 image tokens, then text; prefill pads it to PREFILL_LEN
+DECODE_STEPS = 6
+TOLERANCE = {"fp32": 1e-4, "ternary": 1e-4, "binary": 1e-4,
+             "int8": 5e-2, "ternary_int8": 5e-2}  # relative to max |logit|: int8 weights are rounded, the others are exact
+
+
+def spread(model):
+    """Init std 0.02 gives logits ~1e-2, where a 1e-4 tolerance proves little: scale up to logits ~O(1)."""
+    for _, lin in layers.iter_linears(model):
+        lin.weight.set_value(lin.weight[...] * 10)
+    for _, emb in layers.iter_linears(model, layers.Embedding):
+        emb.weight.set_value(emb.weight[...] * 50)
+    return model
+
+
+def make_model(mode=None, seed=0):
+    cfg = config_from_dict(CONFIG)
+    model = spread(SmolVLM(cfg, rngs=nnx.Rngs(seed)))
+    if mode:
+        quantize_model(model, mode, "kmeans", [], cfg.text.num_hidden_layers)
+    return model
+
+
+def pixels(seed=0):
+    return np.random.default_rng(seed).normal(size=(1, 3, 16, 16)).astype(np.float32)
+
+
+def flax_logits(model, tokens):
+    """Prefill logits, then one per decode step fed with `tokens`, from the Flax Generator."""
+    gen = Generator(model)
+    features = gen.image_features(pixels())
+    cache = gen.text_model().init_cache(1, MAX_LEN)
+    logits, cache = gen.prefill(PROMPT, cache, features)
+    out = [np.asarray(logits)]
+    for i, token in enumerate(tokens):
+        logits, cache = gen.decode(token, len(PROMPT) + i, cache)
+        out.append(np.asarray(logits))
+    return np.asarray(features), out
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def tflite_logits(path, tokens):
+    rt = Runtime(path)
+    features = rt.image_features(pixels())
+    out = [rt.prefill(PROMPT, features)]
+    for i, token in enumerate(tokens):
+        out.append(rt.decode(token, len(PROMPT) + i))
+    return features, out
+
+
+class ExportTest(absltest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp()
+        cls.models = {"fp32": make_model(), "int8": make_model(), "ternary": make_model("ternary"),
+                      "binary": make_model("binary"), "ternary_int8": make_model("ternary")}
+        cls.paths, cls.results = {}, {}
+        for variant, model in cls.models.items():
+            result = export.convert(model, variant=variant, max_len=MAX_LEN, prefill_len=PREFILL_LEN)
+            cls.paths[variant] = os.path.join(cls.dir, f"{variant}.tflite")
+            export.write_atomically(cls.paths[variant], result.content)
+            cls.results[variant] = result
+
+    def test_signatures_and_decode_logits_match_flax(self):
+        rng = np.random.default_rng(0)
+        tokens = [int(t) for t in rng.integers(0, 30, DECODE_STEPS)]
+        for variant, model in self.models.items():
+            with self.subTest(variant=variant):
+                want_features, want = flax_logits(model, tokens)
+                got_features, got = tflite_logits(self.paths[variant], tokens)
+                self.assertEqual(got_features.shape, (4, 32))
+                feature_diff = np.abs(got_features - want_features).max()
+                diff = max(np.abs(g - w).max() for g, w in zip(got, want))
+                scale = max(np.abs(w).max() for w in want)
+                print(f"{variant}: max |logit diff| {diff:.2e} (max |logit| {scale:.2f}) over prefill + "
+                      f"{DECODE_STEPS} decode steps, max |image feature diff| {feature_diff:.2e}, "
+                      f"{os.path.getsize(self.paths[variant])} bytes")
+                bound = TOLERANCE[variant] * (scale if variant.endswith("int8") else 1)
+                self.assertLessEqual(diff, bound)
+                self.assertLessEqual(feature_diff, bound)
+
+    def test_every_quantized_layer_becomes_a_custom_op(self):
+        for variant, op in (("ternary", "TernaryMatMul"), ("binary", "BinaryMatMul"),
+                            ("ternary_int8", "TernaryMatMul")):
+            model = self.models[variant]
+            names = {q.name for _, q in quantized_layers(model)}
+            text = {n for n in names if n.startswith("text_model.")}
+            result = self.results[variant]
+            self.assertEqual(result.replacements, {"encode_image": len(names - text), "prefill": len(text),
+                                                   "decode": len(text), "reset": 0})
+            content = read(self.paths[variant])
+            histograms = tflite_rewrite.op_histogram(content)
+            for key, index in tflite_rewrite.signature_subgraphs(content).items():
+                self.assertEqual(histograms[index][op], result.replacements[key], key)
+                # Only the tied LM head (the embedding table) stays a float FULLY_CONNECTED.
+                self.assertEqual(histograms[index]["FULLY_CONNECTED"], int(key in ("prefill", "decode")), key)
+            # Packed weights are shared between prefill and decode, and no float copy of them is left.
+            self.assertLess(len(content), os.path.getsize(self.paths["fp32"]))
+
+    def test_int8_variant_has_int8_weights(self):
+        model = tflite_rewrite.read_model(read(self.paths["int8"]))
+        types = {t.type for sg in model.subgraphs for t in sg.tensors}
+        self.assertIn(tflite_rewrite.schema.TensorType.INT8, types)
+
+    def test_runtime_greedy_generation_equals_flax_generator(self):
+        for variant in ("fp32", "ternary", "binary"):
+            with self.subTest(variant=variant):
+                want = list(Generator(self.models[variant]).generate(
+                    PROMPT, pixel_values=pixels(), max_new_tokens=10, max_len=MAX_LEN))
+                got = list(Runtime(self.paths[variant]).generate(PROMPT, pixel_values=pixels(),
+                                                                 max_new_tokens=10))
+                self.assertEqual(got, want)
+                self.assertLen(got, 10)
+
+    def test_runtime_reuse_and_cache_limit(self):
+        rt = Runtime(self.paths["ternary"])
+        first = list(rt.generate(PROMPT, pixel_values=pixels(), max_new_tokens=40))
+        self.assertLen(first, MAX_LEN - len(PROMPT))  # stops at a full cache
+        self.assertEqual(list(rt.generate(PROMPT, pixel_values=pixels(), max_new_tokens=40)), first)
+        with self.assertRaisesRegex(TernaryVLMError, "1..12"):
+            rt.prefill(list(range(13)))
+
+    def test_text_only_decoder_exports_without_encode_image(self):
+        cfg = config_from_dict(CONFIG["text_config"] | {"model_type": "llama", "tie_word_embeddings": True})
+        model = spread(LlamaDecoder(cfg, rngs=nnx.Rngs(1)))
+        quantize_model(model, "ternary", "kmeans", [], 2)
+        result = export.convert(model, variant="ternary", max_len=16, prefill_len=8)
+        self.assertEqual(result.replacements, {"prefill": 14, "decode": 14, "reset": 0})
+        path = os.path.join(self.dir, "text.tflite")
+        export.write_atomically(path, result.content)
+        want = list(Generator(model).generate([3, 4, 5], max_new_tokens=6, max_len=16))
+        self.assertEqual(list(Runtime(path).generate([3, 4, 5], max_new_tokens=6)), want)
+
+    def test_ternarize_output_directory_exports_like_the_model(self):
+        """A ternarize OUT/ (α·t in model.safetensors + packed codes and scales in quantized.safetensors)
+        through the CLI's path gives the same custom ops and logits as the in-memory quantized model."""
+        model = self.models["ternary"]
+        names = sorted(q.name for _, q in quantized_layers(model))
+        config = dict(CONFIG, quantization_config={"quant_method": "ternary_vlm", "mode": "ternary",
+                                                   "format": packing.TERNARY, "init": "kmeans", "layers": names})
+
+        def extras(directory):
+            save_file({k: v for _, q in quantized_layers(model) for k, v in (
+                (q.name + ".packed", packing.pack(q.codes(), packing.TERNARY)),
+                (q.name + ".scale", np.asarray(q.scale[...], np.float32)))},
+                os.path.join(directory, "quantized.safetensors"))
+        directory, out = os.path.join(self.dir, "tern"), os.path.join(self.dir, "tern.tflite")
+        writer.save_directory(model, config, directory, extras)
+        result = export.export_path(directory, "ternary", out, MAX_LEN, PREFILL_LEN)
+        self.assertEqual(result.replacements, self.results["ternary"].replacements)
+        tokens = [3, 1, 4]
+        want_features, want = tflite_logits(self.paths["ternary"], tokens)
+        got_features, got = tflite_logits(out, tokens)
+        np.testing.assert_allclose(got_features, want_features, atol=1e-6)
+        np.testing.assert_allclose(np.concatenate(got), np.concatenate(want), atol=1e-5)
+
+    def test_float_model_has_no_ternary_variant(self):
+        with self.assertRaisesRegex(TernaryVLMError, "needs a quantized model"):
+            export.convert(make_model(), variant="ternary", max_len=MAX_LEN)
+
+    def test_bad_inputs_give_one_line_errors(self):
+        out = os.path.join(self.dir, "never.tflite")
+        for args, pattern in (((os.path.join(self.dir, "missing"), "fp32"), "no such file"),
+                              ((self.dir, "ternary3"), "unknown variant 'ternary3'")):
+            with self.assertRaisesRegex(TernaryVLMError, pattern) as e:
+                export.export_path(*args, out)
+            self.assertNotIn("\n", str(e.exception))
+        self.assertFalse(os.path.exists(out))
+
+
+if __name__ == "__main__":
+    absltest.main()

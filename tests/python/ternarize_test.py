@@ -1,0 +1,63 @@
+"""The ternarize CLI end to end on the bundled demo VLM, and its one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from absl.testing import absltest
+from safetensors.numpy import load_file
+
+from ternary_vlm import packing
+
+
+def run(*flags):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.run([sys.executable, "-m", "ternary_vlm.ternarize", *flags], env=env,
+                          capture_output=True, text=True, timeout=1200)
+
+
+class TernarizeCliTest(absltest.TestCase):
+
+    def test_short_run_writes_a_consistent_quantized_checkpoint(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "tern")
+            r = run("--steps=2", "--eval_examples=8", "--checkpoint_every=1", f"--out={out}")
+            self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+            self.assertFalse(os.path.exists(out + ".checkpoints"))
+            config = json.load(open(os.path.join(out, "config.json")))
+            q = config["quantization_config"]
+            self.assertEqual((q["mode"], q["format"], q["init"]), ("ternary", packing.TERNARY, "kmeans"))
+            weights = load_file(os.path.join(out, "model.safetensors"))
+            packed = load_file(os.path.join(out, "quantized.safetensors"))
+            self.assertGreater(len(q["layers"]), 20)
+            for name in q["layers"]:
+                scale = packed[name + ".scale"]
+                dequant = weights["model." + name + ".weight"]
+                dequant = dequant.reshape(dequant.shape[0], -1)  # the patch embedding is stored as a Conv2d
+                codes = packing.unpack(packed[name + ".packed"], dequant.shape[1], packing.TERNARY)
+                # The float weights written are exactly scale * codes: one model, two encodings.
+                np.testing.assert_array_equal(dequant, scale[:, None] * codes.astype(np.float32), err_msg=name)
+            report = json.load(open(os.path.join(out, "report.json")))
+            self.assertIn("after_qat", report)
+            self.assertEqual(len(report["layers"]), len(q["layers"]))
+
+    def test_bad_model_is_one_line_and_leaves_nothing(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "never")
+            r = run("--model=/no/such/model", f"--out={out}")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertEqual(r.stderr.strip().splitlines()[-1], "ternarize: /no/such/model: no such file or directory")
+            self.assertNotIn("Traceback", r.stderr)
+            self.assertEqual(os.listdir(d), [])
+
+    def test_bad_flag_is_rejected(self):
+        r = run("--mode=quaternary")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--mode=quaternary", r.stderr)
+
+
+if __name__ == "__main__":
+    absltest.main()
