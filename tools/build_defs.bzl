@@ -10,15 +10,17 @@ EMULATED_AARCH64_CPUS = ["cortex-a53", "cortex-a76"]
 def cc_test_on_cpus(name, srcs, deps, size = "small", **kwargs):
     """A cc_test, plus one copy per EMULATED_AARCH64_CPUS model under --config=aarch64.
 
-    The sources compile once (a testonly library); each copy only sets QEMU_CPU.
+    The sources compile once (a testonly library); each copy only sets QEMU_CPU. linkstatic: linked
+    dynamically, the library's test registrations would be dropped as unreferenced (0 tests run).
     """
     native.cc_library(name = name + "_lib", testonly = True, srcs = srcs, deps = deps, alwayslink = True)
-    native.cc_test(name = name, size = size, deps = [":" + name + "_lib"], **kwargs)
+    native.cc_test(name = name, size = size, deps = [":" + name + "_lib"], linkstatic = True, **kwargs)
     for cpu in EMULATED_AARCH64_CPUS:
         native.cc_test(
             name = "%s_%s" % (name, cpu.replace("-", "_")),
             size = size,
             deps = [":" + name + "_lib"],
+            linkstatic = True,
             env = {"QEMU_CPU": cpu},
             target_compatible_with = ["@platforms//cpu:aarch64"],
             **kwargs

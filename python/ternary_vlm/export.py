@@ -283,9 +283,7 @@ def convert(model, *, variant: str = "fp32", quantized=None, max_len: int = 64,
     subgraphs = tflite_rewrite.signature_subgraphs(content)
     replacements, expected = {}, {}
     for key, index in subgraphs.items():
-        prefixes = ("vision_model.", "connector.") if key == "encode_image" else () if key == "reset" else None
-        want = {l.name for l in layers if (prefixes is None and not l.name.startswith(("vision_model.", "connector.")))
-                or (prefixes and l.name.startswith(prefixes))}
+        want = {l.name for l in layers if key in _SIGNATURE_USES[_part(l.name)]}
         got = counts[index]
         replacements[key], expected[key] = sum(got.values()), len(want)
         if set(got) != want or any(n != 1 for n in got.values()):
@@ -293,6 +291,14 @@ def convert(model, *, variant: str = "fp32", quantized=None, max_len: int = 64,
             raise TernaryVLMError(f"{key}: rewrote {sum(got.values())} FULLY_CONNECTED ops for {len(want)} "
                                   f"quantized layers (not found: {missing[:3]}, unexpected: {extra[:3]})")
     return ExportResult(content, replacements, expected)
+
+
+# Which signatures run which part of the model: each quantized layer must be rewritten exactly once in each.
+_SIGNATURE_USES = {"vision": ("encode_image",), "text": ("prefill", "decode")}
+
+
+def _part(layer_name: str) -> str:
+    return "vision" if layer_name.startswith(("vision_model.", "connector.")) else "text"
 
 
 def write_atomically(path: str, content: bytes) -> None:

@@ -25,7 +25,6 @@ from ternary_vlm.convert.gguf_loader import smollm2_gguf_path
 from ternary_vlm.data import text
 from ternary_vlm.data.batches import Batcher
 from ternary_vlm.quant.apply import quantize_model
-from ternary_vlm.ternarize import distill_loss
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("inits", ["kmeans", "twn", "absmean"], "Initializations to compare.")
@@ -47,7 +46,7 @@ def qat_curve(path, mode, init):
     reports = quantize_model(loaded.model, mode, init, [], loaded.text_config.num_hidden_layers)
     curve = [{"step": 0, **scores()}]
     cfg = train.TrainConfig(steps=FLAGS.steps, learning_rate=FLAGS.learning_rate, warmup_steps=10)
-    history = train.train(loaded.model, distill_loss(teacher, 1.0),
+    history = train.train(loaded.model, train.distillation_loss(teacher, 1.0),
                           lambda step: batcher.train_batch(step, 24, 8).arrays(), cfg,
                           description=f"{mode}/{init}", evaluate=scores, evaluate_every=FLAGS.eval_every)
     curve += [h for h in history if "caption_ppl" in h]

@@ -37,23 +37,6 @@ flags.DEFINE_integer("eval_examples", 256, "Test examples per task for the repor
 flags.DEFINE_string("out", None, "Output directory (default: ./<model>-<mode>).")
 
 
-def distill_loss(teacher, weight: float):
-    """Cross-entropy + weight · KL(frozen float teacher || quantized student) on the answer tokens."""
-    import jax
-    from ternary_vlm import losses
-    from ternary_vlm.train import logits_of
-
-    def loss_fn(model, batch):
-        logits = logits_of(model, batch)
-        ce = losses.cross_entropy(logits, batch["labels"], batch["mask"])
-        if weight == 0:
-            return ce, {"ce": ce}
-        teacher_logits = jax.lax.stop_gradient(logits_of(teacher, batch))
-        kl = losses.distillation_kl(logits, teacher_logits, batch["mask"])
-        return ce + weight * kl, {"ce": ce, "kl": kl}
-    return loss_fn
-
-
 def write_quantized(model, loaded, out: str, report: dict) -> None:
     import numpy as np
     from safetensors.numpy import save_file
@@ -131,7 +114,7 @@ def run() -> None:
         cfg = train.TrainConfig(steps=FLAGS.steps, learning_rate=FLAGS.learning_rate, warmup_steps=20,
                                 grad_accum=FLAGS.grad_accum, checkpoint_dir=out + ".checkpoints",
                                 checkpoint_every=FLAGS.checkpoint_every)
-        report["history"] = train.train(model, distill_loss(teacher, FLAGS.distill),
+        report["history"] = train.train(model, train.distillation_loss(teacher, FLAGS.distill),
                                         lambda step: batcher.train_batch(step, 24, 8).arrays(), cfg,
                                         description=f"{FLAGS.mode} QAT")
         report["after_qat"] = evaluate.evaluate(model, batcher, FLAGS.eval_examples)

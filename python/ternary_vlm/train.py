@@ -158,3 +158,18 @@ def lm_loss(model, batch):
     """Cross-entropy on the masked positions of a Batch dict."""
     from ternary_vlm import losses
     return losses.cross_entropy(logits_of(model, batch), batch["labels"], batch["mask"]), {}
+
+
+def distillation_loss(teacher: nnx.Module, weight: float) -> LossFn:
+    """Cross-entropy + weight · KL(frozen teacher || student) on the masked positions (QAT)."""
+    from ternary_vlm import losses
+
+    def loss_fn(model, batch):
+        logits = logits_of(model, batch)
+        ce = losses.cross_entropy(logits, batch["labels"], batch["mask"])
+        if weight == 0:
+            return ce, {"ce": ce}
+        teacher_logits = jax.lax.stop_gradient(logits_of(teacher, batch))
+        kl = losses.distillation_kl(logits, teacher_logits, batch["mask"])
+        return ce + weight * kl, {"ce": ce, "kl": kl}
+    return loss_fn

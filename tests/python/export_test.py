@@ -3,6 +3,7 @@ the LiteRT-only runtime against the Flax Generator, and one-line errors from the
 
 import os
 import tempfile
+from collections import Counter
 
 import numpy as np
 from absl.testing import absltest
@@ -31,8 +32,8 @@ CONFIG = {  # tests/python/train_test.py's tiny SmolVLM: 4 image tokens per 16 p
 MAX_LEN, PREFILL_LEN = 24, 12
 PROMPT = [1, 30, 30, 30, 30, 5, 7, 9]  # 4 image tokens, then text; prefill pads it to PREFILL_LEN
 DECODE_STEPS = 6
-TOLERANCE = {"fp32": 1e-4, "ternary": 1e-4, "binary": 1e-4,
-             "int8": 5e-2, "ternary_int8": 5e-2}  # relative to max |logit|: int8 weights are rounded, the others are exact
+# Absolute for the exact-weight variants; relative to max |logit| where int8 rounds the weights.
+TOLERANCE = {"fp32": 1e-4, "ternary": 1e-4, "binary": 1e-4, "int8": 5e-2, "ternary_int8": 5e-2}
 
 
 def spread(model):
@@ -130,8 +131,15 @@ class ExportTest(absltest.TestCase):
                 self.assertEqual(histograms[index][op], result.replacements[key], key)
                 # Only the tied LM head (the embedding table) stays a float FULLY_CONNECTED.
                 self.assertEqual(histograms[index]["FULLY_CONNECTED"], int(key in ("prefill", "decode")), key)
-            # Packed weights are shared between prefill and decode, and no float copy of them is left.
-            self.assertLess(len(content), os.path.getsize(self.paths["fp32"]))
+            # No float or int8 copy of a quantized weight is left; packed weights are shared by prefill and decode.
+            buffers = Counter(np.asarray(b.data, np.uint8).tobytes()
+                              for b in tflite_rewrite.read_model(content).buffers if b.data is not None)
+            for _, q in quantized_layers(model):
+                codes, scale = q.codes(), np.asarray(q.scale[...], np.float32)
+                self.assertNotIn((scale[:, None] * codes).astype(np.float32).tobytes(), buffers, q.name)
+                self.assertNotIn((127 * codes).astype(np.int8).tobytes(), buffers, q.name)
+                fmt = packing.TERNARY if q.mode == "ternary" else packing.BINARY
+                self.assertEqual(buffers[packing.pack(codes, fmt).tobytes()], 1, q.name)
 
     def test_int8_variant_has_int8_weights(self):
         model = tflite_rewrite.read_model(read(self.paths["int8"]))

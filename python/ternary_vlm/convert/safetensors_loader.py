@@ -1,67 +1,49 @@
 """Hugging Face safetensors checkpoints (single file or sharded index) -> numpy, without torch.
 
-A small reader of the documented format (8-byte little-endian header length, JSON header, raw data),
-memory-mapped, with bf16 through ml_dtypes; it checks that the file holds every byte its header
-describes, so a truncated download is reported as such.
+Reads through the safetensors library (numpy framework: memory-mapped, bf16 as ml_dtypes.bfloat16),
+which also rejects a file whose header promises more bytes than it holds: reported as truncated.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import struct
 
-import ml_dtypes
 import numpy as np
+from safetensors import SafetensorError, safe_open
 
 from ternary_vlm.errors import CheckpointError
-
-_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
-}
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 
 
 class SafetensorsFile:
-    """One .safetensors file: keys(), shape(key), get(key) -> np.ndarray (a view into a memmap)."""
+    """One .safetensors file: keys(), shape(key), get(key) -> np.ndarray."""
 
     def __init__(self, path: str):
         self.path = path
-        size = os.path.getsize(path)
         name = os.path.basename(path)
-        if size < 8:
-            raise CheckpointError(f"{name}: truncated safetensors file ({size} bytes)")
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if 8 + n > size:
-                raise CheckpointError(f"{name}: truncated safetensors file (header of {n} bytes, file has {size})")
-            try:
-                header = json.loads(f.read(n))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise CheckpointError(f"{name}: not a safetensors file (bad header: {e})") from None
-        header.pop("__metadata__", None)
-        self._infos = header
-        end = max((info["data_offsets"][1] for info in header.values()), default=0)
-        if 8 + n + end > size:
-            raise CheckpointError(f"{name}: truncated safetensors file (needs {8 + n + end} bytes, has {size})")
-        self._data = np.memmap(path, np.uint8, "r", offset=8 + n, shape=(end,)) if end else np.zeros(0, np.uint8)
+        try:
+            self._file = safe_open(path, framework="numpy")
+        except SafetensorError as e:
+            reason = str(e)
+            if "incomplete" in reason or "too small" in reason or "not fully covered" in reason:
+                raise CheckpointError(f"{name}: truncated safetensors file ({reason})") from None
+            raise CheckpointError(f"{name}: not a safetensors file ({reason})") from None
+        self._keys = list(self._file.keys())
 
     def keys(self):
-        return self._infos.keys()
+        return self._keys
 
     def shape(self, key: str) -> tuple[int, ...]:
-        return tuple(self._infos[key]["shape"])
+        return tuple(self._file.get_slice(key).get_shape())
 
     def get(self, key: str) -> np.ndarray:
-        info = self._infos[key]
-        if info["dtype"] not in _DTYPES:
-            raise CheckpointError(f"{os.path.basename(self.path)}: tensor {key!r} has unsupported dtype "
-                                  f"{info['dtype']}")
-        start, stop = info["data_offsets"]
-        return self._data[start:stop].view(_DTYPES[info["dtype"]]).reshape(info["shape"])
+        try:
+            return self._file.get_tensor(key)
+        except (SafetensorError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{os.path.basename(self.path)}: cannot read tensor {key!r} ({e})") from None
 
 
 class SafetensorsCheckpoint:
