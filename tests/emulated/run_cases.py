@@ -1,8 +1,10 @@
 """Runs on the emulated ARM64 device (Debian arm64 python3.11 + aarch64 LiteRT under qemu): the
 host-written models through LiteRT with our aarch64 op library must give the host's outputs.
 
-XNNPACK is off (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES): under qemu 7.2 it reads the
-host's /proc/cpuinfo and segfaults. Our ops do not use XNNPACK, so nothing under test changes.
+Two qemu 7.2 hazards, both from the guest seeing the host's x86 /proc/cpuinfo: XNNPACK segfaults on it,
+so it is off (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES; our ops do not use it), and LiteRT's
+CPU backend (cpuinfo library) crashes on it while building interpreters with builtin matmuls, so
+run_on_device.sh preloads cpuinfo_shim.c, which serves an ARM description instead.
 """
 
 import sys

@@ -1,0 +1,41 @@
+"""Command line of export.py (kept apart so the library defines no flags).
+
+  tools/bazel run //python:export -- --model=DIR --variant=ternary --out=model.tflite
+  tools/bazel run //python:export -- --model=SmolLM2.gguf --variant=int8 --out=smollm2-int8.tflite
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from ternary_vlm.errors import TernaryVLMError
+from ternary_vlm.export import VARIANTS, export_path, variant_format
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Model directory (Hugging Face layout, e.g. a ternarize output) or GGUF file.")
+flags.DEFINE_string("variant", "ternary", f"One of {', '.join(VARIANTS)}.")
+flags.DEFINE_string("out", None, "Output .tflite file (default: <model>-<variant>.tflite).")
+flags.DEFINE_integer("max_len", None, "KV cache length = most prompt + generated tokens "
+                     "(default: min(max_position_embeddings, 512)).", lower_bound=2)
+flags.DEFINE_integer("prefill_len", None, "Prompt capacity of prefill (default: max_len // 2).", lower_bound=1)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        if not FLAGS.model:
+            raise TernaryVLMError("--model is required")
+        variant_format(FLAGS.variant)
+        out = FLAGS.out or os.path.basename(os.path.normpath(FLAGS.model)) + f"-{FLAGS.variant}.tflite"
+        result = export_path(FLAGS.model, FLAGS.variant, out, FLAGS.max_len, FLAGS.prefill_len)
+    except (TernaryVLMError, FileNotFoundError) as e:
+        sys.exit(f"export: {e}")
+    for key, n in result.replacements.items():
+        logging.info("%s: %d quantized layers -> custom ops", key, n)
+    print(f"wrote {out} ({os.path.getsize(out) / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    app.run(main)

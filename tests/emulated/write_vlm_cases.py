@@ -1,0 +1,53 @@
+"""Host side of the emulated-device VLM test: the bundled demo VLM, quantized (k-means init) and
+exported as ternary and binary .tflite files, plus a scene prompt and the logits the host's LiteRT
+gives for prefill and a few greedy decode steps. Writes one .npz."""
+
+import io
+import os
+
+import numpy as np
+from absl import app, flags
+from PIL import Image
+
+from ternary_vlm import demo_model, export, processing
+from ternary_vlm.convert import load_model
+from ternary_vlm.data import scenes
+from ternary_vlm.quant.apply import quantize_model
+from ternary_vlm.runtime import Runtime
+
+flags.DEFINE_string("out", None, "Output .npz", required=True)
+STEPS = 4
+
+
+def main(argv):
+    del argv
+    arrays = {}
+    for mode in ("ternary", "binary"):
+        loaded = load_model(demo_model.default_checkpoint())
+        quantize_model(loaded.model, mode, "kmeans", [], loaded.text_config.num_hidden_layers)
+        content = export.convert(loaded.model, variant=mode, max_len=64, prefill_len=40).content
+        scene = scenes.example(0, "test", 5, demo_model.IMAGE_SIZE)
+        ids, pixels = processing.build_inputs(loaded.tokenizer, "Describe the image.",
+                                              image=Image.fromarray(scene.image),
+                                              image_processor=loaded.image_processor, vlm_config=loaded.config)
+        path = os.path.join(os.environ.get("TEST_TMPDIR", "/tmp"), f"{mode}.tflite")
+        with open(path, "wb") as f:
+            f.write(content)
+        rt = Runtime(path, xnnpack=False)
+        logits = [rt.prefill(ids, rt.image_features(pixels))]
+        tokens = []
+        for step in range(STEPS):
+            tokens.append(int(np.argmax(logits[-1][0])))
+            logits.append(rt.decode(tokens[-1], len(ids) + step))
+        arrays.update({f"{mode}_model": np.frombuffer(content, np.uint8), f"{mode}_ids": np.asarray(ids, np.int32),
+                       f"{mode}_pixels": pixels, f"{mode}_logits": np.concatenate(logits),
+                       f"{mode}_tokens": np.asarray(tokens, np.int32)})
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    with open(flags.FLAGS.out + ".tmp", "wb") as f:
+        f.write(buffer.getvalue())
+    os.replace(flags.FLAGS.out + ".tmp", flags.FLAGS.out)
+
+
+if __name__ == "__main__":
+    app.run(main)
