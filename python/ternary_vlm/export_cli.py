@@ -11,6 +11,7 @@ from absl import app, flags, logging
 
 from ternary_vlm.errors import TernaryVLMError
 from ternary_vlm.export import VARIANTS, export_path, variant_format
+from ternary_vlm.paths import user_path
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Model directory (Hugging Face layout, e.g. a ternarize output) or GGUF file.")
@@ -28,8 +29,9 @@ def main(argv):
         if not FLAGS.model:
             raise TernaryVLMError("--model is required")
         variant_format(FLAGS.variant)
-        out = FLAGS.out or os.path.basename(os.path.normpath(FLAGS.model)) + f"-{FLAGS.variant}.tflite"
-        result = export_path(FLAGS.model, FLAGS.variant, out, FLAGS.max_len, FLAGS.prefill_len)
+        model = user_path(FLAGS.model)
+        out = user_path(FLAGS.out or os.path.basename(os.path.normpath(model)) + f"-{FLAGS.variant}.tflite")
+        result = export_path(model, FLAGS.variant, out, FLAGS.max_len, FLAGS.prefill_len)
     except (TernaryVLMError, FileNotFoundError) as e:
         sys.exit(f"export: {e}")
     for key, n in result.replacements.items():

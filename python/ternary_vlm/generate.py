@@ -34,8 +34,12 @@ def run() -> None:
     from ternary_vlm.errors import TernaryVLMError
     from ternary_vlm.models.generation import Generator
     from ternary_vlm.processing import build_inputs
+    from ternary_vlm.paths import user_path
 
-    path = smollm2_gguf_path() if FLAGS.model == "smollm2" else FLAGS.model or demo_model.default_checkpoint()
+    if FLAGS.model == "smollm2":
+        path = smollm2_gguf_path()
+    else:
+        path = user_path(FLAGS.model) or demo_model.default_checkpoint()
     start = time.time()
     if FLAGS.tflite:  # config, tokenizer and processor only: the weights are in the .tflite
         from ternary_vlm.runtime import load_processing
@@ -45,7 +49,7 @@ def run() -> None:
     if loaded.tokenizer is None:
         raise TernaryVLMError(f"{path}: no tokenizer.json: cannot tokenize a prompt")
     logging.info("loaded %s in %.1f s", path, time.time() - start)
-    image = FLAGS.image
+    image = FLAGS.image if (FLAGS.image or "").startswith("scene:") else user_path(FLAGS.image)
     if image and image.startswith("scene:"):
         from PIL import Image
         from ternary_vlm.data import scenes
@@ -61,7 +65,7 @@ def run() -> None:
     if FLAGS.tflite:
         import os
         from ternary_vlm.runtime import Runtime
-        generator = Runtime(FLAGS.tflite, num_threads=os.cpu_count() or 1)
+        generator = Runtime(user_path(FLAGS.tflite), num_threads=os.cpu_count() or 1)
     else:
         generator = Generator(loaded.model)
     max_len = len(ids) + FLAGS.max_new_tokens

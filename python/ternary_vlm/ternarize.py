@@ -6,8 +6,9 @@ training from its own weights, with distillation from the frozen original.
 
 Writes OUT/ (atomically): the quantized model as a Hugging Face directory whose linear weights are
 the dequantized α·t (any loader can run it), quantized.safetensors with each quantized layer's packed
-codes and scales (cc/kernels/packing.h format, what export and the kernels consume), report.json and
-report.md. Training checkpoints go to OUT.checkpoints/; rerunning the same command resumes there.
+codes and scales (cc/kernels/packing.h format, what export and the kernels consume), report.json,
+report.md and model-<mode>.tflite, runnable with `generate --tflite=OUT/model-<mode>.tflite --model=OUT`.
+Training checkpoints go to OUT.checkpoints/; rerunning the same command resumes there.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ flags.DEFINE_list("keep_float", [], "Layers left in float: vision, connector, fi
 flags.DEFINE_integer("checkpoint_every", 100, "Steps between training checkpoints.", lower_bound=1)
 flags.DEFINE_integer("eval_examples", 256, "Test examples per task for the reports.", lower_bound=1)
 flags.DEFINE_string("out", None, "Output directory (default: ./<model>-<mode>).")
+flags.DEFINE_bool("export", True, "Also write OUT/model-<mode>.tflite (TernaryMatMul/BinaryMatMul custom ops).")
+flags.DEFINE_integer("max_len", 128, "KV cache length of the exported model.", lower_bound=2)
 
 
 def write_quantized(model, loaded, out: str, report: dict) -> None:
@@ -64,6 +67,10 @@ def write_quantized(model, loaded, out: str, report: dict) -> None:
             json.dump(report, f, indent=1)
         with open(os.path.join(directory, "report.md"), "w") as f:
             f.write(report_markdown(report))
+        if FLAGS.export:  # inside the temporary directory, so a failed export leaves no output at all
+            from ternary_vlm import export
+            export.export_path(directory, FLAGS.mode, os.path.join(directory, f"model-{FLAGS.mode}.tflite"),
+                               max_len=FLAGS.max_len)
 
     writer.save_directory(model, config, out, extras)
 
@@ -87,14 +94,15 @@ def run() -> None:
     from ternary_vlm.convert import load_model
     from ternary_vlm.data.batches import Batcher
     from ternary_vlm.errors import TernaryVLMError
+    from ternary_vlm.paths import user_path
     from ternary_vlm.quant.apply import quantize_model
 
-    path = FLAGS.model or demo_model.default_checkpoint()
+    path = user_path(FLAGS.model) or demo_model.default_checkpoint()
     loaded = load_model(path)
     if not loaded.is_vlm:
         raise TernaryVLMError(f"{path}: ternarize trains on image+text data and needs a vision-language "
                               f"model (smolvlm, idefics3); this is a text-only {type(loaded.config).__name__}")
-    out = os.path.abspath(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode)
+    out = os.path.abspath(user_path(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode))
     batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)
     start = time.time()
     report = {"model": path, "mode": FLAGS.mode, "init": FLAGS.init, "steps": FLAGS.steps,
