@@ -40,6 +40,7 @@ class TernarizeCliTest(absltest.TestCase):
                 codes = packing.unpack(packed[name + ".packed"], dequant.shape[1], packing.TERNARY)
                 # The float weights written are exactly scale * codes: one model, two encodings.
                 np.testing.assert_array_equal(dequant, scale[:, None] * codes.astype(np.float32), err_msg=name)
+            self.assertGreater(os.path.getsize(os.path.join(out, "model-ternary.tflite")), 0)
             report = json.load(open(os.path.join(out, "report.json")))
             self.assertIn("after_qat", report)
             self.assertEqual(len(report["layers"]), len(q["layers"]))
