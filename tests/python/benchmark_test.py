@@ -1,0 +1,75 @@
+"""//python:benchmark end to end on the demo VLM with tiny settings: the JSON has every figure, and they are
+plausible (sizes > 0, the ternary file smaller than fp32, tok/s > 0, perplexities >= 1, RSS above the
+bare-process baseline), and the markdown section lands between its markers without touching the rest."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+
+VARIANTS = ("fp32", "ternary")
+ROW_FIELDS = ("variant", "weights", "export_s", "file_mb", "custom_ops", "speed", "rss_mb", "prefill_ms",
+              "encode_ms", "decode_tok_s", "text_ppl", "caption_ppl", "caption_accuracy", "quality_s")
+SPEED_FIELDS = ("load_s", "threads", "encode_ms", "prefill_ms", "decode_ms", "decode_tok_s", "rss_mb", "vm_hwm_mb")
+MODEL_FIELDS = ("model", "title", "path", "max_len", "prefill_len", "prompt_tokens", "text_ppl_tokens", "scenes",
+                "params", "layers", "hidden_size", "vocab_size", "flax_float_text_ppl", "variants")
+
+
+class BenchmarkTest(absltest.TestCase):
+
+    def test_demo_tiny(self):
+        tmp = tempfile.mkdtemp()
+        out_json, out_png, out_md = (os.path.join(tmp, n) for n in ("b.json", "b.png", "BENCHMARKS.md"))
+        with open(out_md, "w") as f:
+            f.write("# Benchmarks\n\nop-level table\n\n<!-- model-benchmark -->\nold\n<!-- /model-benchmark -->\n"
+                    "\ntrailing section\n")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        proc = subprocess.run(
+            [sys.executable, "-m", "ternary_vlm.benchmark", "--models=demo", f"--variants={','.join(VARIANTS)}",
+             "--threads=1", "--decode_steps=4", "--warmup=1", "--timing_runs=1", "--scenes=2", "--text_windows=1",
+             "--text_window=32", f"--json={out_json}", f"--plot={out_png}", f"--out_md={out_md}"],
+            env=env, capture_output=True, text=True, timeout=600)
+        self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+        with open(out_json) as f:
+            data = json.load(f)
+        self.assertIn("baseline_rss_mb", data["meta"])
+        model = data["models"]["demo"]
+        for field in MODEL_FIELDS:
+            self.assertIn(field, model)
+        rows = {r["variant"]: r for r in model["variants"]}
+        self.assertEqual(set(rows), set(VARIANTS))
+        for name, row in rows.items():
+            for field in ROW_FIELDS:
+                self.assertIn(field, row, name)
+            self.assertGreater(row["file_mb"], 0)
+            self.assertGreater(row["rss_mb"], data["meta"]["baseline_rss_mb"])
+            self.assertLess(row["rss_mb"], 1000)  # the child's own peak, not the parent's (JAX + TF: GBs)
+            self.assertGreater(row["encode_ms"], 0)
+            self.assertGreater(row["prefill_ms"], 0)
+            self.assertGreater(row["decode_tok_s"]["1"], 0)
+            for field in SPEED_FIELDS:
+                self.assertIn(field, row["speed"]["1"])
+            self.assertGreaterEqual(row["text_ppl"], 1.0)
+            self.assertGreaterEqual(row["caption_ppl"], 1.0)
+            self.assertBetween(row["caption_accuracy"], 0.0, 1.0)
+        self.assertLess(rows["ternary"]["file_mb"], rows["fp32"]["file_mb"] / 3)
+        self.assertGreater(rows["ternary"]["custom_ops"]["decode"], 0)
+        # The fp32 export runs the Flax float model: same perplexity on the same windows.
+        self.assertAlmostEqual(rows["fp32"]["text_ppl"], model["flax_float_text_ppl"],
+                               delta=1e-3 * model["flax_float_text_ppl"])
+        self.assertGreater(os.path.getsize(out_png), 1000)
+        with open(out_md) as f:
+            md = f.read()
+        self.assertTrue(md.startswith("# Benchmarks\n\nop-level table\n"))
+        self.assertTrue(md.rstrip().endswith("trailing section"))
+        self.assertNotIn("\nold\n", md)
+        self.assertEqual(md.count("<!-- model-benchmark -->"), 1)
+        self.assertIn("| fp32 |", md)
+        self.assertIn("| ternary |", md)
+
+
+if __name__ == "__main__":
+    absltest.main()
