@@ -25,3 +25,14 @@ def cc_test_on_cpus(name, srcs, deps, size = "small", **kwargs):
             target_compatible_with = ["@platforms//cpu:aarch64"],
             **kwargs
         )
+
+def host_py_test(name, deps = [], **kwargs):
+    """A py_test on the host venv: the project package, absltest and `deps` (extra pinned requirements)."""
+    native.py_test(
+        name = name,
+        srcs = kwargs.pop("srcs", [name + ".py"]),
+        python_version = "PY3",
+        target_compatible_with = HOST_ONLY,
+        deps = ["//python:ternary_vlm", "@pypi//absl_py"] + deps,
+        **kwargs
+    )
