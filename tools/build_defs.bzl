@@ -36,3 +36,16 @@ def host_py_test(name, deps = [], **kwargs):
         deps = ["//python:ternary_vlm", "@pypi//absl_py"] + deps,
         **kwargs
     )
+
+def cli(name, module = None, deps = [], **kwargs):
+    """A command-line py_binary of the ternary_vlm package: python/ternary_vlm/<module or name>.py."""
+    main = "ternary_vlm/%s.py" % (module or name)
+    native.py_binary(
+        name = name,
+        srcs = [main],
+        main = main,
+        python_version = "PY3",
+        target_compatible_with = HOST_ONLY,
+        deps = [":ternary_vlm"] + deps,
+        **kwargs
+    )

@@ -20,6 +20,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from ternary_vlm import litert
 from ternary_vlm.errors import TernaryVLMError
+from ternary_vlm.sampling import sample
 
 METADATA_KEY = "ternary_vlm"  # JSON written by export: max_len, prefill_len, image_token_id, variant, ...
 
@@ -170,12 +171,3 @@ class Runtime:
                 return
             logits = self.decode(token, position)
             position += 1
-
-
-def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    """As models.generation.sample (which lives beside JAX code): greedy, or softmax(logits / T) draws."""
-    if temperature <= 0:
-        return int(np.argmax(logits))
-    z = logits.astype(np.float64) / temperature
-    p = np.exp(z - z.max())
-    return int(rng.choice(len(p), p=p / p.sum()))

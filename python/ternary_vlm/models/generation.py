@@ -16,6 +16,7 @@ from flax import nnx
 
 from ternary_vlm.models.llama import LlamaDecoder
 from ternary_vlm.models.smolvlm import SmolVLM
+from ternary_vlm.sampling import sample
 
 
 class Generator:
@@ -87,15 +88,3 @@ class Generator:
                 return
             logits, cache = self.decode(token, position, cache)
             position += 1
-
-
-def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    """Greedy for temperature <= 0, else a draw from softmax(logits / temperature) (host side)."""
-    if temperature <= 0:
-        return int(np.argmax(logits))
-    z = logits.astype(np.float64) / temperature
-    p = np.exp(z - z.max())
-    return int(rng.choice(len(p), p=p / p.sum()))
-
-
-
