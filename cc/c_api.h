@@ -17,6 +17,8 @@ struct TfLiteRegistration;
 /* For a TFLite C++ app: resolver.AddCustom("TernaryMatMul", tvlm_register_ternary_matmul()). */
 struct TfLiteRegistration* tvlm_register_ternary_matmul(void);
 struct TfLiteRegistration* tvlm_register_binary_matmul(void);
+/* resolver.AddCustom("UnpackTernary", ...): packed ternary weights -> float32 for a builtin op. */
+struct TfLiteRegistration* tvlm_register_unpack_ternary(void);
 
 enum { TVLM_TERNARY2 = 0, TVLM_BINARY1 = 1 };
 

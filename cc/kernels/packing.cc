@@ -1,5 +1,6 @@
 #include "cc/kernels/packing.h"
 
+#include <array>
 #include <string>
 
 namespace tvlm {
@@ -84,6 +85,47 @@ Status Unpack(WeightFormat format, const uint8_t* packed, size_t rows, size_t k,
     }
   }
   return Status::Ok();
+}
+
+namespace {
+
+// Byte -> the weights_per_byte values it encodes (invalid ternary code 3 -> 0, never reached).
+using ByteTable = std::array<std::array<float, 8>, 256>;
+
+ByteTable MakeByteTable(WeightFormat format) {
+  ByteTable table{};
+  for (unsigned byte = 0; byte < 256; ++byte) {
+    for (int j = 0; j < FormatInfo(format).weights_per_byte; ++j) {
+      if (format == WeightFormat::kTernary2) {
+        const unsigned code = (byte >> (2 * j)) & 3u;
+        table[byte][j] = code == 3 ? 0.0f : static_cast<float>(static_cast<int>(code) - 1);
+      } else {
+        table[byte][j] = (byte >> j) & 1u ? 1.0f : -1.0f;
+      }
+    }
+  }
+  return table;
+}
+
+}  // namespace
+
+void Dequantize(WeightFormat format, const uint8_t* packed, size_t row_begin, size_t row_end,
+                size_t k, const float* scale, float* out) {
+  static const ByteTable ternary = MakeByteTable(WeightFormat::kTernary2);
+  static const ByteTable binary = MakeByteTable(WeightFormat::kBinary1);
+  const ByteTable& table = format == WeightFormat::kTernary2 ? ternary : binary;
+  const size_t per_byte = FormatInfo(format).weights_per_byte;
+  const size_t row_bytes = RowBytes(format, k), full_bytes = k / per_byte;
+  for (size_t r = row_begin; r < row_end; ++r) {
+    const uint8_t* p = packed + r * row_bytes;
+    float* o = out + r * k;
+    const float s = scale[r];
+    for (size_t b = 0; b < full_bytes; ++b) {
+      const float* values = table[p[b]].data();
+      for (size_t j = 0; j < per_byte; ++j) o[b * per_byte + j] = s * values[j];
+    }
+    for (size_t c = full_bytes * per_byte; c < k; ++c) o[c] = s * table[p[c / per_byte]][c % per_byte];
+  }
 }
 
 }  // namespace tvlm

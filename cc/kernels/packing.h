@@ -46,6 +46,12 @@ Status Pack(WeightFormat format, const int8_t* values, size_t rows, size_t k, ui
 // The inverse. Fails, naming the row and byte, on an invalid code or non-canonical padding.
 Status Unpack(WeightFormat format, const uint8_t* packed, size_t rows, size_t k, int8_t* out);
 
+// Float weights out[r, c] = scale[r] * value[r, c] for rows [row_begin, row_end) (out points at
+// row 0). Codes are not re-checked: callers validate the buffer once with Unpack, then run this
+// per inference (the unpack-then-multiply strategy of the UnpackTernary op).
+void Dequantize(WeightFormat format, const uint8_t* packed, size_t row_begin, size_t row_end,
+                size_t k, const float* scale, float* out);
+
 }  // namespace tvlm
 
 #endif  // TERNARY_VLM_CC_KERNELS_PACKING_H_

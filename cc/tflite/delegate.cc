@@ -1,13 +1,15 @@
 // A TFLite external-delegate plugin whose only job is to resolve our custom ops in stock
 // interpreters that cannot register custom ops from Python:
 //   Interpreter(model_path=..., experimental_delegates=[load_delegate("libternary_ops.so")])
-// Prepare finds every CUSTOM node named TernaryMatMul/BinaryMatMul and replaces it, one node at a
+// Prepare finds every CUSTOM node named TernaryMatMul/BinaryMatMul/UnpackTernary and replaces it, one node at a
 // time (so adjacent ops are not merged), with a delegate kernel running the same op.
 
 #include <cstring>
 #include <vector>
 
 #include "cc/tflite/matmul_op.h"
+#include "cc/tflite/op_util.h"
+#include "cc/tflite/unpack_op.h"
 #include "third_party/tflite_abi/tflite_abi.h"
 
 namespace tvlm {
@@ -30,7 +32,9 @@ TfLiteStatus PrepareDelegate(TfLiteContext* context, TfLiteDelegate* delegate) {
     if (registration->builtin_code != kTfLiteBuiltinCustom || registration->custom_name == nullptr) {
       continue;
     }
-    if (TfLiteRegistration* replacement = DelegatedRegistration(registration->custom_name)) {
+    TfLiteRegistration* replacement = DelegatedMatMulRegistration(registration->custom_name);
+    if (replacement == nullptr) replacement = DelegatedUnpackRegistration(registration->custom_name);
+    if (replacement != nullptr) {
       matches.push_back({plan->data[i], replacement});
     }
   }

@@ -1,6 +1,5 @@
 #include "cc/tflite/matmul_op.h"
 
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -8,6 +7,7 @@
 
 #include "cc/kernels/matmul.h"
 #include "cc/kernels/packing.h"
+#include "cc/tflite/op_util.h"
 #include "cc/tflite/thread_pools.h"
 
 namespace tvlm {
@@ -18,57 +18,12 @@ constexpr int kInput = 0, kPacked = 1, kScale = 2, kBias = 3;
 struct OpData {
   WeightFormat format;
   const char* name;
-  std::vector<int> inputs;  // tensor indices; empty until Prepare unless a delegate set them
-  int output = -1;
+  NodeIndices node;
   std::unique_ptr<MatMulKernel> kernel;
   const void* kernel_source = nullptr;  // the packed buffer the kernel was built from
   std::vector<uint8_t> scratch;
   ThreadPool* pool = nullptr;
 };
-
-// Reports "<op>: <message>" through the interpreter and fails.
-TfLiteStatus Fail(TfLiteContext* context, const OpData& op, const std::string& message) {
-  context->ReportError(context, "%s: %s", op.name, message.c_str());
-  return kTfLiteError;
-}
-
-std::string Shape(const TfLiteIntArray* dims) {
-  std::string s = "[";
-  for (int i = 0; i < dims->size; ++i) s += (i ? ", " : "") + std::to_string(dims->data[i]);
-  return s + "]";
-}
-
-const char* TypeName(TfLiteType type) {
-  switch (type) {
-    case kTfLiteFloat32: return "float32";
-    case kTfLiteUInt8: return "uint8";
-    case kTfLiteInt8: return "int8";
-    case kTfLiteInt32: return "int32";
-    case kTfLiteInt64: return "int64";
-    case kTfLiteFloat16: return "float16";
-    default: return "another type";
-  }
-}
-
-TfLiteStatus CheckTensor(TfLiteContext* context, const OpData& op, const TfLiteTensor* t,
-                         const char* what, TfLiteType type, int rank /* -1: any >= 1 */) {
-  if (t->type != type) {
-    return Fail(context, op, std::string(what) + " must be " + TypeName(type) + ", got " +
-                                 TypeName(t->type));
-  }
-  if (t->dims == nullptr || (rank >= 0 && t->dims->size != rank) || t->dims->size < 1) {
-    return Fail(context, op, std::string(what) + " must have rank " +
-                                 (rank >= 0 ? std::to_string(rank) : std::string(">= 1")) +
-                                 ", got shape " + (t->dims ? Shape(t->dims) : std::string("none")));
-  }
-  return kTfLiteOk;
-}
-
-void* InitWith(OpData* op, const TfLiteIntArray* inputs, const TfLiteIntArray* outputs) {
-  if (inputs != nullptr) op->inputs.assign(inputs->data, inputs->data + inputs->size);
-  if (outputs != nullptr && outputs->size == 1) op->output = outputs->data[0];
-  return op;
-}
 
 template <WeightFormat kFormat>
 void* Init(TfLiteContext*, const char*, size_t) {
@@ -82,50 +37,47 @@ void Free(TfLiteContext*, void* data) { delete static_cast<OpData*>(data); }
 
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   OpData& op = *static_cast<OpData*>(node->user_data);
-  if (op.inputs.empty()) InitWith(&op, node->inputs, node->outputs);
-  if (op.inputs.size() != 3 && op.inputs.size() != 4) {
-    return Fail(context, op, "expects 3 or 4 inputs (x, packed weights, scale[, bias]), got " +
-                                 std::to_string(op.inputs.size()));
+  const std::vector<int>& inputs = op.node.inputs;
+  if (inputs.empty()) op.node.Set(node->inputs, node->outputs);
+  if (inputs.size() != 3 && inputs.size() != 4) {
+    return Fail(context, op.name, "expects 3 or 4 inputs (x, packed weights, scale[, bias]), got " +
+                                      std::to_string(inputs.size()));
   }
-  if (op.output < 0) return Fail(context, op, "expects exactly 1 output");
-  for (size_t i = 0; i < 3; ++i) {
-    if (op.inputs[i] < 0 || static_cast<size_t>(op.inputs[i]) >= context->tensors_size) {
-      return Fail(context, op, "input " + std::to_string(i) + " is missing");
-    }
-  }
-  TfLiteTensor* x = &context->tensors[op.inputs[kInput]];
-  TfLiteTensor* packed = &context->tensors[op.inputs[kPacked]];
-  TfLiteTensor* scale = &context->tensors[op.inputs[kScale]];
-  TfLiteTensor* bias = op.inputs.size() == 4 && op.inputs[kBias] >= 0
-                           ? &context->tensors[op.inputs[kBias]] : nullptr;
-  TfLiteTensor* y = &context->tensors[op.output];
+  if (op.node.output < 0) return Fail(context, op.name, "expects exactly 1 output");
+  if (CheckIndices(context, op.name, inputs, 3) != kTfLiteOk) return kTfLiteError;
+  TfLiteTensor* x = &context->tensors[inputs[kInput]];
+  TfLiteTensor* packed = &context->tensors[inputs[kPacked]];
+  TfLiteTensor* scale = &context->tensors[inputs[kScale]];
+  TfLiteTensor* bias = inputs.size() == 4 && inputs[kBias] >= 0
+                           ? &context->tensors[inputs[kBias]] : nullptr;
+  TfLiteTensor* y = &context->tensors[op.node.output];
 
-  if (CheckTensor(context, op, x, "input x", kTfLiteFloat32, -1) != kTfLiteOk ||
-      CheckTensor(context, op, packed, "packed weights", kTfLiteUInt8, 2) != kTfLiteOk ||
-      CheckTensor(context, op, scale, "scale", kTfLiteFloat32, 1) != kTfLiteOk ||
-      (bias && CheckTensor(context, op, bias, "bias", kTfLiteFloat32, 1) != kTfLiteOk)) {
+  if (CheckTensor(context, op.name, x, "input x", kTfLiteFloat32, -1) != kTfLiteOk ||
+      CheckTensor(context, op.name, packed, "packed weights", kTfLiteUInt8, 2) != kTfLiteOk ||
+      CheckTensor(context, op.name, scale, "scale", kTfLiteFloat32, 1) != kTfLiteOk ||
+      (bias && CheckTensor(context, op.name, bias, "bias", kTfLiteFloat32, 1) != kTfLiteOk)) {
     return kTfLiteError;
   }
   const int k = x->dims->data[x->dims->size - 1];
   const int n = scale->dims->data[0];
-  if (k <= 0) return Fail(context, op, "input x has an empty last dimension " + Shape(x->dims));
-  if (n <= 0) return Fail(context, op, "scale is empty");
+  if (k <= 0) return Fail(context, op.name, "input x has an empty last dimension " + Shape(x->dims));
+  if (n <= 0) return Fail(context, op.name, "scale is empty");
   const size_t row_bytes = RowBytes(op.format, k);
   if (packed->dims->data[0] != n || static_cast<size_t>(packed->dims->data[1]) != row_bytes) {
-    return Fail(context, op, "packed weights have shape " + Shape(packed->dims) + ", expected [" +
+    return Fail(context, op.name, "packed weights have shape " + Shape(packed->dims) + ", expected [" +
                                  std::to_string(n) + ", " + std::to_string(row_bytes) +
                                  "] for N = " + std::to_string(n) + " (scale) and K = " +
                                  std::to_string(k) + " (input x)");
   }
   if (bias && bias->dims->data[0] != n) {
-    return Fail(context, op, "bias has shape " + Shape(bias->dims) + ", expected [" +
+    return Fail(context, op.name, "bias has shape " + Shape(bias->dims) + ", expected [" +
                                  std::to_string(n) + "] like scale");
   }
-  if (packed->allocation_type != kTfLiteMmapRo && packed->allocation_type != kTfLitePersistentRo) {
-    return Fail(context, op, "packed weights must be a constant tensor");
+  if (!IsConstant(packed)) {
+    return Fail(context, op.name, "packed weights must be a constant tensor");
   }
   if (packed->data.raw == nullptr || packed->bytes != static_cast<size_t>(n) * row_bytes) {
-    return Fail(context, op, "packed weights buffer holds " + std::to_string(packed->bytes) +
+    return Fail(context, op.name, "packed weights buffer holds " + std::to_string(packed->bytes) +
                                  " bytes, expected " + std::to_string(n * row_bytes));
   }
 
@@ -134,7 +86,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     std::unique_ptr<MatMulKernel> kernel;
     const Status status = MatMulKernel::Create(op.format, BestIsa(), packed->data.uint8,
                                                packed->bytes, n, k, &kernel);
-    if (!status.ok()) return Fail(context, op, status.message());
+    if (!status.ok()) return Fail(context, op.name, status.message());
     op.kernel = std::move(kernel);
     op.kernel_source = packed->data.raw;
   }
@@ -145,25 +97,22 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   op.pool = SharedThreadPool(context->recommended_num_threads);
 
   y->type = kTfLiteFloat32;
-  // TfLiteIntArrayCreate is not exported: allocate the same layout; the runtime frees it.
-  auto* dims = static_cast<TfLiteIntArray*>(std::malloc(sizeof(int) * (x->dims->size + 1)));
-  if (dims == nullptr) return Fail(context, op, "out of memory");
-  dims->size = x->dims->size;
-  std::memcpy(dims->data, x->dims->data, sizeof(int) * x->dims->size);
-  dims->data[dims->size - 1] = n;
-  return context->ResizeTensor(context, y, dims);
+  std::vector<int> shape(x->dims->data, x->dims->data + x->dims->size);
+  shape.back() = n;
+  return ResizeTo(context, op.name, y, shape);
 }
 
 TfLiteStatus Invoke(TfLiteContext* context, TfLiteNode* node) {
   OpData& op = *static_cast<OpData*>(node->user_data);
-  const TfLiteTensor* x = &context->tensors[op.inputs[kInput]];
-  const TfLiteTensor* scale = &context->tensors[op.inputs[kScale]];
-  const TfLiteTensor* bias = op.inputs.size() == 4 && op.inputs[kBias] >= 0
-                                 ? &context->tensors[op.inputs[kBias]] : nullptr;
-  TfLiteTensor* y = &context->tensors[op.output];
+  const std::vector<int>& inputs = op.node.inputs;
+  const TfLiteTensor* x = &context->tensors[inputs[kInput]];
+  const TfLiteTensor* scale = &context->tensors[inputs[kScale]];
+  const TfLiteTensor* bias = inputs.size() == 4 && inputs[kBias] >= 0
+                                 ? &context->tensors[inputs[kBias]] : nullptr;
+  TfLiteTensor* y = &context->tensors[op.node.output];
   if (x->data.raw == nullptr || scale->data.raw == nullptr || y->data.raw == nullptr ||
       (bias && bias->data.raw == nullptr)) {
-    return Fail(context, op, "a tensor has no data at Invoke");
+    return Fail(context, op.name, "a tensor has no data at Invoke");
   }
   const size_t m = x->bytes / (sizeof(float) * op.kernel->k());
   op.kernel->Run(x->data.f, m, scale->data.f, bias ? bias->data.f : nullptr, y->data.f,
@@ -187,16 +136,11 @@ TfLiteRegistration MakeRegistration(void* (*init)(TfLiteContext*, const char*, s
 template <WeightFormat kFormat>
 void* InitDelegated(TfLiteContext* context, const char* buffer, size_t length) {
   auto* op = static_cast<OpData*>(Init<kFormat>(context, buffer, length));
-  const NodeTensors& node = DelegatedNode();
-  return InitWith(op, node.inputs, node.outputs);
+  op->node.Set(DelegatedNode().inputs, DelegatedNode().outputs);
+  return op;
 }
 
 }  // namespace
-
-NodeTensors& DelegatedNode() {
-  static thread_local NodeTensors node;
-  return node;
-}
 
 TfLiteRegistration* TernaryMatMulRegistration() {
   static TfLiteRegistration r = MakeRegistration<WeightFormat::kTernary2>(Init<WeightFormat::kTernary2>);
@@ -208,7 +152,7 @@ TfLiteRegistration* BinaryMatMulRegistration() {
   return &r;
 }
 
-TfLiteRegistration* DelegatedRegistration(const char* custom_name) {
+TfLiteRegistration* DelegatedMatMulRegistration(const char* custom_name) {
   static TfLiteRegistration ternary =
       MakeRegistration<WeightFormat::kTernary2>(InitDelegated<WeightFormat::kTernary2>);
   static TfLiteRegistration binary =

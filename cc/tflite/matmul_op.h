@@ -15,17 +15,9 @@ namespace tvlm {
 TfLiteRegistration* TernaryMatMulRegistration();
 TfLiteRegistration* BinaryMatMulRegistration();
 
-// The same ops for a delegate kernel that replaces one node: init() receives the
-// TfLiteDelegateParams and takes the replaced node's tensor indices from DelegatedNode().
-TfLiteRegistration* DelegatedRegistration(const char* custom_name);
-
-// Inputs/outputs of the node being replaced, set by the delegate just before it asks TFLite to
-// replace that node (TFLite calls the kernel's init() synchronously from inside that request).
-struct NodeTensors {
-  const TfLiteIntArray* inputs = nullptr;
-  const TfLiteIntArray* outputs = nullptr;
-};
-NodeTensors& DelegatedNode();
+// The op named custom_name for a delegate kernel that replaces one node (init() takes the node's
+// tensor indices from DelegatedNode(), cc/tflite/op_util.h); nullptr for other names.
+TfLiteRegistration* DelegatedMatMulRegistration(const char* custom_name);
 
 }  // namespace tvlm
 

@@ -20,7 +20,10 @@ So a new conversation needs no reset(); reset() zeroes the cache anyway (memory 
 
 Variants: fp32; int8 (dynamic-range weights, TFLite's own int8 baseline); ternary / binary (the model's
 quantized layers become TernaryMatMul / BinaryMatMul with packed weights, everything else fp32);
-ternary_int8 / binary_int8 (those custom ops + dynamic-range int8 for the remaining float weights).
+ternary_int8 / binary_int8 (those custom ops + dynamic-range int8 for the remaining float weights);
+ternary_unpack_op / ternary_unpack_builtin (the same packed ternary weights, unpacked to float at every invoke
+by our UnpackTernary op or by builtin ops only, then multiplied by the builtin FULLY_CONNECTED; see
+tflite_rewrite.py: the operator-strategy comparison).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import tempfile
 
 from ternary_vlm.errors import TernaryVLMError
 
-VARIANTS = ("fp32", "int8", "ternary", "binary", "ternary_int8", "binary_int8")
+VARIANTS = ("fp32", "int8", "ternary", "binary", "ternary_int8", "binary_int8", "ternary_unpack_op",
+            "ternary_unpack_builtin")
 
 
 
@@ -41,6 +45,11 @@ class ExportResult:
     content: bytes
     replacements: dict  # signature -> number of quantized FULLY_CONNECTED rewritten
     expected: dict      # signature -> number of quantized layers it uses
+
+
+def variant_strategy(variant: str) -> str:
+    """How a quantized variant executes its packed layers (tflite_rewrite.STRATEGIES)."""
+    return {"ternary_unpack_op": "unpack_op", "ternary_unpack_builtin": "unpack_builtin"}.get(variant, "fused")
 
 
 def variant_format(variant: str):
@@ -269,7 +278,7 @@ def convert(model, *, variant: str = "fp32", quantized=None, max_len: int = 64,
     if fmt is None:
         return ExportResult(content, {}, {})
 
-    content, counts = tflite_rewrite.replace_quantized(content, layers)
+    content, counts = tflite_rewrite.replace_quantized(content, layers, variant_strategy(variant))
     subgraphs = tflite_rewrite.signature_subgraphs(content)
     replacements, expected = {}, {}
     for key, index in subgraphs.items():

@@ -31,3 +31,16 @@ def unpack(packed: np.ndarray, k: int, fmt: str) -> np.ndarray:
     if packed.dtype != np.uint8:
         raise ValueError(f"unpack: packed must be uint8, got {packed.dtype}")
     return _native.unpack(packed, k, fmt)
+
+
+def byte_table(fmt: str) -> np.ndarray:
+    """float32 [256, weights per byte]: the values each byte encodes (rows of invalid bytes are zero; validated
+    packed buffers never hold one). A lookup table that unpacks with a gather, no bit operations."""
+    per_byte = FORMATS[fmt]["weights_per_byte"]
+    table = np.zeros((256, per_byte), np.float32)
+    for byte in range(256):
+        try:
+            table[byte] = unpack(np.array([[byte]], np.uint8), per_byte, fmt)[0]
+        except ValueError:
+            pass
+    return table

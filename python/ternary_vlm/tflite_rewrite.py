@@ -1,10 +1,18 @@
-"""Rewrites a converted .tflite so that quantized layers run as TernaryMatMul / BinaryMatMul.
+"""Rewrites a converted .tflite so that quantized layers run from packed weights.
 
 The converter sees each quantized layer as a plain FULLY_CONNECTED whose weights are α·t. A FULLY_CONNECTED
 is identified as quantized layer L by its weights alone: same [N, K] shape and the same values as L's α·t
-(float32 weights: bit-exact; int8 dynamic-range weights: codes exactly 127·t and step α/127). Each match
-becomes CUSTOM(x, packed t, α[, bias]); matches are counted per subgraph so the caller can assert that every
-quantized layer was found. No JAX or TF needed: the flatbuffer object API from the LiteRT wheel.
+(float32 weights: bit-exact; int8 dynamic-range weights: codes exactly 127·t and step α/127). Each match is
+rewritten with one of three strategies (the paper's operator comparison), all reading the same packed bytes:
+
+  fused           CUSTOM TernaryMatMul / BinaryMatMul(x, packed t, α[, bias]): our kernels, no float weights
+  unpack_op       w = CUSTOM UnpackTernary(packed t, α, {N, K}); FULLY_CONNECTED(x, w[, bias])
+  unpack_builtin  w = MUL(RESHAPE(GATHER(table[256, 4], CAST(packed t, int32)))[:, :K], α[N, 1]);
+                  FULLY_CONNECTED(x, w[, bias]) — builtin ops only, so any stock TFLite runs it
+
+The unpack strategies recompute the float weights at every invoke into the interpreter's arena. Matches are
+counted per subgraph so the caller can assert that every quantized layer was found. No JAX or TF needed: the
+flatbuffer object API from the LiteRT wheel.
 """
 
 from __future__ import annotations
@@ -16,7 +24,11 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from ternary_vlm import packing
 from ternary_vlm.tflite_model import CUSTOM_OPS
+
+STRATEGIES = ("fused", "unpack_op", "unpack_builtin")
+UNPACK_OP = "UnpackTernary"
 
 _NUMPY_TYPES = {schema.TensorType.FLOAT32: np.float32, schema.TensorType.INT8: np.int8,
                 schema.TensorType.UINT8: np.uint8, schema.TensorType.INT32: np.int32}
@@ -81,13 +93,13 @@ def _match(model, tensor, candidates: list[QuantizedLayer]) -> QuantizedLayer | 
     return None
 
 
-def _opcode_index(model, custom_name: str) -> int:
+def _opcode_index(model, builtin: int, custom_name: str | None = None) -> int:
     for i, code in enumerate(model.operatorCodes):
         name = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
-        if code.builtinCode == schema.BuiltinOperator.CUSTOM and name == custom_name:
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin and name == custom_name:
             return i
     code = schema.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.builtinCode, code.deprecatedBuiltinCode = builtin, min(builtin, 127)
     code.customCode, code.version = custom_name, 1
     model.operatorCodes.append(code)
     return len(model.operatorCodes) - 1
@@ -100,55 +112,131 @@ def _new_buffer(model, array: np.ndarray) -> int:
     return len(model.buffers) - 1
 
 
-def _new_tensor(subgraph, name: str, array: np.ndarray, buffer: int, tensor_type) -> int:
+def _new_tensor(subgraph, name: str, shape, tensor_type, buffer: int = 0) -> int:
     t = schema.TensorT()
-    t.name, t.shape, t.type, t.buffer = name, list(array.shape), tensor_type, buffer
+    t.name, t.shape, t.type, t.buffer = name, list(shape), tensor_type, buffer
     subgraph.tensors.append(t)
     return len(subgraph.tensors) - 1
 
 
-def replace_quantized(content: bytes, layers: list[QuantizedLayer]) -> tuple[bytes, list[Counter]]:
+def _new_op(model, builtin: int, inputs, outputs, custom_name=None, options_type=0, options=None):
+    op = schema.OperatorT()
+    op.opcodeIndex = _opcode_index(model, builtin, custom_name)
+    op.inputs, op.outputs = list(inputs), list(outputs)
+    op.builtinOptionsType, op.builtinOptions = options_type, options
+    return op
+
+
+class _Constants:
+    """Buffers shared by every subgraph (one copy of each packed matrix in the file); tensors per subgraph."""
+
+    def __init__(self, model):
+        self.model, self.buffers = model, {}
+
+    def tensor(self, subgraph, key: str, array: np.ndarray, tensor_type, shape=None) -> int:
+        if key not in self.buffers:
+            self.buffers[key] = _new_buffer(self.model, array)
+        return _new_tensor(subgraph, key, array.shape if shape is None else shape, tensor_type, self.buffers[key])
+
+
+def _unpack_ops(model, subgraph, constants: _Constants, layer: QuantizedLayer, strategy: str) -> tuple[list, int]:
+    """The ops that compute layer's float weights α·t [N, K] from its packed bytes, and their output tensor."""
+    n, k = layer.codes.shape
+    packed = constants.tensor(subgraph, layer.name + ".packed", layer.packed.astype(np.uint8),
+                              schema.TensorType.UINT8)
+    weights = _new_tensor(subgraph, layer.name + ".weights", [n, k], schema.TensorType.FLOAT32)
+    f32, i32 = schema.TensorType.FLOAT32, schema.TensorType.INT32
+    if strategy == "unpack_op":
+        scale = constants.tensor(subgraph, layer.name + ".scale", layer.scale.astype(np.float32), f32)
+        shape = constants.tensor(subgraph, f"shape_{n}x{k}", np.array([n, k], np.int32), i32)
+        return [_new_op(model, schema.BuiltinOperator.CUSTOM, [packed, scale, shape], [weights],
+                        custom_name=UNPACK_OP)], weights
+    B = schema.BuiltinOperator
+    row_bytes = layer.packed.shape[1]
+    byte_values = packing.byte_table(packing.TERNARY)  # [256, 4]
+    per_byte = byte_values.shape[1]
+    codes = _new_tensor(subgraph, layer.name + ".codes", [n, row_bytes], i32)
+    cast = schema.CastOptionsT()
+    cast.inDataType, cast.outDataType = schema.TensorType.UINT8, i32
+    ops = [_new_op(model, B.CAST, [packed], [codes], options_type=schema.BuiltinOptions.CastOptions, options=cast)]
+    table = constants.tensor(subgraph, "ternary_byte_table", byte_values, f32)
+    values = _new_tensor(subgraph, layer.name + ".values", [n, row_bytes, per_byte], f32)
+    gather = schema.GatherOptionsT()
+    gather.axis, gather.batchDims = 0, 0
+    ops.append(_new_op(model, B.GATHER, [table, codes], [values], options_type=schema.BuiltinOptions.GatherOptions,
+                       options=gather))
+    flat = _new_tensor(subgraph, layer.name + ".flat", [n, per_byte * row_bytes], f32)
+    new_shape = constants.tensor(subgraph, f"shape_{n}x{per_byte * row_bytes}", np.array([n, per_byte * row_bytes], np.int32), i32)
+    reshape = schema.ReshapeOptionsT()
+    reshape.newShape = [n, per_byte * row_bytes]
+    ops.append(_new_op(model, B.RESHAPE, [values, new_shape], [flat], options_type=schema.BuiltinOptions.ReshapeOptions,
+                       options=reshape))
+    if per_byte * row_bytes != k:  # drop the padding weights of the last byte
+        cut = _new_tensor(subgraph, layer.name + ".cut", [n, k], f32)
+        begin = constants.tensor(subgraph, "zeros_2", np.zeros(2, np.int32), i32)
+        size = constants.tensor(subgraph, f"shape_{n}x{k}", np.array([n, k], np.int32), i32)
+        ops.append(_new_op(model, B.SLICE, [flat, begin, size], [cut], options_type=schema.BuiltinOptions.SliceOptions,
+                           options=schema.SliceOptionsT()))
+        flat = cut
+    scale = constants.tensor(subgraph, layer.name + ".scale", layer.scale.astype(np.float32), f32, shape=[n, 1])
+    mul = schema.MulOptionsT()
+    mul.fusedActivationFunction = schema.ActivationFunctionType.NONE
+    ops.append(_new_op(model, B.MUL, [flat, scale], [weights], options_type=schema.BuiltinOptions.MulOptions,
+                       options=mul))
+    return ops, weights
+
+
+def replace_quantized(content: bytes, layers: list[QuantizedLayer], strategy: str = "fused"
+                      ) -> tuple[bytes, list[Counter]]:
     """Returns the rewritten model and, per subgraph, how many times each layer name was replaced.
 
     Subgraphs (signatures) may share weight buffers, so the packed data and scales are shared too (one
     buffer per layer) and a float buffer is emptied only once no tensor of any subgraph still uses it."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
+    if strategy != "fused" and any(layer.fmt != packing.TERNARY for layer in layers):
+        raise ValueError(f"strategy {strategy} unpacks ternary layers only")
     model = read_model(content)
     by_shape: dict[tuple, list[QuantizedLayer]] = {}
     for layer in layers:
         by_shape.setdefault(tuple(layer.codes.shape), []).append(layer)
-    shared: dict[str, tuple[int, int]] = {}
+    constants = _Constants(model)
     replaced_buffers: set[int] = set()
     counts = []
     for subgraph in model.subgraphs:
         count: Counter = Counter()
         uses = Counter(i for op in subgraph.operators for i in (op.inputs if op.inputs is not None else []))
+        operators = []
         for op in subgraph.operators:
+            operators.append(op)
             if opcode_name(model, op) != "FULLY_CONNECTED" or op.inputs is None or len(op.inputs) < 2:
                 continue
             weight = subgraph.tensors[op.inputs[1]]
             layer = _match(model, weight, by_shape.get(tuple(weight.shape), []))
             if layer is None:
                 continue
-            options = op.builtinOptions
-            if options is not None and options.fusedActivationFunction != schema.ActivationFunctionType.NONE:
-                raise ValueError(f"{layer.name}: FULLY_CONNECTED with a fused activation cannot be rewritten")
-            if layer.name not in shared:
-                shared[layer.name] = (_new_buffer(model, layer.packed.astype(np.uint8)),
-                                      _new_buffer(model, layer.scale.astype(np.float32)))
-            packed_buf, scale_buf = shared[layer.name]
-            packed = _new_tensor(subgraph, layer.name + ".packed", layer.packed, packed_buf,
-                                 schema.TensorType.UINT8)
-            scale = _new_tensor(subgraph, layer.name + ".scale", layer.scale, scale_buf,
-                                schema.TensorType.FLOAT32)
-            bias = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
             replaced_buffers.add(weight.buffer)
             if uses[op.inputs[1]] == 1:  # the dead float weight tensor must not keep its buffer alive
                 weight.buffer = 0
-            op.opcodeIndex = _opcode_index(model, CUSTOM_OPS[layer.fmt])
+            count[layer.name] += 1
+            if strategy != "fused":  # the FULLY_CONNECTED stays and reads the unpacked weights
+                unpack, weights = _unpack_ops(model, subgraph, constants, layer, strategy)
+                operators[-1:] = unpack + [op]
+                op.inputs = [op.inputs[0], weights] + list(op.inputs[2:])
+                continue
+            options = op.builtinOptions
+            if options is not None and options.fusedActivationFunction != schema.ActivationFunctionType.NONE:
+                raise ValueError(f"{layer.name}: FULLY_CONNECTED with a fused activation cannot be rewritten")
+            packed = constants.tensor(subgraph, layer.name + ".packed", layer.packed.astype(np.uint8),
+                                      schema.TensorType.UINT8)
+            scale = constants.tensor(subgraph, layer.name + ".scale", layer.scale.astype(np.float32),
+                                     schema.TensorType.FLOAT32)
+            bias = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+            op.opcodeIndex = _opcode_index(model, schema.BuiltinOperator.CUSTOM, CUSTOM_OPS[layer.fmt])
             op.inputs = [op.inputs[0], packed, scale] + ([bias] if bias is not None else [])
             op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.NONE, None
             op.customOptions = None
-            count[layer.name] += 1
+        subgraph.operators = operators
         counts.append(count)
     live = {t.buffer for sg in model.subgraphs for t in sg.tensors}
     for index in replaced_buffers - live:

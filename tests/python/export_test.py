@@ -33,7 +33,8 @@ MAX_LEN, PREFILL_LEN = 24, 12
 PROMPT = [1, 30, 30, 30, 30, 5, 7, 9]  # 4 image tokens, then text; prefill pads it to PREFILL_LEN
 DECODE_STEPS = 6
 # Absolute for the exact-weight variants; relative to max |logit| where int8 rounds the weights.
-TOLERANCE = {"fp32": 1e-4, "ternary": 1e-4, "binary": 1e-4, "int8": 5e-2, "ternary_int8": 5e-2}
+TOLERANCE = {"fp32": 1e-4, "ternary": 1e-4, "binary": 1e-4, "int8": 5e-2, "ternary_int8": 5e-2,
+             "ternary_unpack_op": 1e-4, "ternary_unpack_builtin": 1e-4}
 
 
 def spread(model):
@@ -90,7 +91,8 @@ class ExportTest(absltest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp()
         cls.models = {"fp32": make_model(), "int8": make_model(), "ternary": make_model("ternary"),
-                      "binary": make_model("binary"), "ternary_int8": make_model("ternary")}
+                      "binary": make_model("binary"), "ternary_int8": make_model("ternary"),
+                      "ternary_unpack_op": make_model("ternary"), "ternary_unpack_builtin": make_model("ternary")}
         cls.paths, cls.results = {}, {}
         for variant, model in cls.models.items():
             result = export.convert(model, variant=variant, max_len=MAX_LEN, prefill_len=PREFILL_LEN)
@@ -131,15 +133,58 @@ class ExportTest(absltest.TestCase):
                 self.assertEqual(histograms[index][op], result.replacements[key], key)
                 # Only the tied LM head (the embedding table) stays a float FULLY_CONNECTED.
                 self.assertEqual(histograms[index]["FULLY_CONNECTED"], int(key in ("prefill", "decode")), key)
-            # No float or int8 copy of a quantized weight is left; packed weights are shared by prefill and decode.
-            buffers = Counter(np.asarray(b.data, np.uint8).tobytes()
-                              for b in tflite_rewrite.read_model(content).buffers if b.data is not None)
-            for _, q in quantized_layers(model):
-                codes, scale = q.codes(), np.asarray(q.scale[...], np.float32)
-                self.assertNotIn((scale[:, None] * codes).astype(np.float32).tobytes(), buffers, q.name)
-                self.assertNotIn((127 * codes).astype(np.int8).tobytes(), buffers, q.name)
-                fmt = packing.TERNARY if q.mode == "ternary" else packing.BINARY
-                self.assertEqual(buffers[packing.pack(codes, fmt).tobytes()], 1, q.name)
+            self.assert_only_packed_weights(content, model)
+
+    def assert_only_packed_weights(self, content, model):
+        """No float or int8 copy of a quantized weight is left; each packed matrix is stored once (shared by
+        prefill and decode)."""
+        buffers = Counter(np.asarray(b.data, np.uint8).tobytes()
+                          for b in tflite_rewrite.read_model(content).buffers if b.data is not None)
+        for _, q in quantized_layers(model):
+            codes, scale = q.codes(), np.asarray(q.scale[...], np.float32)
+            self.assertNotIn((scale[:, None] * codes).astype(np.float32).tobytes(), buffers, q.name)
+            self.assertNotIn((127 * codes).astype(np.int8).tobytes(), buffers, q.name)
+            fmt = packing.TERNARY if q.mode == "ternary" else packing.BINARY
+            self.assertEqual(buffers[packing.pack(codes, fmt).tobytes()], 1, q.name)
+
+    def test_unpack_strategies_equal_the_fused_op(self):
+        """ternary_unpack_op / ternary_unpack_builtin: the same packed bytes (no float copy in the file), unpacked
+        in the graph and fed to the builtin FULLY_CONNECTED; logits equal the fused TernaryMatMul's. The
+        builtin-only variant runs on a stock interpreter without our library."""
+        from ai_edge_litert import interpreter as stock
+
+        tokens = [3, 1, 4, 1, 5]
+        _, fused = tflite_logits(self.paths["ternary"], tokens)
+        names = {q.name for _, q in quantized_layers(self.models["ternary"])}
+        text = {n for n in names if n.startswith("text_model.")}
+        want_ops = {"ternary_unpack_op": {"UnpackTernary"}, "ternary_unpack_builtin": {"CAST", "GATHER", "MUL"}}
+        for variant, ops in want_ops.items():
+            with self.subTest(variant=variant):
+                _, got = tflite_logits(self.paths[variant], tokens)
+                np.testing.assert_allclose(np.concatenate(got), np.concatenate(fused), rtol=0, atol=1e-5)
+                self.assertEqual(self.results[variant].replacements, self.results["ternary"].replacements)
+                content = read(self.paths[variant])
+                histograms = tflite_rewrite.op_histogram(content)
+                for key, index in tflite_rewrite.signature_subgraphs(content).items():
+                    quantized = len(names - text) if key == "encode_image" else len(text) * (key != "reset")
+                    self.assertEqual(histograms[index]["TernaryMatMul"], 0, key)
+                    for op in ops:
+                        self.assertGreaterEqual(histograms[index][op], quantized, (key, op))
+                    lm_head = int(key in ("prefill", "decode"))
+                    self.assertEqual(histograms[index]["FULLY_CONNECTED"], quantized + lm_head, key)
+                self.assert_only_packed_weights(content, self.models[variant])
+        interp = stock.Interpreter(model_path=self.paths["ternary_unpack_builtin"])
+        decode = interp.get_signature_runner("decode")
+        rt = Runtime(self.paths["ternary"])  # the same weights through our fused op: the reference
+        rt.prefill(PROMPT, rt.image_features(pixels()))
+        prefill = interp.get_signature_runner("prefill")
+        features = np.zeros((PREFILL_LEN, 32), np.float32)
+        features[:4] = interp.get_signature_runner("encode_image")(pixel_values=pixels())["image_features"]
+        ids = np.zeros((1, PREFILL_LEN), np.int32)
+        ids[0, :len(PROMPT)] = PROMPT
+        prefill(ids=ids, image_features=features, length=np.asarray(len(PROMPT), np.int32))
+        got = decode(token=np.asarray([[7]], np.int32), position=np.asarray(len(PROMPT), np.int32))["logits"]
+        np.testing.assert_allclose(got, rt.decode(7, len(PROMPT)), rtol=0, atol=1e-5)
 
     def test_int8_variant_has_int8_weights(self):
         model = tflite_rewrite.read_model(read(self.paths["int8"]))

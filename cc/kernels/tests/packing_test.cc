@@ -56,6 +56,28 @@ TEST_P(PackingTest, RoundTripsAndMatchesReferenceForAnyK) {
   }
 }
 
+TEST_P(PackingTest, DequantizeIsScaleTimesValueForAnyKAndRowRange) {
+  const WeightFormat format = GetParam();
+  std::mt19937 rng(99);
+  std::uniform_real_distribution<float> uniform(-2.0f, 2.0f);
+  for (size_t k : {1, 3, 4, 5, 8, 9, 17, 64, 577}) {
+    const size_t rows = 6;
+    const auto values = RandomValues(format, rows * k, rng);
+    std::vector<uint8_t> packed(rows * RowBytes(format, k));
+    ASSERT_TRUE(Pack(format, values.data(), rows, k, packed.data()).ok());
+    std::vector<float> scale(rows);
+    for (auto& s : scale) s = uniform(rng);
+    std::vector<float> out(rows * k, -7.0f);
+    Dequantize(format, packed.data(), 2, 5, k, scale.data(), out.data());  // rows 2..4 only
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t c = 0; c < k; ++c) {
+        const float want = r >= 2 && r < 5 ? scale[r] * values[r * k + c] : -7.0f;
+        ASSERT_EQ(out[r * k + c], want) << "k=" << k << " at [" << r << ", " << c << "]";
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, PackingTest,
                          ::testing::Values(WeightFormat::kTernary2, WeightFormat::kBinary1));
 

@@ -1,0 +1,51 @@
+#ifndef TERNARY_VLM_CC_TFLITE_OP_UTIL_H_
+#define TERNARY_VLM_CC_TFLITE_OP_UTIL_H_
+
+// What every custom op here needs from TFLite: one-line "<Op>: <message>" errors, tensor checks,
+// output shapes, and the node hand-over used when the delegate plugin runs an op.
+
+#include <string>
+#include <vector>
+
+#include "third_party/tflite_abi/tflite_abi.h"
+
+namespace tvlm {
+
+// Reports "<op>: <message>" through the interpreter and fails.
+TfLiteStatus Fail(TfLiteContext* context, const char* op, const std::string& message);
+
+std::string Shape(const TfLiteIntArray* dims);
+const char* TypeName(TfLiteType type);
+
+// Fails unless t has the given type and rank (-1: any rank >= 1).
+TfLiteStatus CheckTensor(TfLiteContext* context, const char* op, const TfLiteTensor* t,
+                         const char* what, TfLiteType type, int rank);
+
+// Fails unless every index is a tensor of the context ("input <i> is missing").
+TfLiteStatus CheckIndices(TfLiteContext* context, const char* op, const std::vector<int>& inputs,
+                          size_t required);
+
+bool IsConstant(const TfLiteTensor* t);
+
+// Resizes t to `shape` (TfLiteIntArrayCreate is not exported: same layout, freed by the runtime).
+TfLiteStatus ResizeTo(TfLiteContext* context, const char* op, TfLiteTensor* t,
+                      const std::vector<int>& shape);
+
+// Inputs/outputs of the node being replaced, set by the delegate just before it asks TFLite to
+// replace that node (TFLite calls the kernel's init() synchronously from inside that request).
+struct NodeTensors {
+  const TfLiteIntArray* inputs = nullptr;
+  const TfLiteIntArray* outputs = nullptr;
+};
+NodeTensors& DelegatedNode();
+
+// The tensor indices an op reads in Prepare: the node's own, or those DelegatedNode() held at init.
+struct NodeIndices {
+  std::vector<int> inputs;  // empty until Prepare unless a delegate set them
+  int output = -1;
+  void Set(const TfLiteIntArray* in, const TfLiteIntArray* out);
+};
+
+}  // namespace tvlm
+
+#endif  // TERNARY_VLM_CC_TFLITE_OP_UTIL_H_
