@@ -18,9 +18,10 @@ interpreter. Padding cannot corrupt it: prefill writes slots 0..P-1, but slot i 
 attended to after decode(position=i) has overwritten it (attention masks keys beyond the query position).
 So a new conversation needs no reset(); reset() zeroes the cache anyway (memory hygiene).
 
-Variants: fp32; int8 (dynamic-range weights, TFLite's own int8 baseline); ternary / binary (the model's
-quantized layers become TernaryMatMul / BinaryMatMul with packed weights, everything else fp32);
-ternary_int8 / binary_int8 (those custom ops + dynamic-range int8 for the remaining float weights);
+Variants: fp32; int8 (TFLite's dynamic-range int8 weights); ternary / binary (the model's quantized layers
+become TernaryMatMul / BinaryMatMul with packed weights, everything else fp32); ternary_int8 / binary_int8 (those
+custom ops + dynamic-range int8 for the remaining float weights). In the int8 variants the embedding lookup reads
+int8 rows too — for a tied LM head its int8 weights, so the table is stored once (tflite_rewrite.int8_embeddings);
 ternary_unpack_op / ternary_unpack_builtin (the same packed ternary weights, unpacked to float at every invoke
 by our UnpackTernary op or by builtin ops only, then multiplied by the builtin FULLY_CONNECTED; see
 tflite_rewrite.py: the operator-strategy comparison).
@@ -37,6 +38,7 @@ from ternary_vlm.errors import TernaryVLMError
 
 VARIANTS = ("fp32", "int8", "ternary", "binary", "ternary_int8", "binary_int8", "ternary_unpack_op",
             "ternary_unpack_builtin")
+INT8_VARIANTS = ("int8", "ternary_int8", "binary_int8")
 
 
 
@@ -266,9 +268,14 @@ def convert(model, *, variant: str = "fp32", quantized=None, max_len: int = 64,
         [f.get_concrete_function() for f in functions], module)
     # Else RMSNorm gains are folded into the next weights, which then stop being α·t.
     converter._experimental_disable_fuse_mul_and_fc = True
-    if variant in ("int8", "ternary_int8", "binary_int8"):
+    if variant in INT8_VARIANTS:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     content = converter.convert()
+    if variant in INT8_VARIANTS:
+        content, counts = tflite_rewrite.int8_embeddings(content)
+        for key, index in tflite_rewrite.signature_subgraphs(content).items():
+            if key in ("prefill", "decode") and counts[index] != 1:
+                raise TernaryVLMError(f"{key}: {counts[index]} float embedding lookups made int8, expected 1")
     text_cfg = _text(model).cfg
     meta = {"variant": variant, "max_len": max_len, "prefill_len": prefill_len,
             "hidden_size": text_cfg.hidden_size, "vocab_size": text_cfg.vocab_size}

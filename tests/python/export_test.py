@@ -186,10 +186,14 @@ class ExportTest(absltest.TestCase):
         got = decode(token=np.asarray([[7]], np.int32), position=np.asarray(len(PROMPT), np.int32))["logits"]
         np.testing.assert_allclose(got, rt.decode(7, len(PROMPT)), rtol=0, atol=1e-5)
 
-    def test_int8_variant_has_int8_weights(self):
-        model = tflite_rewrite.read_model(read(self.paths["int8"]))
-        types = {t.type for sg in model.subgraphs for t in sg.tensors}
-        self.assertIn(tflite_rewrite.schema.TensorType.INT8, types)
+    def test_int8_variants_store_the_tied_embedding_once_in_int8(self):
+        vocab, hidden = CONFIG["text_config"]["vocab_size"], CONFIG["text_config"]["hidden_size"]
+        for variant in ("int8", "ternary_int8"):
+            with self.subTest(variant=variant):
+                content = read(self.paths[variant])
+                sizes = Counter(len(b.data) for b in tflite_rewrite.read_model(content).buffers if b.data is not None)
+                self.assertEqual(sizes[vocab * hidden * 4], 0)  # no float embedding table
+                self.assertEqual(sizes[vocab * hidden], 1)  # one int8 table: lookup and LM head
 
     def test_runtime_greedy_generation_equals_flax_generator(self):
         for variant in ("fp32", "ternary", "binary"):

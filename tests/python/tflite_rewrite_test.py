@@ -1,0 +1,94 @@
+"""tflite_rewrite.int8_embeddings on hand-built models: the float embedding table leaves the file, the lookup
+returns int8 rows x their step (numpy reference), and a tied table reuses the LM head's int8 weights."""
+
+import numpy as np
+from absl.testing import absltest
+from ai_edge_litert import interpreter as stock
+from ai_edge_litert import schema_py_generated as schema
+
+from ternary_vlm import tflite_rewrite
+from ternary_vlm.tflite_model import ModelBuilder
+
+V, D = 50, 12
+
+
+def embedding_model(table, lm_head_int8=None):
+    """ids [1, 3, 1] -> GATHER_ND(table) -> rows [1, 3, D]; optionally also FC(rows, int8 codes) -> logits."""
+    b = ModelBuilder()
+    ids = b.tensor("ids", [1, 3, 1], np.int32)
+    rows = b.tensor("rows", [1, 3, D], np.float32)
+    b.op(schema.BuiltinOperator.GATHER_ND, [b.tensor("table", [V, D], np.float32, table), ids], [rows],
+         schema.BuiltinOptions.GatherNdOptions, schema.GatherNdOptionsT())
+    outputs = [rows]
+    if lm_head_int8 is not None:
+        codes, steps = lm_head_int8
+        q = schema.QuantizationParametersT()
+        q.scale, q.zeroPoint, q.quantizedDimension = steps.tolist(), [0] * V, 0
+        logits = b.tensor("logits", [1, 3, V], np.float32)
+        options = schema.FullyConnectedOptionsT()
+        options.keepNumDims = True
+        b.op(schema.BuiltinOperator.FULLY_CONNECTED, [rows, b.tensor("head", [V, D], np.int8, codes, q), -1],
+             [logits], schema.BuiltinOptions.FullyConnectedOptions, options)
+        outputs.append(logits)
+    return b.build([ids], outputs)
+
+
+def run(content, ids):
+    interp = stock.Interpreter(model_content=content)
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], np.asarray(ids, np.int32).reshape(1, 3, 1))
+    interp.invoke()
+    return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+
+
+def float_buffers(content, nbytes):
+    return [b for b in tflite_rewrite.read_model(content).buffers
+            if b.data is not None and len(b.data) == nbytes]
+
+
+class Int8EmbeddingsTest(absltest.TestCase):
+
+    def setUp(self):
+        rng = np.random.default_rng(0)
+        self.table = (rng.normal(size=(V, D)) * rng.uniform(0.1, 3, size=(V, 1))).astype(np.float32)
+        self.steps = (np.abs(self.table).max(axis=1) / 127).astype(np.float32)
+        self.codes = np.round(self.table / self.steps[:, None]).astype(np.int8)
+        self.ids = [3, 49, 3]
+
+    def test_untied_table_is_quantized_per_row(self):
+        content, counts = tflite_rewrite.int8_embeddings(embedding_model(self.table))
+        self.assertEqual(counts, [1])
+        self.assertEmpty(float_buffers(content, V * D * 4))  # the float table is gone
+        (rows,) = run(content, self.ids)
+        want = (self.codes * self.steps[:, None])[self.ids]
+        np.testing.assert_allclose(rows[0], want, rtol=1e-6, atol=0)
+        self.assertLessEqual(np.abs(rows[0] - self.table[self.ids]).max(), self.steps.max() / 2)
+
+    def test_tied_table_reads_the_lm_head_int8_weights(self):
+        original = embedding_model(self.table, (self.codes, self.steps))
+        content, counts = tflite_rewrite.int8_embeddings(original)
+        self.assertEqual(counts, [1])
+        self.assertEmpty(float_buffers(content, V * D * 4))
+        model = tflite_rewrite.read_model(content)
+        int8_buffers = [b for b in model.buffers if b.data is not None and len(b.data) == V * D]
+        self.assertLen(int8_buffers, 1)  # one int8 copy, shared by the lookup and the LM head
+        rows, logits = run(content, self.ids)
+        weights = self.codes * self.steps[:, None]
+        np.testing.assert_allclose(rows[0], weights[self.ids], rtol=1e-6, atol=0)
+        # The LM head still multiplies by the shared int8 weights (hybrid FC: int8-rounded activations).
+        want = rows[0] @ weights.T
+        np.testing.assert_allclose(logits[0], want, rtol=0, atol=0.02 * np.abs(want).max())
+
+    def test_other_lookups_are_left_alone(self):
+        b = ModelBuilder()  # a GATHER_ND on a runtime tensor (e.g. image features) is not an embedding
+        params = b.tensor("params", [V, D], np.float32)
+        ids = b.tensor("ids", [1, 3, 1], np.int32)
+        out = b.tensor("out", [1, 3, D], np.float32)
+        b.op(schema.BuiltinOperator.GATHER_ND, [params, ids], [out], schema.BuiltinOptions.GatherNdOptions,
+             schema.GatherNdOptionsT())
+        _, counts = tflite_rewrite.int8_embeddings(b.build([params, ids], [out]))
+        self.assertEqual(counts, [0])
+
+
+if __name__ == "__main__":
+    absltest.main()
