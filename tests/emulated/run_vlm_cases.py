@@ -1,4 +1,4 @@
-"""Device side: the host-exported ternary and binary demo VLMs run on the emulated ARM64 device
+"""Device side: the host-exported demo VLMs (every variant in the cases file) run on the emulated ARM64 device
 (aarch64 LiteRT + our aarch64 ops, XNNPACK off as in run_cases.py) through the same LiteRT-only
 runtime; image encoding, prefill and greedy decode logits must equal the host's."""
 
@@ -13,7 +13,10 @@ from ternary_vlm.runtime import Runtime
 
 def main(cases_path):
     cases = np.load(cases_path)
-    for mode in ("ternary", "binary"):
+    modes = sorted(key[:-len("_model")] for key in cases.files if key.endswith("_model"))
+    if not modes:
+        return 1
+    for mode in modes:
         path = os.path.join(tempfile.mkdtemp(), f"{mode}.tflite")
         with open(path, "wb") as f:
             f.write(cases[f"{mode}_model"].tobytes())
