@@ -316,6 +316,15 @@ def text_ids(source: Source, batcher) -> np.ndarray:
     return np.asarray([i for p in text.split("test") for i in tok.encode(p, add_special_tokens=False)], np.int32)
 
 
+def flax_prefill_logits(model, inputs, max_len: int) -> np.ndarray:
+    """The Flax model's logits after the fixed prompt: what the export's prefill must reproduce."""
+    from ternary_vlm.models.generation import Generator
+    gen = Generator(model)
+    features = gen.image_features(inputs["pixel_values"]) if "pixel_values" in inputs else None
+    logits, _ = gen.prefill([int(i) for i in inputs["ids"]], gen.text_model().init_cache(1, max_len), features)
+    return np.asarray(logits, np.float32)
+
+
 def benchmark_model(name: str, workdir: str, launcher: Launcher) -> dict:
     from ternary_vlm import export
     from ternary_vlm.data import scenes
@@ -380,14 +389,18 @@ def benchmark_model(name: str, workdir: str, launcher: Launcher) -> dict:
         logging.info("%s %s: quality", name, variant)
         start = time.time()
         rt = Runtime(path, num_threads=int(FLAGS.threads[0]))
+        want = flax_prefill_logits(model, inputs, max_len)
+        got = rt.prefill(inputs["ids"], rt.image_features(inputs["pixel_values"]) if rt.is_vlm else None)
+        row["flax_logit_diff"] = float(np.abs(got - want).max())
+        row["flax_logit_max"] = float(np.abs(want).max())
         if windows:
             row["text_ppl"] = text_perplexity(rt, stream, FLAGS.text_window, windows)
         if rows:
             row.update(caption_scores(rt, rows, stop_ids))
         del rt
         row["quality_s"] = time.time() - start
-        logging.info("%s %s: %s", name, variant, {k: row[k] for k in ("text_ppl", "caption_ppl", "caption_accuracy")
-                                                   if k in row})
+        logging.info("%s %s: %s", name, variant, {k: row[k] for k in ("flax_logit_diff", "text_ppl", "caption_ppl",
+                                                                       "caption_accuracy") if k in row})
         result["variants"].append(row)
         if FLAGS.export_dir is None:
             os.unlink(path)
@@ -418,7 +431,7 @@ def model_table(r: dict) -> str:
     vlm = r["model"] == "demo"
     head = ["variant", "weights from", "file MB", "peak RSS MB"] + (["encode ms"] if vlm else []) + \
         [f"prefill ms (P={r['prefill_len']})"] + [f"decode tok/s ({t} thr)" for t in threads] + \
-        [f"text ppl ({r['text_ppl_tokens']} tok)"] + \
+        ["max abs logit diff vs Flax (max abs logit)"] + [f"text ppl ({r['text_ppl_tokens']} tok)"] + \
         ([f"caption ppl ({r['scenes']} scenes)", "caption exact"] if vlm else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in r["variants"]:
@@ -427,6 +440,7 @@ def model_table(r: dict) -> str:
             cells.append(_fmt(v.get("encode_ms"), "{:.3f}"))
         cells.append(_fmt(v["prefill_ms"], "{:.2f}"))
         cells += [f"{v['decode_tok_s'][t]:.1f}" for t in threads]
+        cells.append(f"{v['flax_logit_diff']:.1e} ({v['flax_logit_max']:.1f})" if "flax_logit_diff" in v else "–")
         cells.append(_fmt(v.get("text_ppl"), "{:.3f}" if v.get("text_ppl", 0) < 1e4 else "{:.3g}"))
         if vlm:
             cells += [_fmt(v.get("caption_ppl"), "{:.3f}"), _fmt(v.get("caption_accuracy"), "{:.1%}")]
@@ -488,7 +502,9 @@ def markdown(results: dict, meta: dict) -> str:
              f"tokens/s = 1 / median of {meta['decode_steps']} decode steps after {meta['warmup']} warm-up steps, "
              "one fresh process per thread count; perplexities by teacher forcing through prefill/decode of the "
              "`.tflite` (pydoc test split, non-overlapping windows); caption exact = greedy `runtime.generate` "
-             "output equal to the reference caption token for token (end of turn included).", ""]
+             "output equal to the reference caption token for token (end of turn included); logit diff = max "
+             "|prefill logits of the `.tflite` − the Flax model's| on the fixed prompt, the Flax model holding the "
+             "same weights (float for fp32 / int8, α·t for the quantized variants: int8 rounding shows there).", ""]
     for name, r in results.items():
         truncated = r.get("full_layers", r["layers"]) != r["layers"]
         title = r["title"] + (f", first {r['layers']} of {r['full_layers']} decoder layers" if truncated else "")
