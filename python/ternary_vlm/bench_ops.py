@@ -1,4 +1,5 @@
-"""Benchmarks TernaryMatMul and BinaryMatMul against LiteRT's FULLY_CONNECTED (fp32 and int8).
+"""Benchmarks TernaryMatMul and BinaryMatMul against LiteRT's FULLY_CONNECTED (fp32 and int8), and against
+the unpack-then-multiply strategies (UnpackTernary or builtin unpack ops, then FULLY_CONNECTED).
 
   tools/bazel run //python:bench_ops -- [--json=PATH] [--plot=PATH] [--threads=1,2]
 
@@ -14,7 +15,7 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from ternary_vlm import litert, packing, tflite_model
+from ternary_vlm import litert, packing, tflite_model, tflite_rewrite
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts.")
@@ -26,7 +27,7 @@ flags.DEFINE_integer("min_runs", 40, "Timed invocations per configuration (at le
 flags.DEFINE_string("json", None, "Write the figures to this JSON file.")
 flags.DEFINE_string("plot", None, "Write a bar chart (speed-up over fp32 FULLY_CONNECTED) to this PNG.")
 
-VARIANTS = ("ternary", "binary", "fp32_fc", "int8_fc")
+VARIANTS = ("ternary", "binary", "fp32_fc", "int8_fc", "unpack_op_fc", "unpack_builtin_fc")
 
 
 def build_models(k, n, m, rng):
@@ -35,6 +36,14 @@ def build_models(k, n, m, rng):
     scale = rng.uniform(0.01, 0.05, n).astype(np.float32)
     dense = (w * scale[:, None]).astype(np.float32)
     shape = (m, k)
+    fc = tflite_model.fully_connected_model(shape, dense)
+    layer = tflite_rewrite.QuantizedLayer("w", w, scale, packing.pack(w, packing.TERNARY), packing.TERNARY)
+
+    def unpacked(strategy):  # the export's own rewrite of this FULLY_CONNECTED
+        model, counts = tflite_rewrite.replace_quantized(fc, [layer], strategy)
+        assert counts == [{"w": 1}], counts
+        return model, n * packing.row_bytes(packing.TERNARY, k)
+
     return {
         "ternary": (tflite_model.quantized_matmul_model(packing.TERNARY, shape, packing.pack(w, packing.TERNARY), scale),
                     n * packing.row_bytes(packing.TERNARY, k)),
@@ -42,6 +51,8 @@ def build_models(k, n, m, rng):
                    n * packing.row_bytes(packing.BINARY, k)),
         "fp32_fc": (tflite_model.fully_connected_model(shape, dense), 4 * n * k),
         "int8_fc": (tflite_model.fully_connected_model(shape, dense, int8=True), n * k),
+        "unpack_op_fc": unpacked("unpack_op"),
+        "unpack_builtin_fc": unpacked("unpack_builtin"),
     }
 
 
@@ -124,13 +135,14 @@ def main(argv):
 
     print(f"\nmemcpy bandwidth (1 thread, 256 MiB): {bandwidth:.1f} GB/s; "
           f"Python invoke() overhead of a trivial model: {overhead * 1e3:.1f} us (included below)")
-    header = ("|    K |    N |  M | thr | ternary ms | binary ms | fp32 FC ms | int8 FC ms "
-              "| tern vs fp32 | tern vs int8 | bin vs fp32 | tern GB/s |")
+    header = ("|    K |    N |  M | thr | ternary ms | binary ms | fp32 FC ms | int8 FC ms | UnpackTernary+FC ms "
+              "| builtin unpack+FC ms | tern vs fp32 | tern vs int8 | bin vs fp32 | tern GB/s |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in rows:
         print(f"| {r['k']:4d} | {r['n']:4d} | {r['m']:2d} | {r['threads']:3d} | {r['ternary']:10.4f} "
               f"| {r['binary']:9.4f} | {r['fp32_fc']:10.4f} | {r['int8_fc']:10.4f} "
+              f"| {r['unpack_op_fc']:19.4f} | {r['unpack_builtin_fc']:20.4f} "
               f"| {r['fp32_fc'] / r['ternary']:11.2f}x | {r['int8_fc'] / r['ternary']:11.2f}x "
               f"| {r['fp32_fc'] / r['binary']:10.2f}x | {r['ternary_gbps']:9.1f} |")
     if FLAGS.json:
