@@ -140,9 +140,12 @@ def _text(model):
 
 
 def build_module(model, max_len: int, prefill_len: int):
-    """A tf.Module with the KV cache as variables and one tf.function per signature (see module docstring)."""
+    """A tf.Module with weights and KV cache as variables, one tf.function per signature (module docstring)."""
+    import functools
+
     import jax
     import jax.numpy as jnp
+    import numpy as np
     import tensorflow as tf
     from flax import nnx
     from jax.experimental import jax2tf
@@ -152,7 +155,12 @@ def build_module(model, max_len: int, prefill_len: int):
     is_vlm = isinstance(model, SmolVLM)
     text = _text(model)
     cfg = text.cfg
+    # The weights are arguments of the jax2tf functions, fed from one set of variables: closed over, each
+    # XlaCallModule would embed its own copy in its serialized StableHLO, and the converter would copy those
+    # many times over (>22 GB for a 135M-parameter model). The converter freezes the never-assigned
+    # variables into constants, one buffer per weight shared by all signatures.
     graphdef, state = nnx.split(model)
+    weights, treedef = jax.tree.flatten(state)
     cache_shapes = [a.shape for pair in text.init_cache(1, max_len) for a in pair]
 
     def pairs(flat):
@@ -161,8 +169,11 @@ def build_module(model, max_len: int, prefill_len: int):
     def flat(cache):
         return [a for pair in cache for a in pair]
 
-    def jax_prefill(ids, features, length, *cache):
-        m = nnx.merge(graphdef, state)
+    def merge(weights):
+        return nnx.merge(graphdef, jax.tree.unflatten(treedef, weights))
+
+    def jax_prefill(weights, ids, features, length, *cache):
+        m = merge(weights)
         valid = jnp.arange(ids.shape[1]) < length
         if is_vlm:  # padding must not be taken for image tokens
             pad = 0 if m.cfg.image_token_id != 0 else 1
@@ -174,24 +185,26 @@ def build_module(model, max_len: int, prefill_len: int):
         last = jax.lax.dynamic_slice_in_dim(h, length - 1, 1, axis=1)
         return [_text(m).logits(last)[:, 0]] + flat(cache)
 
-    def jax_decode(token, position, *cache):
-        m = nnx.merge(graphdef, state)
+    def jax_decode(weights, token, position, *cache):
+        m = merge(weights)
         h, cache = _text(m).hidden_states(_text(m).embed(token), pairs(cache), position)
         return [_text(m).logits(h[:, -1])] + flat(cache)
 
-    def jax_features(pixel_values):
-        return nnx.merge(graphdef, state).image_features(pixel_values)
+    def jax_features(weights, pixel_values):
+        return merge(weights).image_features(pixel_values)
 
-    convert = lambda f: jax2tf.convert(f, with_gradient=False)  # noqa: E731
+    module = tf.Module()
+    module.weights = [tf.Variable(np.asarray(w), trainable=False, name=f"weight_{i}")
+                      for i, w in enumerate(weights)]
+    module.cache = [tf.Variable(tf.zeros(s, tf.float32), trainable=False, name=f"kv_cache_{i}")
+                    for i, s in enumerate(cache_shapes)]
+
+    convert = lambda f: functools.partial(jax2tf.convert(f, with_gradient=False), module.weights)  # noqa: E731
     tf_decode = convert(jax_decode)
     if is_vlm:
         tf_prefill = convert(jax_prefill)
     else:
-        tf_prefill_text = convert(lambda ids, length, *cache: jax_prefill(ids, None, length, *cache))
-
-    module = tf.Module()
-    module.cache = [tf.Variable(tf.zeros(s, tf.float32), trainable=False, name=f"kv_cache_{i}")
-                    for i, s in enumerate(cache_shapes)]
+        tf_prefill_text = convert(lambda w, ids, length, *cache: jax_prefill(w, ids, None, length, *cache))
 
     def update(outputs):
         for var, value in zip(module.cache, outputs[1:]):
