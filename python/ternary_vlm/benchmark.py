@@ -58,9 +58,8 @@ flags.DEFINE_integer("scenes", 32, "Test scenes for the VLM's caption perplexity
                      lower_bound=0)
 flags.DEFINE_list("max_len", ["demo:256", "smollm2:256"], "KV cache length per model (model:N).")
 flags.DEFINE_list("prefill_len", ["demo:64", "smollm2:64"], "Prefill capacity per model (model:N).")
-flags.DEFINE_integer("smollm2_layers", 4, "Export only SmolLM2's first N of its 30 decoder layers (embedding, final "
-                     "norm and LM head kept); 0 = all. The full model's TFLiteConverter run needs more than 22 GB "
-                     "of RAM (OOM-killed on a 23 GB machine).", lower_bound=0)
+flags.DEFINE_integer("smollm2_layers", 0, "Export only SmolLM2's first N of its 30 decoder layers (embedding, final "
+                     "norm and LM head kept), for quick runs; 0 = all.", lower_bound=0)
 flags.DEFINE_string("export_dir", None, "Keep the .tflite files here (default: a temporary directory, removed).")
 flags.DEFINE_string("json", None, "Write every figure to this JSON file.")
 flags.DEFINE_string("plot", None, "Write a PNG: memory vs perplexity, marker size = decode tok/s.")
@@ -510,9 +509,8 @@ def markdown(results: dict, meta: dict) -> str:
         title = r["title"] + (f", first {r['layers']} of {r['full_layers']} decoder layers" if truncated else "")
         lines += [f"### {title}", "",
                   (f"**Truncated**: the exported models hold the first {r['layers']} of the {r['full_layers']} "
-                   f"decoder layers (plus the full embedding / tied LM head and final norm), because the "
-                   f"TFLiteConverter run on the full model was OOM-killed on this machine (> 22 GB). Speed, size "
-                   f"and RSS are real for this truncated network; its perplexity measures the export, not the "
+                   f"decoder layers (plus the full embedding / tied LM head and final norm; --smollm2_layers). "
+                   f"Speed, size and RSS are real for this truncated network; its perplexity measures the export, not the "
                    f"model. The full {r['full_layers']}-layer model's perplexity on the same windows (Flax, same "
                    f"weights the exports would hold): " + ", ".join(f"{k} {v:.4g}" for k, v in
                                                                    r["full_model_flax_text_ppl"].items())
