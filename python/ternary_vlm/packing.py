@@ -3,6 +3,8 @@
 A weight matrix [n, k] is packed row by row; see packing.h for the bit layout.
 """
 
+import functools
+
 import numpy as np
 
 from ternary_vlm import _native
@@ -33,9 +35,11 @@ def unpack(packed: np.ndarray, k: int, fmt: str) -> np.ndarray:
     return _native.unpack(packed, k, fmt)
 
 
+@functools.cache
 def byte_table(fmt: str) -> np.ndarray:
     """float32 [256, weights per byte]: the values each byte encodes (rows of invalid bytes are zero; validated
-    packed buffers never hold one). A lookup table that unpacks with a gather, no bit operations."""
+    packed buffers never hold one). A lookup table that unpacks with a gather, no bit operations. Cached: do
+    not modify."""
     per_byte = FORMATS[fmt]["weights_per_byte"]
     table = np.zeros((256, per_byte), np.float32)
     for byte in range(256):

@@ -1,6 +1,7 @@
 """Host side of the emulated-device VLM test: the bundled demo VLM, quantized (k-means init) and
-exported as ternary, binary and ternary_unpack_op (our UnpackTernary + builtin FULLY_CONNECTED) .tflite files, plus a scene prompt and the logits the host's LiteRT
-gives for prefill and a few greedy decode steps. Writes one .npz."""
+exported as ternary, binary and ternary_unpack_op (UnpackTernary + FULLY_CONNECTED) .tflite files, plus
+a scene prompt and the logits the host's LiteRT gives for prefill and a few greedy decode steps. Writes
+one .npz."""
 
 import io
 import os
