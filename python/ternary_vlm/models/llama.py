@@ -4,9 +4,11 @@ One class serves both uses: standalone (SmolLM2 from GGUF, config.json model_typ
 `SmolVLM.text_model`. Attribute names follow transformers' module names, so a checkpoint tensor
 "model.layers.3.self_attn.q_proj.weight" lands on `layers[3].self_attn.q_proj.weight`.
 
-KV cache: a fixed-size pytree (one (k, v) pair per layer, each [batch, max_len, kv_heads, head_dim])
+KV cache: a fixed-size pytree (one (k, v) pair per layer, each [batch, kv_heads, max_len, head_dim])
 updated with lax.dynamic_update_slice; attention always spans the whole cache with a position mask,
-so prefill (start = 0, T tokens) and decode (start = position, 1 token) trace to static shapes.
+so prefill (start = 0, T tokens) and decode (start = position, 1 token) trace to static shapes. Heads
+come before positions so that the exported attention multiplies the cache as stored: with positions
+first, every decode step transposed both whole caches of every layer.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from flax import nnx
 from ternary_vlm.models import layers
 from ternary_vlm.models.config import TextConfig
 
-KVCache = tuple  # tuple over layers of (k, v), each [batch, max_len, kv_heads, head_dim]
+KVCache = tuple  # tuple over layers of (k, v), each [batch, kv_heads, max_len, head_dim]
 
 
 def rope_inv_freq(head_dim: int, theta: float) -> np.ndarray:
@@ -45,15 +47,15 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, scale: float) -> jax.Array:
-    """Grouped-query attention by einsum. q [B,T,H,D]; k, v [B,S,KV,D]; mask [T,S] bool (True = attend)."""
+    """Grouped-query attention by einsum. q [B,T,H,D]; k, v [B,KV,S,D]; mask [T,S] bool (True = attend)."""
     b, t, h, d = q.shape
-    kv = k.shape[2]
+    kv = k.shape[1]
     q = q.reshape(b, t, kv, h // kv, d)
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, k) * scale
+    scores = jnp.einsum("btkgd,bksd->bkgts", q, k) * scale
     if mask is not None:
         scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
     probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(q.dtype)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
+    out = jnp.einsum("bkgts,bksd->btkgd", probs, v)
     return out.reshape(b, t, h * d)
 
 
@@ -74,10 +76,11 @@ class LlamaAttention(nnx.Module):
         k = self.k_proj(x).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim)
         v = self.v_proj(x).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, KV, T, D]: the cache layout
         new_cache = None
         if kv_cache is not None:
             cache_k, cache_v = kv_cache
-            idx = (0, start, 0, 0)
+            idx = (0, 0, start, 0)
             k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), idx)
             v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), idx)
             new_cache = (k, v)
@@ -133,7 +136,7 @@ class LlamaDecoder(nnx.Module):
 
     def init_cache(self, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:
         cfg = self.cfg
-        shape = (batch, max_len, cfg.num_key_value_heads, cfg.head_dim)
+        shape = (batch, cfg.num_key_value_heads, max_len, cfg.head_dim)
         return tuple((jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(cfg.num_hidden_layers))
 
     def hidden_states(self, embeds: jax.Array, cache: KVCache | None = None, start=0):
@@ -148,7 +151,7 @@ class LlamaDecoder(nnx.Module):
         if cache is None:
             mask = jnp.tril(jnp.ones((t, t), dtype=bool))
         else:
-            key_pos = jnp.arange(cache[0][0].shape[1], dtype=jnp.int32)
+            key_pos = jnp.arange(cache[0][0].shape[2], dtype=jnp.int32)
             mask = key_pos[None, :] <= positions[:, None]
         x = embeds
         new_cache = []
