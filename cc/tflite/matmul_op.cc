@@ -46,14 +46,11 @@ void Free(TfLiteContext*, void* data) { delete static_cast<OpData*>(data); }
 
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   OpData& op = *static_cast<OpData*>(node->user_data);
-  const std::vector<int>& inputs = op.node.inputs;
-  if (inputs.empty()) op.node.Set(node->inputs, node->outputs);
-  if (inputs.size() != 3 && inputs.size() != 4) {
-    return Fail(context, op.name, "expects 3 or 4 inputs (x, packed weights, scale[, bias]), got " +
-                                      std::to_string(inputs.size()));
+  if (BindNode(context, op.name, node, &op.node, 3, 4, "x, packed weights, scale[, bias]") !=
+      kTfLiteOk) {
+    return kTfLiteError;
   }
-  if (op.node.output < 0) return Fail(context, op.name, "expects exactly 1 output");
-  if (CheckIndices(context, op.name, inputs, 3) != kTfLiteOk) return kTfLiteError;
+  const std::vector<int>& inputs = op.node.inputs;
   TfLiteTensor* x = &context->tensors[inputs[kInput]];
   TfLiteTensor* packed = &context->tensors[inputs[kPacked]];
   TfLiteTensor* scale = &context->tensors[inputs[kScale]];
@@ -131,15 +128,8 @@ TfLiteStatus Invoke(TfLiteContext* context, TfLiteNode* node) {
 
 template <WeightFormat kFormat>
 TfLiteRegistration MakeRegistration(void* (*init)(TfLiteContext*, const char*, size_t)) {
-  TfLiteRegistration r{};
-  r.init = init;
-  r.free = Free;
-  r.prepare = Prepare;
-  r.invoke = Invoke;
-  r.builtin_code = kTfLiteBuiltinCustom;
-  r.custom_name = kFormat == WeightFormat::kTernary2 ? "TernaryMatMul" : "BinaryMatMul";
-  r.version = 1;
-  return r;
+  return CustomRegistration(kFormat == WeightFormat::kTernary2 ? "TernaryMatMul" : "BinaryMatMul",
+                            init, Free, Prepare, Invoke);
 }
 
 template <WeightFormat kFormat>

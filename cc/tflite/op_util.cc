@@ -65,6 +65,22 @@ TfLiteStatus ResizeTo(TfLiteContext* context, const char* op, TfLiteTensor* t,
   return context->ResizeTensor(context, t, dims);
 }
 
+TfLiteRegistration CustomRegistration(const char* name,
+                                      void* (*init)(TfLiteContext*, const char*, size_t),
+                                      void (*free)(TfLiteContext*, void*),
+                                      TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*),
+                                      TfLiteStatus (*invoke)(TfLiteContext*, TfLiteNode*)) {
+  TfLiteRegistration r{};
+  r.init = init;
+  r.free = free;
+  r.prepare = prepare;
+  r.invoke = invoke;
+  r.builtin_code = kTfLiteBuiltinCustom;
+  r.custom_name = name;
+  r.version = 1;
+  return r;
+}
+
 NodeTensors& DelegatedNode() {
   static thread_local NodeTensors node;
   return node;
@@ -73,6 +89,22 @@ NodeTensors& DelegatedNode() {
 void NodeIndices::Set(const TfLiteIntArray* in, const TfLiteIntArray* out) {
   if (in != nullptr) inputs.assign(in->data, in->data + in->size);
   if (out != nullptr && out->size == 1) output = out->data[0];
+}
+
+TfLiteStatus BindNode(TfLiteContext* context, const char* op, const TfLiteNode* node,
+                      NodeIndices* indices, size_t min_inputs, size_t max_inputs,
+                      const char* inputs) {
+  if (indices->inputs.empty()) indices->Set(node->inputs, node->outputs);
+  const size_t n = indices->inputs.size();
+  if (n < min_inputs || n > max_inputs) {
+    const std::string count = min_inputs == max_inputs
+                                  ? std::to_string(min_inputs)
+                                  : std::to_string(min_inputs) + " or " + std::to_string(max_inputs);
+    return Fail(context, op, "expects " + count + " inputs (" + inputs + "), got " +
+                                 std::to_string(n));
+  }
+  if (indices->output < 0) return Fail(context, op, "expects exactly 1 output");
+  return CheckIndices(context, op, indices->inputs, min_inputs);
 }
 
 }  // namespace tvlm

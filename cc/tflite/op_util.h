@@ -27,6 +27,13 @@ TfLiteStatus CheckIndices(TfLiteContext* context, const char* op, const std::vec
 
 bool IsConstant(const TfLiteTensor* t);
 
+// A custom op's registration (version 1).
+TfLiteRegistration CustomRegistration(const char* name,
+                                      void* (*init)(TfLiteContext*, const char*, size_t),
+                                      void (*free)(TfLiteContext*, void*),
+                                      TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*),
+                                      TfLiteStatus (*invoke)(TfLiteContext*, TfLiteNode*));
+
 // Resizes t to `shape` (TfLiteIntArrayCreate is not exported: same layout, freed by the runtime).
 TfLiteStatus ResizeTo(TfLiteContext* context, const char* op, TfLiteTensor* t,
                       const std::vector<int>& shape);
@@ -45,6 +52,13 @@ struct NodeIndices {
   int output = -1;
   void Set(const TfLiteIntArray* in, const TfLiteIntArray* out);
 };
+
+// Prepare's first step: takes the node's indices (unless a delegate set them at init) and fails
+// unless it has min..max inputs (described as `inputs`, e.g. "x, packed weights, scale[, bias]"),
+// the first min of them present, and exactly one output.
+TfLiteStatus BindNode(TfLiteContext* context, const char* op, const TfLiteNode* node,
+                      NodeIndices* indices, size_t min_inputs, size_t max_inputs,
+                      const char* inputs);
 
 }  // namespace tvlm
 

@@ -36,14 +36,10 @@ void Free(TfLiteContext*, void* data) { delete static_cast<OpData*>(data); }
 
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   OpData& op = *static_cast<OpData*>(node->user_data);
-  const std::vector<int>& inputs = op.node.inputs;
-  if (inputs.empty()) op.node.Set(node->inputs, node->outputs);
-  if (inputs.size() != 3) {
-    return Fail(context, kName, "expects 3 inputs (packed weights, scale, shape), got " +
-                                    std::to_string(inputs.size()));
+  if (BindNode(context, kName, node, &op.node, 3, 3, "packed weights, scale, shape") != kTfLiteOk) {
+    return kTfLiteError;
   }
-  if (op.node.output < 0) return Fail(context, kName, "expects exactly 1 output");
-  if (CheckIndices(context, kName, inputs, 3) != kTfLiteOk) return kTfLiteError;
+  const std::vector<int>& inputs = op.node.inputs;
   const TfLiteTensor* packed = &context->tensors[inputs[kPacked]];
   const TfLiteTensor* scale = &context->tensors[inputs[kScale]];
   const TfLiteTensor* shape = &context->tensors[inputs[kShape]];
@@ -111,27 +107,16 @@ TfLiteStatus Invoke(TfLiteContext* context, TfLiteNode* node) {
   return kTfLiteOk;
 }
 
-TfLiteRegistration MakeRegistration(void* (*init)(TfLiteContext*, const char*, size_t)) {
-  TfLiteRegistration r{};
-  r.init = init;
-  r.free = Free;
-  r.prepare = Prepare;
-  r.invoke = Invoke;
-  r.builtin_code = kTfLiteBuiltinCustom;
-  r.custom_name = kName;
-  r.version = 1;
-  return r;
-}
 
 }  // namespace
 
 TfLiteRegistration* UnpackTernaryRegistration() {
-  static TfLiteRegistration r = MakeRegistration(Init);
+  static TfLiteRegistration r = CustomRegistration(kName, Init, Free, Prepare, Invoke);
   return &r;
 }
 
 TfLiteRegistration* DelegatedUnpackRegistration(const char* custom_name) {
-  static TfLiteRegistration r = MakeRegistration(InitDelegated);
+  static TfLiteRegistration r = CustomRegistration(kName, InitDelegated, Free, Prepare, Invoke);
   return std::strcmp(custom_name, kName) == 0 ? &r : nullptr;
 }
 

@@ -127,6 +127,14 @@ def _new_op(model, builtin: int, inputs, outputs, custom_name=None, options_type
     return op
 
 
+def _write_without(model, replaced_buffers: set[int]) -> bytes:
+    """The model's bytes with the replaced buffers emptied once no tensor of any subgraph uses them."""
+    live = {t.buffer for sg in model.subgraphs for t in sg.tensors}
+    for index in replaced_buffers - live:
+        model.buffers[index].data = None
+    return write_model(model)
+
+
 class _Constants:
     """Buffers shared by every subgraph (one copy of each packed matrix in the file); tensors per subgraph."""
 
@@ -239,10 +247,7 @@ def replace_quantized(content: bytes, layers: list[QuantizedLayer], strategy: st
             op.customOptions = None
         subgraph.operators = operators
         counts.append(count)
-    live = {t.buffer for sg in model.subgraphs for t in sg.tensors}
-    for index in replaced_buffers - live:
-        model.buffers[index].data = None
-    return write_model(model), counts
+    return _write_without(model, replaced_buffers), counts
 
 
 def _int8_rows(model, subgraph, table: np.ndarray):
@@ -324,10 +329,7 @@ def int8_embeddings(content: bytes) -> tuple[bytes, list[int]]:
             count += 1
         subgraph.operators = operators
         counts.append(count)
-    live = {t.buffer for sg in model.subgraphs for t in sg.tensors}
-    for index in replaced_buffers - live:
-        model.buffers[index].data = None
-    return write_model(model), counts
+    return _write_without(model, replaced_buffers), counts
 
 
 def add_metadata(content: bytes, key: str, value: bytes) -> bytes:
