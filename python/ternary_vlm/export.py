@@ -13,8 +13,8 @@ Signatures (keys = tf.function names):
 P (--prefill_len) is a fixed prompt capacity: the prompt goes in ids[0, :length], the rest is padding, and the
 logits are those after the last real token. Image features (one encode_image call per tile, concatenated) go
 in the first rows of image_features; their rows replace the image tokens of ids in order, as SmolVLM.embed.
-The KV cache ([1, kv_heads, max_len, head_dim] per layer, k and v) lives in resource variables inside the
-interpreter. Padding cannot corrupt it: prefill writes slots 0..P-1, but slot i >= length is only ever
+The KV cache (per layer k [kv_heads, head_dim, max_len], v [kv_heads, max_len, head_dim]) lives in resource
+variables inside the interpreter. Padding cannot corrupt it: prefill writes slots 0..P-1, but slot i >= length is only ever
 attended to after decode(position=i) has overwritten it (attention masks keys beyond the query position).
 So a new conversation needs no reset(); reset() zeroes the cache anyway (memory hygiene).
 

@@ -4,11 +4,13 @@ One class serves both uses: standalone (SmolLM2 from GGUF, config.json model_typ
 `SmolVLM.text_model`. Attribute names follow transformers' module names, so a checkpoint tensor
 "model.layers.3.self_attn.q_proj.weight" lands on `layers[3].self_attn.q_proj.weight`.
 
-KV cache: a fixed-size pytree (one (k, v) pair per layer, each [batch, kv_heads, max_len, head_dim])
-updated with lax.dynamic_update_slice; attention always spans the whole cache with a position mask,
-so prefill (start = 0, T tokens) and decode (start = position, 1 token) trace to static shapes. Heads
-come before positions so that the exported attention multiplies the cache as stored: with positions
-first, every decode step transposed both whole caches of every layer.
+KV cache: a fixed-size pytree, one (k, v) pair per layer: k [batch * kv_heads, head_dim, max_len] and
+v [batch * kv_heads, max_len, head_dim], updated with lax.dynamic_update_slice; attention always spans the
+whole cache with a position mask, so prefill (start = 0, T tokens) and decode (start = position, 1 token)
+trace to static shapes. The layouts are exactly the right-hand operands of attention's two batched matrix
+products, so the exported decode step multiplies the cache as stored. (With [batch, max_len, kv_heads,
+head_dim] every step transposed and copied both caches of every layer: SmolLM2 ternary decode at
+max_len 256 went from 11.5 to about 8 ms/token with these layouts.)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from flax import nnx
 from ternary_vlm.models import layers
 from ternary_vlm.models.config import TextConfig
 
-KVCache = tuple  # tuple over layers of (k, v), each [batch, kv_heads, max_len, head_dim]
+KVCache = tuple  # over layers: (k [batch * kv_heads, head_dim, max_len], v [batch * kv_heads, max_len, head_dim])
 
 
 def rope_inv_freq(head_dim: int, theta: float) -> np.ndarray:
@@ -47,16 +49,21 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, scale: float) -> jax.Array:
-    """Grouped-query attention by einsum. q [B,T,H,D]; k, v [B,KV,S,D]; mask [T,S] bool (True = attend)."""
+    """Grouped-query attention. q [B,T,H,D]; k [B*KV,D,S]; v [B*KV,S,D]; mask [T,S] bool (True = attend).
+
+    A KV head's G*T queries are the rows of two batched matrix products whose right-hand operands are
+    the caches as stored: exported, XNNPACK runs a small-M product on them (27 µs per SmolLM2 layer at
+    S = 256, against 76 µs for the einsum form, which made it transpose and copy the caches)."""
     b, t, h, d = q.shape
-    kv = k.shape[1]
-    q = q.reshape(b, t, kv, h // kv, d)
-    scores = jnp.einsum("btkgd,bksd->bkgts", q, k) * scale
+    kv = k.shape[0] // b
+    g = h // kv
+    q = q.reshape(b, t, kv, g, d).transpose(0, 2, 3, 1, 4).reshape(b * kv, g * t, d)
+    scores = jnp.matmul(q, k) * scale  # [B*KV, G*T, S]
     if mask is not None:
-        scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
+        scores = jnp.where(jnp.tile(mask, (g, 1)), scores, jnp.finfo(scores.dtype).min)
     probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(q.dtype)
-    out = jnp.einsum("bkgts,bksd->btkgd", probs, v)
-    return out.reshape(b, t, h * d)
+    out = jnp.matmul(probs, v)  # [B*KV, G*T, D]
+    return out.reshape(b, kv, g, t, d).transpose(0, 3, 1, 2, 4).reshape(b, t, h * d)
 
 
 class LlamaAttention(nnx.Module):
@@ -76,13 +83,14 @@ class LlamaAttention(nnx.Module):
         k = self.k_proj(x).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim)
         v = self.v_proj(x).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, KV, T, D]: the cache layout
+        kv, d = cfg.num_key_value_heads, cfg.head_dim  # to the cache layouts (module docstring)
+        k = k.transpose(0, 2, 3, 1).reshape(b * kv, d, t)
+        v = v.transpose(0, 2, 1, 3).reshape(b * kv, t, d)
         new_cache = None
         if kv_cache is not None:
             cache_k, cache_v = kv_cache
-            idx = (0, 0, start, 0)
-            k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), idx)
-            v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), idx)
+            k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, 0, start))
+            v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, start, 0))
             new_cache = (k, v)
         out = attention(q, k, v, mask, cfg.head_dim ** -0.5)
         return self.o_proj(out), new_cache
@@ -136,8 +144,9 @@ class LlamaDecoder(nnx.Module):
 
     def init_cache(self, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:
         cfg = self.cfg
-        shape = (batch, cfg.num_key_value_heads, max_len, cfg.head_dim)
-        return tuple((jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(cfg.num_hidden_layers))
+        kv, d = cfg.num_key_value_heads, cfg.head_dim
+        return tuple((jnp.zeros((batch * kv, d, max_len), dtype), jnp.zeros((batch * kv, max_len, d), dtype))
+                     for _ in range(cfg.num_hidden_layers))
 
     def hidden_states(self, embeds: jax.Array, cache: KVCache | None = None, start=0):
         """Final-normed hidden states [B, T, D] for input embeddings [B, T, D] at positions start..start+T-1.
@@ -151,7 +160,7 @@ class LlamaDecoder(nnx.Module):
         if cache is None:
             mask = jnp.tril(jnp.ones((t, t), dtype=bool))
         else:
-            key_pos = jnp.arange(cache[0][0].shape[2], dtype=jnp.int32)
+            key_pos = jnp.arange(cache[0][1].shape[1], dtype=jnp.int32)
             mask = key_pos[None, :] <= positions[:, None]
         x = embeds
         new_cache = []
