@@ -11,8 +11,8 @@ with the k-means init and no training), written to a temporary directory, then m
   peak RSS MB       ru_maxrss of a fresh child process (imports only LiteRT + numpy) that loads the model with
                     litert.interpreter (via runtime.Runtime) and runs encode_image + prefill + the decode steps
   encode / prefill  median ms of encode_image (VLMs) and of prefill for a fixed prompt (padded to --prefill_len)
-  decode tok/s      1 / median ms of decode over --decode_steps steps after --warmup steps, per thread count,
-                    each in its own fresh child process
+  decode tok/s      1 / median ms of decode over --decode_steps steps after --warmup steps, per thread count;
+                    each figure is the median over --processes fresh child processes
   perplexity        computed with the .tflite itself (teacher forcing through prefill/decode): pydoc test-split
                     text windows for both models; for the VLM also the caption perplexity on --scenes test scenes
   caption accuracy  VLM: greedy runtime.generate on --scenes test scenes, exact token match (end of turn included)
@@ -51,6 +51,9 @@ flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts for the deco
 flags.DEFINE_integer("decode_steps", 64, "Timed decode steps per thread count (median taken).", lower_bound=1)
 flags.DEFINE_integer("warmup", 8, "Untimed decode steps before the timed ones.", lower_bound=0)
 flags.DEFINE_integer("timing_runs", 5, "Timed runs of encode_image and prefill (median taken).", lower_bound=1)
+flags.DEFINE_integer("processes", 3, "Fresh measuring processes per variant and thread count; every speed and "
+                     "memory figure is the median over them (the machines here are shared and noisy).",
+                     lower_bound=1)
 flags.DEFINE_integer("text_windows", 2, "Pydoc test-split windows for the text perplexity (0 skips it).",
                      lower_bound=0)
 flags.DEFINE_integer("text_window", 128, "Tokens per text window.", lower_bound=2)
@@ -375,9 +378,12 @@ def benchmark_model(name: str, workdir: str, launcher: Launcher) -> dict:
         logging.info("%s %s: %.2f MB in %.0f s; measuring speed", name, variant, row["file_mb"], row["export_s"])
         row["speed"] = {}
         for threads in FLAGS.threads:
-            m = launcher.run([path, inputs_path, int(threads), FLAGS.decode_steps, FLAGS.warmup, FLAGS.timing_runs])
+            runs = [launcher.run([path, inputs_path, int(threads), FLAGS.decode_steps, FLAGS.warmup,
+                                  FLAGS.timing_runs]) for _ in range(FLAGS.processes)]
+            m = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+            m["decode_tok_s"] = 1e3 / m["decode_ms"]
             row["speed"][threads] = m
-            logging.info("%s %s, %s thread(s): %s", name, variant, threads,
+            logging.info("%s %s, %s thread(s), median of %d processes: %s", name, variant, threads, len(runs),
                          ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
         first = row["speed"][FLAGS.threads[0]]
         row["rss_mb"] = first["rss_mb"]
@@ -498,10 +504,11 @@ def markdown(results: dict, meta: dict) -> str:
              "Every figure comes from the exported `.tflite` on LiteRT with our custom-op library: file size; peak "
              "RSS (`ru_maxrss`) of a fresh process that loads the model, runs encode_image + prefill + the decode "
              "steps; median ms of encode_image and prefill (the prompt padded to the prefill capacity P); decode "
-             f"tokens/s = 1 / median of {meta['decode_steps']} decode steps after {meta['warmup']} warm-up steps, "
-             "one fresh process per thread count; perplexities by teacher forcing through prefill/decode of the "
-             "`.tflite` (pydoc test split, non-overlapping windows); caption exact = greedy `runtime.generate` "
-             "output equal to the reference caption token for token (end of turn included); logit diff = max "
+             f"tokens/s = 1 / median of {meta['decode_steps']} decode steps after {meta['warmup']} warm-up steps; "
+             f"speed and RSS figures are medians over {meta.get('processes', 1)} fresh processes per thread "
+             "count; perplexities by teacher forcing through prefill/decode of the `.tflite` (pydoc test split, "
+             "non-overlapping windows); caption exact = greedy `runtime.generate` output equal to the reference "
+             "caption token for token (end of turn included); logit diff = max "
              "|prefill logits of the `.tflite` − the Flax model's| on the fixed prompt, the Flax model holding the "
              "same weights (float for fp32 / int8, α·t for the quantized variants: int8 rounding shows there).", ""]
     for name, r in results.items():
@@ -617,7 +624,8 @@ def main(argv):
             shutil.rmtree(workdir, ignore_errors=True)
     meta = {"command": "tools/bazel run //python:benchmark -- " + " ".join(sys.argv[1:]),
             "machine": machine(), "baseline_rss_mb": baseline, "seconds": time.time() - start,
-            "decode_steps": FLAGS.decode_steps, "warmup": FLAGS.warmup, "notes": notes}
+            "decode_steps": FLAGS.decode_steps, "warmup": FLAGS.warmup, "processes": FLAGS.processes,
+            "notes": notes}
     report(results, meta)
     if FLAGS.json and os.path.exists(user_path(FLAGS.json) + ".partial"):
         os.unlink(user_path(FLAGS.json) + ".partial")
