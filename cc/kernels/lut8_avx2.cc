@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "cc/kernels/lut8_layout.h"
+#include "cc/kernels/lut_walk.h"
 
 namespace tvlm {
 namespace internal {
@@ -13,32 +14,13 @@ constexpr size_t kGroups = Lut8Layout::kGroupsPerWord;
 constexpr size_t kWordFloats = Lut8Layout::kWordTableFloats;
 constexpr size_t kTableFloats = Lut8Layout::kTableFloats;
 
-// Activation rows per tile when m > 1: each index vector is reused for this many rows.
-constexpr int kRowsPerTile = 2;
 // A tile is a single row block: with the tables as memory operands of vpermps, it needs few of
 // the 16 registers (wider tiles make GCC keep every index word in a register and spill). The 10
 // lookups of a word are summed as a tree, so one add per word lands on the accumulator chain.
-// For m > 1 the tables of all rows outgrow the caches: K is walked in chunks whose tables for
-// one tile of activation rows stay in L1, over a slab of weight rows that stays in L2.
-constexpr size_t kL1TableBytes = 24 * 1024;
-constexpr size_t kL2WeightBytes = 512 * 1024;
-
-inline size_t Min(size_t a, size_t b) { return a < b ? a : b; }
-inline size_t Max(size_t a, size_t b) { return a > b ? a : b; }
-
-struct Args {
-  const uint32_t* words;
-  size_t words_per_row;
-  const float* tables;
-  size_t table_stride;
-  float* y;
-  size_t n;
-};
-
 // Accumulates words [d0, d1) of one row block (P planes) against activation rows
 // [i0, i0 + MR), adding to what earlier chunks left in y (d0 > 0) or starting from zero.
 template <int P, int MR>
-void Tile(const Args& a, size_t block, size_t i0, size_t d0, size_t d1) {
+void Tile(const LutArgs& a, size_t block, size_t i0, size_t d0, size_t d1) {
   const size_t valid = Min(kRows, a.n - block * kRows);
   __m256 acc[MR][P];
   #pragma GCC unroll 8
@@ -106,31 +88,13 @@ void Tile(const Args& a, size_t block, size_t i0, size_t d0, size_t d1) {
 }
 
 template <int P>
-void Dot(const Args& a, size_t m, size_t b0, size_t b1) {
-  const size_t words_per_row = a.words_per_row;
-  if (m == 1) {  // whole rows at once, each weight streamed exactly once
-    for (size_t block = b0; block < b1; ++block) {
-      Tile<P, 1>(a, block, 0, 0, words_per_row);
-    }
-    return;
-  }
-  const size_t chunk = Max(1, kL1TableBytes / (kRowsPerTile * kWordFloats * sizeof(float)));
-  const size_t slab = Max(1, kL2WeightBytes / (words_per_row * P * kRows * sizeof(uint32_t)));
-  for (size_t s0 = b0; s0 < b1; s0 += slab) {
-    const size_t s1 = Min(b1, s0 + slab);
-    for (size_t d0 = 0; d0 < words_per_row; d0 += chunk) {
-      const size_t d1 = Min(words_per_row, d0 + chunk);
-      size_t i0 = 0;
-      for (; i0 + kRowsPerTile <= m; i0 += kRowsPerTile) {
-        for (size_t block = s0; block < s1; ++block) {
-          Tile<P, kRowsPerTile>(a, block, i0, d0, d1);
-        }
-      }
-      for (; i0 < m; ++i0) {
-        for (size_t block = s0; block < s1; ++block) Tile<P, 1>(a, block, i0, d0, d1);
-      }
-    }
-  }
+void Dot(const LutArgs& a, size_t m, size_t b0, size_t b1) {
+  WalkTiles(m, a.words_per_row, b0, b1, kWordFloats * sizeof(float), P * kRows * sizeof(uint32_t), 1,
+            [&](auto rows, size_t s0, size_t s1, size_t i0, size_t d0, size_t d1) {
+              for (size_t block = s0; block < s1; ++block) {
+                Tile<P, decltype(rows)::value>(a, block, i0, d0, d1);
+              }
+            });
 }
 
 }  // namespace
@@ -159,7 +123,7 @@ void Lut8TablesAvx2(const Lut8Layout& layout, const float* x, size_t word_begin,
 
 void Lut8DotAvx2(const Lut8Layout& layout, const uint32_t* words, const float* tables,
                  size_t table_stride, size_t m, size_t row_begin, size_t row_end, float* y) {
-  const Args a = {words, layout.words_per_row, tables, table_stride, y, layout.n};
+  const LutArgs a = {words, layout.words_per_row, tables, table_stride, y, layout.n};
   const size_t b0 = row_begin / kRows, b1 = (row_end + kRows - 1) / kRows;
   layout.planes == 2 ? Dot<2>(a, m, b0, b1) : Dot<1>(a, m, b0, b1);
 }

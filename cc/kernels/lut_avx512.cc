@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "cc/kernels/lut_layout.h"
+#include "cc/kernels/lut_walk.h"
 
 namespace tvlm {
 namespace internal {
@@ -14,31 +15,12 @@ constexpr size_t kWordFloats = LutLayout::kWordTableFloats;
 // Row blocks per tile: enough independent permutes to hide their latency, few enough that
 // accumulators, indices and the shared table stay in the 32 registers.
 constexpr int kBlocksPerTile = 4;
-// Activation rows per tile when m > 1: each index vector is reused for this many rows.
-constexpr int kRowsPerTile = 2;
 // Every loop over these compile-time counts is unrolled (#pragma GCC unroll) so that the
 // accumulator arrays live in registers.
-// For m > 1 the tables of all rows outgrow the caches: K is walked in chunks whose tables for
-// one tile of activation rows stay in L1, over a slab of weight rows that stays in L2.
-constexpr size_t kL1TableBytes = 24 * 1024;
-constexpr size_t kL2WeightBytes = 512 * 1024;
-
-inline size_t Min(size_t a, size_t b) { return a < b ? a : b; }
-inline size_t Max(size_t a, size_t b) { return a > b ? a : b; }
-
-struct Args {
-  const uint32_t* words;
-  size_t words_per_row;
-  const float* tables;
-  size_t table_stride;
-  float* y;
-  size_t n;
-};
-
 // Accumulates words [d0, d1) of row blocks [block, block + R) against activation rows
 // [i0, i0 + MR), adding to what earlier chunks left in y (d0 > 0) or starting from zero.
 template <int R, int MR>
-void Tile(const Args& a, size_t block, size_t i0, size_t d0, size_t d1) {
+void Tile(const LutArgs& a, size_t block, size_t i0, size_t d0, size_t d1) {
   // With one activation row, two accumulators per block keep enough permute-add chains in flight.
   constexpr int S = MR == 1 ? 2 : 1;
   __m512 acc[MR][R][S];
@@ -100,7 +82,7 @@ void Tile(const Args& a, size_t block, size_t i0, size_t d0, size_t d1) {
 }
 
 template <int MR>
-void Tiles(const Args& a, size_t block, size_t block_end, size_t i0, size_t d0, size_t d1) {
+void Tiles(const LutArgs& a, size_t block, size_t block_end, size_t i0, size_t d0, size_t d1) {
   for (; block + kBlocksPerTile <= block_end; block += kBlocksPerTile) {
     Tile<kBlocksPerTile, MR>(a, block, i0, d0, d1);
   }
@@ -133,27 +115,12 @@ void LutTablesAvx512(const LutLayout& layout, const float* x, size_t word_begin,
 
 void LutDotAvx512(const LutLayout& layout, const uint32_t* words, const float* tables,
                   size_t table_stride, size_t m, size_t row_begin, size_t row_end, float* y) {
-  const Args a = {words, layout.words_per_row, tables, table_stride, y, layout.n};
-  const size_t words_per_row = layout.words_per_row;
+  const LutArgs a = {words, layout.words_per_row, tables, table_stride, y, layout.n};
   const size_t b0 = row_begin / kRows, b1 = (row_end + kRows - 1) / kRows;
-  // One activation row: whole rows at once, each weight streamed exactly once.
-  size_t chunk = words_per_row, slab = b1 - b0;
-  if (m > 1) {
-    chunk = Max(1, kL1TableBytes / (kRowsPerTile * kWordFloats * sizeof(float)));
-    slab = Max(kBlocksPerTile, kL2WeightBytes / (words_per_row * kRows * sizeof(uint32_t)));
-    slab -= slab % kBlocksPerTile;
-  }
-  for (size_t s0 = b0; s0 < b1; s0 += slab) {
-    const size_t s1 = Min(b1, s0 + slab);
-    for (size_t d0 = 0; d0 < words_per_row; d0 += chunk) {
-      const size_t d1 = Min(words_per_row, d0 + chunk);
-      size_t i0 = 0;
-      for (; i0 + kRowsPerTile <= m; i0 += kRowsPerTile) {
-        Tiles<kRowsPerTile>(a, s0, s1, i0, d0, d1);
-      }
-      for (; i0 < m; ++i0) Tiles<1>(a, s0, s1, i0, d0, d1);
-    }
-  }
+  WalkTiles(m, layout.words_per_row, b0, b1, kWordFloats * sizeof(float), kRows * sizeof(uint32_t),
+            kBlocksPerTile, [&](auto rows, size_t s0, size_t s1, size_t i0, size_t d0, size_t d1) {
+              Tiles<decltype(rows)::value>(a, s0, s1, i0, d0, d1);
+            });
 }
 
 }  // namespace internal
