@@ -5,6 +5,7 @@
 
 #include "cc/kernels/packing.h"
 #include "cc/tflite/matmul_op.h"
+#include "cc/tflite/attention_op.h"
 #include "cc/tflite/unpack_op.h"
 
 namespace {
@@ -31,6 +32,9 @@ extern "C" {
 TfLiteRegistration* tvlm_register_ternary_matmul(void) { return tvlm::TernaryMatMulRegistration(); }
 TfLiteRegistration* tvlm_register_binary_matmul(void) { return tvlm::BinaryMatMulRegistration(); }
 TfLiteRegistration* tvlm_register_unpack_ternary(void) { return tvlm::UnpackTernaryRegistration(); }
+TfLiteRegistration* tvlm_register_kv_cache_attention(void) {
+  return tvlm::KVCacheAttentionRegistration();
+}
 
 size_t tvlm_row_bytes(int format, size_t k) {
   return KnownFormat(format) ? tvlm::RowBytes(static_cast<tvlm::WeightFormat>(format), k) : 0;

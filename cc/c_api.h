@@ -19,6 +19,9 @@ struct TfLiteRegistration* tvlm_register_ternary_matmul(void);
 struct TfLiteRegistration* tvlm_register_binary_matmul(void);
 /* resolver.AddCustom("UnpackTernary", ...): packed ternary weights -> float32 for a builtin op. */
 struct TfLiteRegistration* tvlm_register_unpack_ternary(void);
+/* resolver.AddCustom("KVCacheAttention", ...): a decoder layer's KV-cache update + attention, the cache
+   owned by the op and shared by the interpreter's signatures (cc/tflite/attention_op.h). */
+struct TfLiteRegistration* tvlm_register_kv_cache_attention(void);
 
 enum { TVLM_TERNARY2 = 0, TVLM_BINARY1 = 1 };
 

@@ -13,10 +13,17 @@ Signatures (keys = tf.function names):
 P (--prefill_len) is a fixed prompt capacity: the prompt goes in ids[0, :length], the rest is padding, and the
 logits are those after the last real token. Image features (one encode_image call per tile, concatenated) go
 in the first rows of image_features; their rows replace the image tokens of ids in order, as SmolVLM.embed.
-The KV cache (per layer k [kv_heads, head_dim, max_len], v [kv_heads, max_len, head_dim]) lives in resource
-variables inside the interpreter. Padding cannot corrupt it: prefill writes slots 0..P-1, but slot i >= length is only ever
-attended to after decode(position=i) has overwritten it (attention masks keys beyond the query position).
-So a new conversation needs no reset(); reset() zeroes the cache anyway (memory hygiene).
+The KV cache (per layer k [kv_heads, head_dim, max_len], v [kv_heads, max_len, head_dim]) lives inside the
+interpreter, in one of two ways (kv_cache=):
+  op         (default) each layer's cache update + attention is our KVCacheAttention op, which owns the cache,
+             writes new tokens in place and reads only the positions a query sees
+             (tflite_rewrite.kv_cache_attention; cc/tflite/attention_op.h)
+  variables  stock TFLite: resource variables read, dynamic-update-sliced and re-assigned at every step, and
+             attention over all max_len positions with a mask (ternary_unpack_builtin always uses this: it
+             promises builtin ops only)
+Padding cannot corrupt the cache: prefill writes slots 0..P-1, but slot i >= length is only ever attended to
+after decode(position=i) has overwritten it (attention masks keys beyond the query position). So a new
+conversation needs no reset(); with kv_cache=variables reset() zeroes the cache anyway (memory hygiene).
 
 Variants: fp32; int8 (TFLite's dynamic-range int8 weights); ternary / binary (the model's quantized layers
 become TernaryMatMul / BinaryMatMul with packed weights, everything else fp32); ternary_int8 / binary_int8 (those
@@ -39,6 +46,7 @@ from ternary_vlm.errors import TernaryVLMError
 VARIANTS = ("fp32", "int8", "ternary", "binary", "ternary_int8", "binary_int8", "ternary_unpack_op",
             "ternary_unpack_builtin")
 INT8_VARIANTS = ("int8", "ternary_int8", "binary_int8")
+KV_CACHES = ("op", "variables")
 
 
 
@@ -52,6 +60,11 @@ class ExportResult:
 def variant_strategy(variant: str) -> str:
     """How a quantized variant executes its packed layers (tflite_rewrite.STRATEGIES)."""
     return {"ternary_unpack_op": "unpack_op", "ternary_unpack_builtin": "unpack_builtin"}.get(variant, "fused")
+
+
+def default_kv_cache(variant: str) -> str:
+    """The KV cache a variant gets unless asked otherwise (module docstring)."""
+    return "variables" if variant == "ternary_unpack_builtin" else "op"
 
 
 def variant_format(variant: str):
@@ -251,9 +264,10 @@ def build_module(model, max_len: int, prefill_len: int):
 
 
 def convert(model, *, variant: str = "fp32", quantized=None, max_len: int = 64,
-            prefill_len: int | None = None) -> ExportResult:
+            prefill_len: int | None = None, kv_cache: str | None = None) -> ExportResult:
     """The .tflite bytes of `model` (SmolVLM or LlamaDecoder; QuantLinear layers allowed).
 
+    kv_cache: "op" or "variables" (module docstring); default_kv_cache(variant) when None.
     quantized: the QuantizedLayers of a model whose quantized layers are already plain Linear α·t (a loaded
     ternarize output); found from the model's QuantLinears when None."""
     import json
@@ -264,6 +278,11 @@ def convert(model, *, variant: str = "fp32", quantized=None, max_len: int = 64,
     from ternary_vlm.runtime import METADATA_KEY
 
     fmt = variant_format(variant)
+    kv_cache = kv_cache or default_kv_cache(variant)
+    if kv_cache not in KV_CACHES:
+        raise TernaryVLMError(f"unknown kv_cache {kv_cache!r} (known: {', '.join(KV_CACHES)})")
+    if kv_cache == "op" and variant == "ternary_unpack_builtin":
+        raise TernaryVLMError("ternary_unpack_builtin uses builtin ops only: it needs kv_cache=variables")
     prefill_len = prefill_len or max(max_len // 2, 1)
     if prefill_len > max_len:
         raise TernaryVLMError(f"prefill_len {prefill_len} exceeds max_len {max_len}")
@@ -290,7 +309,13 @@ def convert(model, *, variant: str = "fp32", quantized=None, max_len: int = 64,
             if key in ("prefill", "decode") and counts[index] != 1:
                 raise TernaryVLMError(f"{key}: {counts[index]} float embedding lookups made int8, expected 1")
     text_cfg = _text(model).cfg
-    meta = {"variant": variant, "max_len": max_len, "prefill_len": prefill_len,
+    if kv_cache == "op":
+        content, counts = tflite_rewrite.kv_cache_attention(content)
+        for key, index in tflite_rewrite.signature_subgraphs(content).items():
+            want = text_cfg.num_hidden_layers if key in ("prefill", "decode") else 0
+            if counts[index] != want:
+                raise TernaryVLMError(f"{key}: {counts[index]} attentions became KVCacheAttention, expected {want}")
+    meta = {"variant": variant, "kv_cache": kv_cache, "max_len": max_len, "prefill_len": prefill_len,
             "hidden_size": text_cfg.hidden_size, "vocab_size": text_cfg.vocab_size}
     if hasattr(model.cfg, "image_token_id"):
         meta.update(image_token_id=model.cfg.image_token_id, image_seq_len=model.cfg.image_seq_len)
@@ -337,7 +362,7 @@ def write_atomically(path: str, content: bytes) -> None:
 
 
 def export_path(path: str, variant: str, out: str, max_len: int | None = None,
-                prefill_len: int | None = None) -> ExportResult:
+                prefill_len: int | None = None, kv_cache: str | None = None) -> ExportResult:
     """Loads a checkpoint (directory or GGUF), converts it and writes `out` atomically."""
     variant_format(variant)  # unknown variants fail before the (slow) load
     from ternary_vlm.convert import load_model
@@ -346,6 +371,6 @@ def export_path(path: str, variant: str, out: str, max_len: int | None = None,
     quantized = quantized_layers_from_directory(loaded.model, path) if os.path.isdir(path) else []
     max_len = max_len or min(loaded.text_config.max_position_embeddings, 512)
     result = convert(loaded.model, variant=variant, quantized=quantized, max_len=max_len,
-                     prefill_len=prefill_len)
+                     prefill_len=prefill_len, kv_cache=kv_cache)
     write_atomically(out, result.content)
     return result

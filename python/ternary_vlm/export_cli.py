@@ -10,7 +10,7 @@ import sys
 from absl import app, flags, logging
 
 from ternary_vlm.errors import TernaryVLMError
-from ternary_vlm.export import VARIANTS, export_path, variant_format
+from ternary_vlm.export import KV_CACHES, VARIANTS, export_path, variant_format
 from ternary_vlm.paths import user_path
 
 FLAGS = flags.FLAGS
@@ -20,6 +20,8 @@ flags.DEFINE_string("out", None, "Output .tflite file (default: <model>-<variant
 flags.DEFINE_integer("max_len", None, "KV cache length = most prompt + generated tokens "
                      "(default: min(max_position_embeddings, 512)).", lower_bound=2)
 flags.DEFINE_integer("prefill_len", None, "Prompt capacity of prefill (default: max_len // 2).", lower_bound=1)
+flags.DEFINE_enum("kv_cache", None, KV_CACHES, "op: our KVCacheAttention op owns the cache (default, except "
+                  "ternary_unpack_builtin); variables: stock resource variables, builtin ops only.")
 
 
 def main(argv):
@@ -31,7 +33,8 @@ def main(argv):
         variant_format(FLAGS.variant)
         model = user_path(FLAGS.model)
         out = user_path(FLAGS.out or os.path.basename(os.path.normpath(model)) + f"-{FLAGS.variant}.tflite")
-        result = export_path(model, FLAGS.variant, out, FLAGS.max_len, FLAGS.prefill_len)
+        result = export_path(model, FLAGS.variant, out, FLAGS.max_len, FLAGS.prefill_len,
+                             FLAGS.kv_cache)
     except (TernaryVLMError, FileNotFoundError) as e:
         sys.exit(f"export: {e}")
     for key, n in result.replacements.items():

@@ -186,6 +186,41 @@ class ExportTest(absltest.TestCase):
         got = decode(token=np.asarray([[7]], np.int32), position=np.asarray(len(PROMPT), np.int32))["logits"]
         np.testing.assert_allclose(got, rt.decode(7, len(PROMPT)), rtol=0, atol=1e-5)
 
+    def test_kv_cache_op_replaces_the_cache_variables(self):
+        """kv_cache=op (the default): each layer's cache update + attention is one KVCacheAttention in prefill and
+        decode, no resource variable is left in any signature, and the logits equal the stock-ops export's
+        (kv_cache=variables). Two interpreters of one file keep separate caches."""
+        layers = CONFIG["text_config"]["num_hidden_layers"]
+        stock = export.convert(self.models["fp32"], variant="fp32", max_len=MAX_LEN, prefill_len=PREFILL_LEN,
+                               kv_cache="variables")
+        stock_path = os.path.join(self.dir, "fp32-variables.tflite")
+        export.write_atomically(stock_path, stock.content)
+        variable_ops = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
+        for path, kv_cache in ((self.paths["fp32"], "op"), (stock_path, "variables")):
+            content = read(path)
+            histograms = tflite_rewrite.op_histogram(content)
+            for key, index in tflite_rewrite.signature_subgraphs(content).items():
+                text = key in ("prefill", "decode")
+                self.assertEqual(histograms[index]["KVCacheAttention"], layers * text * (kv_cache == "op"), key)
+                if kv_cache == "op":  # (the vision encoder's attention keeps its BATCH_MATMULs)
+                    self.assertEqual([histograms[index][op] for op in variable_ops], [0] * 3, key)
+                    self.assertEqual(histograms[index]["BATCH_MATMUL"], 0 if text else 2, key)
+                elif text:
+                    self.assertEqual(histograms[index]["READ_VARIABLE"], 2 * layers, key)
+        tokens = [3, 1, 4, 1, 5]
+        _, want = tflite_logits(stock_path, tokens)
+        _, got = tflite_logits(self.paths["fp32"], tokens)
+        np.testing.assert_allclose(np.concatenate(got), np.concatenate(want), rtol=0, atol=1e-5)
+        a, b = Runtime(self.paths["fp32"]), Runtime(self.paths["fp32"])
+        a.prefill(PROMPT, a.image_features(pixels()))
+        b.prefill([2, 9, 9, 4, 4, 8, 1], b.image_features(pixels(1)))  # another conversation in between
+        np.testing.assert_allclose(a.decode(tokens[0], len(PROMPT)), want[1], rtol=0, atol=1e-5)
+        with self.assertRaisesRegex(TernaryVLMError, "builtin ops only"):
+            export.convert(self.models["ternary_unpack_builtin"], variant="ternary_unpack_builtin",
+                           max_len=MAX_LEN, kv_cache="op")
+        with self.assertRaisesRegex(TernaryVLMError, "unknown kv_cache 'disk'"):
+            export.convert(self.models["fp32"], variant="fp32", max_len=MAX_LEN, kv_cache="disk")
+
     def test_int8_variants_store_the_tied_embedding_once_in_int8(self):
         vocab, hidden = CONFIG["text_config"]["vocab_size"], CONFIG["text_config"]["hidden_size"]
         for variant in ("int8", "ternary_int8"):

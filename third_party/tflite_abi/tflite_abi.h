@@ -123,6 +123,9 @@ typedef struct TfLiteRegistration {
 // Index of the CUSTOM operator in TFLite's BuiltinOperator enum (schema.fbs).
 enum { kTfLiteBuiltinCustom = 32 };
 
+// Opaque here: the ops only compare these pointers.
+typedef struct TfLiteExternalContext TfLiteExternalContext;
+
 typedef struct TfLiteContext {
   size_t tensors_size;
   TfLiteStatus (*GetExecutionPlan)(struct TfLiteContext* context, TfLiteIntArray** execution_plan);
@@ -140,7 +143,14 @@ typedef struct TfLiteContext {
                                                         const TfLiteIntArray* nodes_to_replace,
                                                         struct TfLiteDelegate* delegate);
   int recommended_num_threads;
+  // Interpreter-wide contexts, one array shared by all subgraphs of an interpreter.
+  TfLiteExternalContext* (*GetExternalContext)(struct TfLiteContext* context, int type);
+  void (*SetExternalContext)(struct TfLiteContext* context, int type,
+                             TfLiteExternalContext* external_context);
 } TfLiteContext;
+
+// TfLiteExternalContextType values used here (the interpreter creates this one at construction).
+enum { kTfLiteCpuBackendContext = 3 };
 
 enum {
   kTfLiteDelegateFlagsNone = 0,
@@ -183,6 +193,8 @@ static_assert(offsetof(TfLiteTensor, bytes) == 40, "TfLiteTensor::bytes offset")
 static_assert(offsetof(TfLiteTensor, dims_signature) == 104, "TfLiteTensor::dims_signature offset");
 static_assert(offsetof(TfLiteContext, recommended_num_threads) == 72,
               "TfLiteContext::recommended_num_threads offset");
+static_assert(offsetof(TfLiteContext, GetExternalContext) == 80,
+              "TfLiteContext::GetExternalContext offset");
 #endif
 #endif  // __cplusplus
 

@@ -1,8 +1,8 @@
 #ifndef TERNARY_VLM_CC_TFLITE_TESTS_FAKE_INTERPRETER_H_
 #define TERNARY_VLM_CC_TFLITE_TESTS_FAKE_INTERPRETER_H_
 
-// A minimal stand-in for the TFLite interpreter (our ABI structs) that prepares and invokes one
-// node, so op tests run on the host and under qemu alike.
+// A minimal stand-in for the TFLite interpreter (our ABI structs) that prepares and invokes nodes,
+// so op tests run on the host and under qemu alike.
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -24,9 +24,8 @@ inline TfLiteIntArray* NewIntArray(const std::vector<int>& v) {
 class FakeInterpreter {
  public:
   ~FakeInterpreter() {
+    for (size_t i = 0; i < nodes_.size(); ++i) FreeNode(static_cast<int>(i));
     for (auto& t : tensors_) std::free(t.dims);
-    std::free(node_.inputs);
-    std::free(node_.outputs);
   }
 
   int AddTensor(TfLiteType type, const std::vector<int>& shape, void* data, size_t bytes,
@@ -41,37 +40,76 @@ class FakeInterpreter {
     return static_cast<int>(tensors_.size()) - 1;
   }
 
-  // Prepare (and on success Invoke) one node of the op; returns the Prepare status.
+  // Prepare (and on success Invoke) one node of the op, then free it; returns the first failure.
   TfLiteStatus Run(TfLiteRegistration* reg, const std::vector<int>& inputs, int output,
                    std::vector<float>* y) {
-    TfLiteContext context{};
-    context.tensors = tensors_.data();
-    context.tensors_size = tensors_.size();
-    context.ResizeTensor = &FakeInterpreter::Resize;
-    context.ReportError = &FakeInterpreter::Report;
-    context.recommended_num_threads = 2;
-    impl_ = this;
-    node_.inputs = NewIntArray(inputs);
-    node_.outputs = NewIntArray({output});
-    node_.user_data = reg->init(&context, nullptr, 0);
-    TfLiteStatus status = reg->prepare(&context, &node_);
-    if (status == kTfLiteOk) {
-      TfLiteTensor& out = tensors_[output];
-      size_t count = 1;
-      for (int i = 0; i < out.dims->size; ++i) count *= out.dims->data[i];
-      y->assign(count, NAN);
-      out.data.f = y->data();
-      out.bytes = count * sizeof(float);
-      status = reg->invoke(&context, &node_);
-    }
-    reg->free(&context, node_.user_data);
+    const int node = AddNode(reg, inputs, output);
+    TfLiteStatus status = Prepare(node);
+    if (status == kTfLiteOk) status = Invoke(node, y);
+    FreeNode(node);
     return status;
   }
+
+  // Nodes that stay alive across calls (ops whose nodes share state): init now, free on FreeNode or
+  // destruction.
+  int AddNode(TfLiteRegistration* reg, const std::vector<int>& inputs, int output) {
+    Node n;
+    n.reg = reg;
+    n.node.inputs = NewIntArray(inputs);
+    n.node.outputs = NewIntArray({output});
+    n.node.user_data = reg->init(Context(), nullptr, 0);
+    nodes_.push_back(n);
+    return static_cast<int>(nodes_.size()) - 1;
+  }
+  TfLiteStatus Prepare(int node) { return nodes_[node].reg->prepare(Context(), &nodes_[node].node); }
+  // Invokes with y as the output buffer (sized to the output's shape, filled with NaN first).
+  TfLiteStatus Invoke(int node, std::vector<float>* y) {
+    TfLiteTensor& out = tensors_[nodes_[node].node.outputs->data[0]];
+    size_t count = 1;
+    for (int i = 0; i < out.dims->size; ++i) count *= out.dims->data[i];
+    y->assign(count, NAN);
+    out.data.f = y->data();
+    out.bytes = count * sizeof(float);
+    return nodes_[node].reg->invoke(Context(), &nodes_[node].node);
+  }
+  void FreeNode(int node) {
+    Node& n = nodes_[node];
+    if (n.reg == nullptr) return;
+    n.reg->free(Context(), n.node.user_data);
+    std::free(n.node.inputs);
+    std::free(n.node.outputs);
+    n.reg = nullptr;
+  }
+
+  // Without one, GetExternalContext returns nullptr for every type.
+  void set_has_cpu_backend_context(bool has) { has_backend_ = has; }
 
   const std::string& error() const { return error_; }
   const TfLiteTensor& tensor(int i) const { return tensors_[i]; }
 
  private:
+  struct Node {
+    TfLiteRegistration* reg = nullptr;
+    TfLiteNode node{};
+  };
+
+  // The context as TFLite hands it to a kernel (tensors_ may have moved since the last call).
+  TfLiteContext* Context() {
+    context_.tensors = tensors_.data();
+    context_.tensors_size = tensors_.size();
+    context_.ResizeTensor = &FakeInterpreter::Resize;
+    context_.ReportError = &FakeInterpreter::Report;
+    context_.GetExternalContext = &FakeInterpreter::External;
+    context_.recommended_num_threads = 2;
+    impl_ = this;
+    return &context_;
+  }
+  static TfLiteExternalContext* External(TfLiteContext*, int type) {
+    // Any distinct address per interpreter will do: the ops only use it as an identity.
+    return impl_->has_backend_ && type == kTfLiteCpuBackendContext
+               ? reinterpret_cast<TfLiteExternalContext*>(&impl_->backend_)
+               : nullptr;
+  }
   static TfLiteStatus Resize(TfLiteContext* context, TfLiteTensor* tensor, TfLiteIntArray* dims) {
     std::free(tensor->dims);
     tensor->dims = dims;
@@ -88,7 +126,10 @@ class FakeInterpreter {
 
   static inline FakeInterpreter* impl_ = nullptr;  // the one running a node (tests are serial)
   std::vector<TfLiteTensor> tensors_;
-  TfLiteNode node_{};
+  std::vector<Node> nodes_;
+  TfLiteContext context_{};
+  bool has_backend_ = true;
+  char backend_ = 0;
   std::string error_;
 };
 

@@ -1,0 +1,42 @@
+#ifndef TERNARY_VLM_CC_KERNELS_ATTENTION_H_
+#define TERNARY_VLM_CC_KERNELS_ATTENTION_H_
+
+// Causal attention of new tokens against a KV cache that the kernel owns, updated in place.
+//
+// Layouts (one KV head after another; the exported model's own layouts, so nothing is transposed):
+//   keys   [heads, dim, max_len]: a query's scores are a sum of rows scaled by q[j] (contiguous in s)
+//   values [heads, max_len, dim]: the output is a sum of rows scaled by probabilities (contiguous in j)
+// A step writes T new tokens at positions start..start+T-1 and then attends: query row r of a head
+// (rows = G * T, the G query heads sharing that KV head, row r = g * T + t) sees positions
+// 0..start + t. Only those positions are read, so a decode step costs O(position), not O(max_len).
+
+#include <cstddef>
+#include <vector>
+
+#include "cc/kernels/status.h"
+
+namespace tvlm {
+
+class KVCache {
+ public:
+  KVCache(int heads, int dim, int max_len);
+
+  int heads() const { return heads_; }
+  int dim() const { return dim_; }
+  int max_len() const { return max_len_; }
+
+  // Writes new_k [heads, dim, T] and new_v [heads, T, dim] at positions start..start+T-1.
+  Status Write(const float* new_k, const float* new_v, int t, int start);
+
+  // out[h, r, :] = softmax_s(scale * q[h, r, :] . k[h, :, s]) v[h, s, :] over s <= start + r % t,
+  // for q and out [heads, rows, dim], rows a multiple of t. The positions must have been written.
+  Status Attend(const float* q, int rows, int t, int start, float scale, float* out) const;
+
+ private:
+  int heads_, dim_, max_len_;
+  std::vector<float> k_, v_;  // zero-initialized: reads never see another process' memory
+};
+
+}  // namespace tvlm
+
+#endif  // TERNARY_VLM_CC_KERNELS_ATTENTION_H_

@@ -1,0 +1,75 @@
+// KVCache against the double-precision reference: a prefill then decode steps, grouped queries,
+// the positions a query may see, and bad positions/shapes rejected with a message.
+#include "cc/kernels/attention.h"
+
+#include <random>
+#include <vector>
+
+#include "cc/kernels/tests/attention_reference.h"
+#include "gtest/gtest.h"
+
+namespace tvlm {
+namespace {
+
+void ExpectNear(const std::vector<float>& got, const std::vector<double>& want, const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 2e-5) << what << " i=" << i;
+}
+
+TEST(KVCacheTest, PrefillThenDecodeMatchesReference) {
+  std::mt19937 rng(7);
+  const int heads = 3, dim = 64, max_len = 40, groups = 3;
+  KVCache cache(heads, dim, max_len);
+  ReferenceConversation reference(heads, dim);
+  const float scale = 0.125f;
+  int position = 0;
+  // A 9-token prefill, then single-token decode steps up to the last position of the cache.
+  for (int t : {9, 1, 1, 1}) {
+    const int rows = groups * t;
+    auto q = RandomFloats(&rng, static_cast<size_t>(heads) * rows * dim, 2.0f);
+    auto k = RandomFloats(&rng, static_cast<size_t>(heads) * dim * t, 2.0f);
+    auto v = RandomFloats(&rng, static_cast<size_t>(heads) * t * dim);
+    ASSERT_TRUE(cache.Write(k.data(), v.data(), t, position).ok());
+    reference.Write(k, v, t, position);
+    std::vector<float> out(q.size());
+    ASSERT_TRUE(cache.Attend(q.data(), rows, t, position, scale, out.data()).ok());
+    ExpectNear(out, reference.Attend(q, rows, t, position, scale), t > 1 ? "prefill" : "decode");
+    position += t;
+  }
+  const Status last = cache.Write(std::vector<float>(heads * dim).data(),
+                                  std::vector<float>(heads * dim).data(), 1, max_len - 1);
+  EXPECT_TRUE(last.ok()) << last.message();
+}
+
+TEST(KVCacheTest, QueriesNeverSeeLaterPositions) {
+  // Keys/values written beyond a query's position (prefill padding, an earlier longer conversation)
+  // must not change its output.
+  std::mt19937 rng(3);
+  const int heads = 2, dim = 8, max_len = 16;
+  KVCache a(heads, dim, max_len), b(heads, dim, max_len);
+  auto k = RandomFloats(&rng, heads * dim * 4), v = RandomFloats(&rng, heads * 4 * dim);
+  auto junk_k = RandomFloats(&rng, heads * dim * 8), junk_v = RandomFloats(&rng, heads * 8 * dim);
+  ASSERT_TRUE(b.Write(junk_k.data(), junk_v.data(), 8, 4).ok());
+  ASSERT_TRUE(a.Write(k.data(), v.data(), 4, 0).ok());
+  ASSERT_TRUE(b.Write(k.data(), v.data(), 4, 0).ok());
+  auto q = RandomFloats(&rng, heads * 4 * dim);
+  std::vector<float> out_a(q.size()), out_b(q.size());
+  ASSERT_TRUE(a.Attend(q.data(), 4, 4, 0, 0.3f, out_a.data()).ok());
+  ASSERT_TRUE(b.Attend(q.data(), 4, 4, 0, 0.3f, out_b.data()).ok());
+  EXPECT_EQ(out_a, out_b);
+}
+
+TEST(KVCacheTest, RejectsPositionsOutsideTheCacheAndRaggedRows) {
+  KVCache cache(1, 4, 8);
+  std::vector<float> k(4 * 2), v(2 * 4), q(3 * 4), out(3 * 4);
+  Status s = cache.Write(k.data(), v.data(), 2, 7);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "positions 7..8 are outside the KV cache of 8 positions");
+  EXPECT_FALSE(cache.Write(k.data(), v.data(), 1, -1).ok());
+  s = cache.Attend(q.data(), 3, 2, 0, 1.0f, out.data());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "3 query rows are not a multiple of 2 tokens");
+}
+
+}  // namespace
+}  // namespace tvlm
