@@ -27,7 +27,7 @@ Status CheckSpan(int t, int start, int max_len) {
 // Both products, compiled per x86 ISA (GCC picks the clone at load time). Their inner loops run over
 // contiguous memory (positions, resp. dimensions), so they vectorize without reassociating a sum.
 #if defined(__x86_64__) && defined(__GNUC__)
-#define TVLM_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+#define TVLM_VECTOR_CLONES __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
 #else
 #define TVLM_VECTOR_CLONES
 #endif
