@@ -148,8 +148,9 @@ class Launcher:
 
     def run(self, args) -> dict:
         from ternary_vlm import litert
+        # One OpenBLAS thread: numpy's idle BLAS threads would compete with LiteRT's for the cores.
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
-                   TERNARY_VLM_OPS_LIBRARY=litert.ops_library())
+                   TERNARY_VLM_OPS_LIBRARY=litert.ops_library(), OPENBLAS_NUM_THREADS="1")
         code = "import sys; from ternary_vlm.benchmark import _child; _child(sys.argv[1:])"
         self._proc.stdin.write(json.dumps([[sys.executable, "-c", code, *map(str, args)], env]) + "\n")
         self._proc.stdin.flush()
