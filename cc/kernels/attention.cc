@@ -11,8 +11,9 @@ KVCache::KVCache(int heads, int dim, int max_len)
     : heads_(heads),
       dim_(dim),
       max_len_(max_len),
-      k_(static_cast<size_t>(heads) * dim * max_len, 0.0f),
-      v_(static_cast<size_t>(heads) * dim * max_len, 0.0f) {}
+      tiles_((max_len + kTile - 1) / kTile),
+      k_(static_cast<size_t>(heads) * tiles_ * dim * kTile, 0.0f),
+      v_(static_cast<size_t>(heads) * max_len * dim, 0.0f) {}
 
 namespace {
 
@@ -25,21 +26,40 @@ Status CheckSpan(int t, int start, int max_len) {
 }
 
 // Both products, compiled per x86 ISA (GCC picks the clone at load time). Their inner loops run over
-// contiguous memory (positions, resp. dimensions), so they vectorize without reassociating a sum.
+// contiguous memory (a tile's positions, resp. a value row's dimensions), so they vectorize without
+// reassociating a sum.
 #if defined(__x86_64__) && defined(__GNUC__)
-#define TVLM_VECTOR_CLONES __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#define TVLM_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define TVLM_VECTOR_CLONES
 #endif
 
-// scores[s] = sum_j q[j] * keys[j * stride + s] for s < n.
-TVLM_VECTOR_CLONES void Scores(const float* __restrict q, const float* __restrict keys, int dim, int stride,
-                               int n, float* __restrict scores) {
-  for (int s = 0; s < n; ++s) scores[s] = 0.0f;
-  for (int j = 0; j < dim; ++j) {
-    const float a = q[j];
-    const float* row = keys + static_cast<size_t>(j) * stride;
-    for (int s = 0; s < n; ++s) scores[s] += a * row[s];
+constexpr int kTile = KVCache::kTile;
+typedef float Lanes __attribute__((vector_size(kTile * sizeof(float))));
+
+// scores[s] = sum_j q[j] * key[s][j] for the positions of `tiles` key tiles ([dim][kTile] each, read in
+// order); positions past the last written one get scores too, which the caller ignores.
+TVLM_VECTOR_CLONES void Scores(const float* __restrict q, const float* __restrict keys, int dim, int tiles,
+                               float* __restrict scores) {
+  for (int tile = 0; tile < tiles; ++tile) {
+    const float* block = keys + static_cast<size_t>(tile) * dim * kTile;
+    // Four partial sums over j: independent multiply-add chains instead of one latency-bound chain.
+    // (GCC vector types: one kTile-wide register or a few narrower ones, whatever the ISA has.)
+    Lanes acc[4] = {};
+    int j = 0;
+    Lanes row;
+    for (; j + 4 <= dim; j += 4) {
+      for (int u = 0; u < 4; ++u) {
+        std::memcpy(&row, block + (j + u) * kTile, sizeof(row));
+        acc[u] += q[j + u] * row;
+      }
+    }
+    for (; j < dim; ++j) {
+      std::memcpy(&row, block + j * kTile, sizeof(row));
+      acc[0] += q[j] * row;
+    }
+    const Lanes sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    std::memcpy(scores + tile * kTile, &sum, sizeof(sum));
   }
 }
 
@@ -59,13 +79,14 @@ TVLM_VECTOR_CLONES void WeightedSum(const float* __restrict p, const float* __re
 Status KVCache::Write(const float* new_k, const float* new_v, int t, int start) {
   Status span = CheckSpan(t, start, max_len_);
   if (!span.ok()) return span;
-  const size_t plane = static_cast<size_t>(dim_) * max_len_;
   for (int h = 0; h < heads_; ++h) {
-    for (int j = 0; j < dim_; ++j) {  // key rows: T contiguous positions each
-      std::memcpy(&k_[h * plane + static_cast<size_t>(j) * max_len_ + start],
-                  new_k + (static_cast<size_t>(h) * dim_ + j) * t, sizeof(float) * t);
+    float* keys = &k_[static_cast<size_t>(h) * tiles_ * dim_ * kTile];
+    for (int i = 0; i < t; ++i) {  // position p: lane p % kTile of every row of tile p / kTile
+      const int p = start + i;
+      float* column = keys + static_cast<size_t>(p / kTile) * dim_ * kTile + p % kTile;
+      for (int j = 0; j < dim_; ++j) column[j * kTile] = new_k[(static_cast<size_t>(h) * dim_ + j) * t + i];
     }
-    std::memcpy(&v_[h * plane + static_cast<size_t>(start) * dim_],  // value rows: one block
+    std::memcpy(&v_[(static_cast<size_t>(h) * max_len_ + start) * dim_],  // value rows: one block
                 new_v + static_cast<size_t>(h) * t * dim_, sizeof(float) * t * dim_);
   }
   return Status::Ok();
@@ -79,16 +100,15 @@ Status KVCache::Attend(const float* q, int rows, int t, int start, float scale, 
                          std::to_string(t) + " tokens");
   }
   thread_local std::vector<float> scores;
-  scores.resize(max_len_);
-  const size_t plane = static_cast<size_t>(dim_) * max_len_;
+  scores.resize(static_cast<size_t>(tiles_) * kTile);
   for (int h = 0; h < heads_; ++h) {
-    const float* keys = &k_[h * plane];
-    const float* values = &v_[h * plane];
+    const float* keys = &k_[static_cast<size_t>(h) * tiles_ * dim_ * kTile];
+    const float* values = &v_[static_cast<size_t>(h) * max_len_ * dim_];
     for (int r = 0; r < rows; ++r) {
       const float* qr = q + (static_cast<size_t>(h) * rows + r) * dim_;
       float* o = out + (static_cast<size_t>(h) * rows + r) * dim_;
       const int n = start + r % t + 1;  // positions this query sees
-      Scores(qr, keys, dim_, max_len_, n, scores.data());
+      Scores(qr, keys, dim_, (n + kTile - 1) / kTile, scores.data());
       float top = -INFINITY;
       for (int s = 0; s < n; ++s) {
         scores[s] *= scale;

@@ -3,9 +3,10 @@
 
 // Causal attention of new tokens against a KV cache that the kernel owns, updated in place.
 //
-// Layouts (one KV head after another; the exported model's own layouts, so nothing is transposed):
-//   keys   [heads, dim, max_len]: a query's scores are a sum of rows scaled by q[j] (contiguous in s)
-//   values [heads, max_len, dim]: the output is a sum of rows scaled by probabilities (contiguous in j)
+// Layouts (one KV head after another):
+//   keys   [heads, ceil(max_len / kTile), dim, kTile]: tiles of kTile positions, so a query's scores for a tile
+//          are kTile-wide multiply-adds over one contiguous block (read in order: memory-bound otherwise)
+//   values [heads, max_len, dim]: the output is a sum of rows scaled by probabilities
 // A step writes T new tokens at positions start..start+T-1 and then attends: query row r of a head
 // (rows = G * T, the G query heads sharing that KV head, row r = g * T + t) sees positions
 // 0..start + t. Only those positions are read, so a decode step costs O(position), not O(max_len).
@@ -21,19 +22,22 @@ class KVCache {
  public:
   KVCache(int heads, int dim, int max_len);
 
+  static constexpr int kTile = 16;  // positions per key tile
+
   int heads() const { return heads_; }
   int dim() const { return dim_; }
   int max_len() const { return max_len_; }
 
-  // Writes new_k [heads, dim, T] and new_v [heads, T, dim] at positions start..start+T-1.
+  // Writes new_k [heads, dim, T] and new_v [heads, T, dim] (the export's layouts) at positions
+  // start..start+T-1.
   Status Write(const float* new_k, const float* new_v, int t, int start);
 
   // out[h, r, :] = softmax_s(scale * q[h, r, :] . k[h, :, s]) v[h, s, :] over s <= start + r % t,
-  // for q and out [heads, rows, dim], rows a multiple of t. The positions must have been written.
+  // for q and out [heads, rows, dim], rows a multiple of t (positions never written read as zeros).
   Status Attend(const float* q, int rows, int t, int start, float scale, float* out) const;
 
  private:
-  int heads_, dim_, max_len_;
+  int heads_, dim_, max_len_, tiles_;
   std::vector<float> k_, v_;  // zero-initialized: reads never see another process' memory
 };
 
