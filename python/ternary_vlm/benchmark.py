@@ -644,6 +644,11 @@ def main(argv):
 
 def derived_notes(results: dict) -> list[str]:
     notes = []
+    if any(v.get("kv_cache") == "variables" for r in results.values() for v in r["variants"]):
+        notes.append("KV cache: every variant keeps it in our KVCacheAttention op (in-place update, attention over "
+                     "the positions a query sees) except ternary_unpack_builtin and the `/variables` rows, which "
+                     "are the same exports with stock TFLite's resource-variable cache: `fp32/variables` and "
+                     "`int8/variables` run on stock LiteRT without any custom op.")
     for name, r in results.items():
         by = {v["variant"]: v for v in r["variants"]}
         if any(v["decode_tok_s"].get("2", 0) < 0.5 * v["decode_tok_s"].get("1", 0) for v in by.values()):

@@ -4,8 +4,9 @@
     for token in runtime.generate(ids, pixel_values=pixels, max_new_tokens=64, stop_ids=[eos]):
         ...
 
-The KV cache stays inside the interpreter (resource variables), so a decode step is: set two scalars, invoke
-the decode subgraph, read the logits. Mirrors models.generation.Generator token for token.
+The KV cache stays inside the interpreter (our KVCacheAttention ops' own memory, or resource variables in a
+kv_cache=variables export), so a decode step is: set two scalars, invoke the decode subgraph, read the logits.
+Mirrors models.generation.Generator token for token.
 """
 
 from __future__ import annotations
