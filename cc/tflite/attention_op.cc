@@ -1,6 +1,5 @@
 #include "cc/tflite/attention_op.h"
 
-#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -17,7 +16,7 @@ namespace {
 constexpr const char* kName = "KVCacheAttention";
 constexpr int kQ = 0, kNewK = 1, kNewV = 2, kIndex = 3, kScale = 4, kCache = 5;
 
-// Caches shared by the nodes of one interpreter, counted so the last node's Free releases them.
+// Caches shared by the nodes of one interpreter, counted so the last node freed releases them.
 class CacheRegistry {
  public:
   using Key = std::pair<const void*, int>;  // (interpreter, cache id)
@@ -64,25 +63,14 @@ class CacheRegistry {
 };
 
 struct OpData {
+  ~OpData() {
+    if (cache != nullptr) CacheRegistry::Get().Release(key);
+  }
   NodeIndices node;
   CacheRegistry::Key key{nullptr, 0};
-  KVCache* cache = nullptr;
+  KVCache* cache = nullptr;  // shared; released when the node is freed
   float scale = 0.0f;
 };
-
-void* Init(TfLiteContext*, const char*, size_t) { return new OpData; }
-
-void* InitDelegated(TfLiteContext*, const char*, size_t) {
-  auto* op = new OpData;
-  op->node.Set(DelegatedNode().inputs, DelegatedNode().outputs);
-  return op;
-}
-
-void Free(TfLiteContext*, void* data) {
-  auto* op = static_cast<OpData*>(data);
-  if (op->cache != nullptr) CacheRegistry::Get().Release(op->key);
-  delete op;
-}
 
 std::string Dims(const TfLiteTensor* t) { return Shape(t->dims); }
 
@@ -178,16 +166,17 @@ TfLiteStatus Invoke(TfLiteContext* context, TfLiteNode* node) {
   return status.ok() ? kTfLiteOk : Fail(context, kName, status.message());
 }
 
-}  // namespace
-
-TfLiteRegistration* KVCacheAttentionRegistration() {
-  static TfLiteRegistration r = CustomRegistration(kName, Init, Free, Prepare, Invoke);
-  return &r;
+OpRegistrations<OpData>& Registrations() {
+  static OpRegistrations<OpData> registrations(kName, Prepare, Invoke);
+  return registrations;
 }
 
+}  // namespace
+
+TfLiteRegistration* KVCacheAttentionRegistration() { return &Registrations().plain; }
+
 TfLiteRegistration* DelegatedAttentionRegistration(const char* custom_name) {
-  static TfLiteRegistration r = CustomRegistration(kName, InitDelegated, Free, Prepare, Invoke);
-  return std::strcmp(custom_name, kName) == 0 ? &r : nullptr;
+  return Registrations().Delegated(custom_name);
 }
 
 }  // namespace tvlm

@@ -4,6 +4,7 @@
 // What every custom op here needs from TFLite: one-line "<Op>: <message>" errors, tensor checks,
 // output shapes, and the node hand-over used when the delegate plugin runs an op.
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,36 @@ TfLiteRegistration CustomRegistration(const char* name,
                                       TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*),
                                       TfLiteStatus (*invoke)(TfLiteContext*, TfLiteNode*));
 
+// Per-node state: init and free for an op whose state is OpData (a struct with a NodeIndices `node`,
+// cleaned up by its destructor). The delegate kernel's init takes the replaced node's tensors from
+// DelegatedNode() (below).
+template <typename OpData>
+void* InitOp(TfLiteContext*, const char*, size_t) {
+  return new OpData;
+}
+template <typename OpData>
+void* InitDelegatedOp(TfLiteContext*, const char*, size_t);
+template <typename OpData>
+void FreeOp(TfLiteContext*, void* data) {
+  delete static_cast<OpData*>(data);
+}
+
+// An op's two registrations: `plain` for resolvers (AddCustom by name), and the delegate plugin's
+// kernel, returned by Delegated() for the op's own custom name only.
+template <typename OpData>
+struct OpRegistrations {
+  OpRegistrations(const char* name, TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*),
+                  TfLiteStatus (*invoke)(TfLiteContext*, TfLiteNode*))
+      : plain(CustomRegistration(name, InitOp<OpData>, FreeOp<OpData>, prepare, invoke)),
+        delegated(CustomRegistration(name, InitDelegatedOp<OpData>, FreeOp<OpData>, prepare, invoke)) {}
+
+  TfLiteRegistration* Delegated(const char* custom_name) {
+    return std::strcmp(custom_name, plain.custom_name) == 0 ? &delegated : nullptr;
+  }
+
+  TfLiteRegistration plain, delegated;
+};
+
 // Resizes t to `shape` (TfLiteIntArrayCreate is not exported: same layout, freed by the runtime).
 TfLiteStatus ResizeTo(TfLiteContext* context, const char* op, TfLiteTensor* t,
                       const std::vector<int>& shape);
@@ -45,6 +76,13 @@ struct NodeTensors {
   const TfLiteIntArray* outputs = nullptr;
 };
 NodeTensors& DelegatedNode();
+
+template <typename OpData>
+void* InitDelegatedOp(TfLiteContext*, const char*, size_t) {
+  auto* op = new OpData;
+  op->node.Set(DelegatedNode().inputs, DelegatedNode().outputs);
+  return op;
+}
 
 // The tensor indices an op reads in Prepare: the node's own, or those DelegatedNode() held at init.
 struct NodeIndices {

@@ -1,6 +1,5 @@
 #include "cc/tflite/unpack_op.h"
 
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -23,16 +22,6 @@ struct OpData {
   size_t n = 0, k = 0;
   ThreadPool* pool = nullptr;
 };
-
-void* Init(TfLiteContext*, const char*, size_t) { return new OpData; }
-
-void* InitDelegated(TfLiteContext*, const char*, size_t) {
-  auto* op = new OpData;
-  op->node.Set(DelegatedNode().inputs, DelegatedNode().outputs);
-  return op;
-}
-
-void Free(TfLiteContext*, void* data) { delete static_cast<OpData*>(data); }
 
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   OpData& op = *static_cast<OpData*>(node->user_data);
@@ -108,16 +97,17 @@ TfLiteStatus Invoke(TfLiteContext* context, TfLiteNode* node) {
 }
 
 
-}  // namespace
-
-TfLiteRegistration* UnpackTernaryRegistration() {
-  static TfLiteRegistration r = CustomRegistration(kName, Init, Free, Prepare, Invoke);
-  return &r;
+OpRegistrations<OpData>& Registrations() {
+  static OpRegistrations<OpData> registrations(kName, Prepare, Invoke);
+  return registrations;
 }
 
+}  // namespace
+
+TfLiteRegistration* UnpackTernaryRegistration() { return &Registrations().plain; }
+
 TfLiteRegistration* DelegatedUnpackRegistration(const char* custom_name) {
-  static TfLiteRegistration r = CustomRegistration(kName, InitDelegated, Free, Prepare, Invoke);
-  return std::strcmp(custom_name, kName) == 0 ? &r : nullptr;
+  return Registrations().Delegated(custom_name);
 }
 
 }  // namespace tvlm
