@@ -310,7 +310,10 @@ def convert(model, *, variant: str = "fp32", quantized=None, max_len: int = 64,
                 raise TernaryVLMError(f"{key}: {counts[index]} float embedding lookups made int8, expected 1")
     text_cfg = _text(model).cfg
     if kv_cache == "op":
-        content, counts = tflite_rewrite.kv_cache_attention(content)
+        try:
+            content, counts = tflite_rewrite.kv_cache_attention(content)
+        except ValueError as e:  # the converter traced attention in a shape the rewrite does not know
+            raise TernaryVLMError(f"{e}; export with kv_cache=variables") from None
         for key, index in tflite_rewrite.signature_subgraphs(content).items():
             want = text_cfg.num_hidden_layers if key in ("prefill", "decode") else 0
             if counts[index] != want:

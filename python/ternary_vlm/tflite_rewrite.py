@@ -406,7 +406,7 @@ def _attention(model, subgraph, bmm, producers: dict, consumers: dict) -> dict |
             or consumers.get(read_k.outputs[0]) != [dus_k] or consumers.get(read_v.outputs[0]) != [dus_v]):
         return None
     return {"inputs": [q, new_k, new_v, index, mul.inputs[1]], "output": out_bmm.outputs[0],
-            "max_len": shape(k_cache)[2], "vars": (k_var, v_var),
+            "max_len": shape(k_cache)[2], "vars": (k_var, v_var), "last": out_bmm,
             "ops": [read_k, read_v, dus_k, dus_v, bmm, mul, select, softmax, out_bmm] + assigns}
 
 
@@ -460,7 +460,7 @@ def kv_cache_attention(content: bytes) -> tuple[bytes, list[int]]:
             cache_vars.update(region["vars"])
             cache = constants.tensor(subgraph, f"kv_cache_{cache_id}",
                                      np.array([cache_id, region["max_len"]], np.int32), schema.TensorType.INT32)
-            replacement[id(region["ops"][8])] = _new_op(model, schema.BuiltinOperator.CUSTOM,
+            replacement[id(region["last"])] = _new_op(model, schema.BuiltinOperator.CUSTOM,
                                                         region["inputs"] + [cache], [region["output"]],
                                                         custom_name=KV_CACHE_OP)
             removed.update(id(o) for o in region["ops"])
@@ -470,15 +470,15 @@ def kv_cache_attention(content: bytes) -> tuple[bytes, list[int]]:
     dead_buffers: set[int] = set()
     for subgraph in model.subgraphs:  # the variables' remaining uses: reset, initialization
         producers = {o: op for op in subgraph.operators for o in _ids(op.outputs)}
+        kept = []
         for op in subgraph.operators:
             name = opcode_name(model, op)
-            if name in ("READ_VARIABLE", "ASSIGN_VARIABLE") and _var_name(model, producers, op.inputs[0]) in cache_vars:
-                if name == "READ_VARIABLE":
-                    raise ValueError(f"KV cache variable {_var_name(model, producers, op.inputs[0])} is read outside "
-                                     f"the attention pattern")
-        subgraph.operators = [op for op in subgraph.operators
-                              if not (opcode_name(model, op) == "ASSIGN_VARIABLE"
-                                      and _var_name(model, producers, op.inputs[0]) in cache_vars)]
+            variable = _var_name(model, producers, op.inputs[0]) if name.endswith("_VARIABLE") else None
+            if variable in cache_vars and name == "READ_VARIABLE":  # an attention the pattern did not match
+                raise ValueError(f"KV cache variable {variable} is read outside the attention pattern")
+            if not (variable in cache_vars and name == "ASSIGN_VARIABLE"):
+                kept.append(op)
+        subgraph.operators = kept
         _prune(model, subgraph, dead_buffers)
     return _write_without(model, dead_buffers), counts
 

@@ -221,6 +221,19 @@ class ExportTest(absltest.TestCase):
         with self.assertRaisesRegex(TernaryVLMError, "unknown kv_cache 'disk'"):
             export.convert(self.models["fp32"], variant="fp32", max_len=MAX_LEN, kv_cache="disk")
 
+    def test_kv_cache_rewrite_refuses_an_attention_it_does_not_recognise(self):
+        """A decode attention traced in another shape (here: softmax beta 0.5) is not rewritten, and since its cache
+        variables are then read outside the pattern the rewrite fails rather than leave two caches."""
+        stock = export.convert(self.models["fp32"], variant="fp32", max_len=MAX_LEN, prefill_len=PREFILL_LEN,
+                               kv_cache="variables")
+        model = tflite_rewrite.read_model(stock.content)
+        decode = model.subgraphs[tflite_rewrite.signature_subgraphs(stock.content)["decode"]]
+        for op in decode.operators:
+            if tflite_rewrite.opcode_name(model, op) == "SOFTMAX":
+                op.builtinOptions.beta = 0.5
+        with self.assertRaisesRegex(ValueError, r"KV cache variable \S+ is read outside the attention pattern"):
+            tflite_rewrite.kv_cache_attention(tflite_rewrite.write_model(model))
+
     def test_int8_variants_store_the_tied_embedding_once_in_int8(self):
         vocab, hidden = CONFIG["text_config"]["vocab_size"], CONFIG["text_config"]["hidden_size"]
         for variant in ("int8", "ternary_int8"):
