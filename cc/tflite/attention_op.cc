@@ -102,6 +102,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     return Fail(context, kName, "new keys " + Dims(new_k) + " and new values " + Dims(new_v) +
                                     " do not match q " + Dims(q) + " (expected [H, D, T], [H, T, D])");
   }
+  if (heads <= 0 || dim <= 0) return Fail(context, kName, "q " + Dims(q) + " is empty");
   if (t <= 0 || rows % t != 0) {
     return Fail(context, kName, "q has " + std::to_string(rows) + " rows, not a multiple of " +
                                     std::to_string(t) + " new tokens");
