@@ -48,6 +48,11 @@ class QuantizedLayer:
         return self.scale[:, None] * self.codes.astype(np.float32)
 
 
+def _ids(tensors) -> list[int]:
+    """Tensor indices of an op's or subgraph's inputs/outputs (None when empty), without absent inputs."""
+    return [int(i) for i in tensors if i >= 0] if tensors is not None else []
+
+
 def read_model(content: bytes) -> "schema.ModelT":
     return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
 
@@ -215,7 +220,7 @@ def replace_quantized(content: bytes, layers: list[QuantizedLayer], strategy: st
     counts = []
     for subgraph in model.subgraphs:
         count: Counter = Counter()
-        uses = Counter(i for op in subgraph.operators for i in (op.inputs if op.inputs is not None else []))
+        uses = Counter(i for op in subgraph.operators for i in _ids(op.inputs))
         operators = []
         for op in subgraph.operators:
             operators.append(op)
@@ -286,7 +291,7 @@ def int8_embeddings(content: bytes) -> tuple[bytes, list[int]]:
     counts = []
     for subgraph in model.subgraphs:
         operators, count = [], 0
-        uses = Counter(i for op in subgraph.operators for i in (op.inputs if op.inputs is not None else []))
+        uses = Counter(i for op in subgraph.operators for i in _ids(op.inputs))
         for op in subgraph.operators:
             operators.append(op)
             if opcode_name(model, op) != "GATHER_ND":
@@ -331,11 +336,6 @@ def int8_embeddings(content: bytes) -> tuple[bytes, list[int]]:
         subgraph.operators = operators
         counts.append(count)
     return _write_without(model, replaced_buffers), counts
-
-
-def _ids(tensors) -> list[int]:
-    """Tensor indices of an op's or subgraph's inputs/outputs (None when empty), without absent inputs."""
-    return [int(i) for i in tensors if i >= 0] if tensors is not None else []
 
 
 def _var_name(model, producers: dict, handle: int) -> str | None:
