@@ -28,6 +28,7 @@ class Kernel {
 };
 
 // Each takes the validated weights unpacked to int8 ([n, k], values in the format's alphabet).
+// Float activations:
 std::unique_ptr<Kernel> MakeReferenceKernel(const int8_t* w, size_t n, size_t k);
 #if defined(__x86_64__)
 std::unique_ptr<Kernel> MakeLutKernelAvx512(WeightFormat format, const int8_t* w, size_t n,
@@ -37,6 +38,14 @@ std::unique_ptr<Kernel> MakeLutKernelAvx2(WeightFormat format, const int8_t* w, 
 #elif defined(__ARM_NEON)  // AArch64, and armv7 built with -mfpu=neon*
 std::unique_ptr<Kernel> MakeBitPlaneKernelNeon(WeightFormat format, const int8_t* w, size_t n,
                                                size_t k);
+#endif
+// Int8 activations (a8_layout.h; binary weights are codes 0 and 2 of the same 2-bit layout):
+std::unique_ptr<Kernel> MakeReferenceInt8Kernel(const int8_t* w, size_t n, size_t k);
+#if defined(__x86_64__)
+std::unique_ptr<Kernel> MakeA8KernelAvx512Vnni(const int8_t* w, size_t n, size_t k);
+std::unique_ptr<Kernel> MakeA8KernelAvx2(const int8_t* w, size_t n, size_t k);
+#elif defined(__ARM_NEON)
+std::unique_ptr<Kernel> MakeA8KernelNeon(const int8_t* w, size_t n, size_t k);
 #endif
 
 // Scratch handed to kernels may have any alignment; vector code wants 64 bytes.

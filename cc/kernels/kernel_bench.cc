@@ -1,7 +1,7 @@
 // Cold-weight micro-benchmark of MatMulKernel on every ISA this CPU runs.
 //
 //   tools/bazel run //cc/kernels:kernel_bench -- [--threads=1,2] [--m=1,32] [--isa=avx512]
-//       [--shapes=2048x8192,8192x2048] [--json=PATH]
+//       [--activations=float32,int8] [--shapes=2048x8192,8192x2048] [--json=PATH]
 //
 // Each configuration rotates over enough copies of its weights (> 64 MB together) that none is
 // cache-resident when it is used, and reports the median time of one call, the packed-weight
@@ -52,7 +52,7 @@ double MemcpyGbps() {
 }
 
 struct Result {
-  std::string isa, format;
+  std::string isa, activations, format;
   size_t m, k, n;
   int threads;
   double ms, gbps;
@@ -73,7 +73,7 @@ int Main(int argc, char** argv) {
   std::vector<int> threads = {1, 2}, ms = {1, 32};
   std::vector<std::pair<size_t, size_t>> shapes = {
       {576, 1536}, {1536, 576}, {2048, 2048}, {2048, 8192}, {8192, 2048}};  // K x N
-  std::string json_path, isa_filter;
+  std::string json_path, isa_filter, activations_filter;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg.rfind("--threads=", 0) == 0) {
@@ -94,9 +94,12 @@ int Main(int argc, char** argv) {
       json_path = arg.substr(7);
     } else if (arg.rfind("--isa=", 0) == 0) {
       isa_filter = arg.substr(6);
+    } else if (arg.rfind("--activations=", 0) == 0) {
+      activations_filter = arg.substr(14);
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--threads=1,2] [--m=1,32] [--isa=NAME] [--shapes=KxN,...] "
+                   "usage: %s [--threads=1,2] [--m=1,32] [--isa=NAME] [--activations=float32|int8] "
+                   "[--shapes=KxN,...] "
                    "[--json=PATH]\n",
                    argv[0]);
       return 2;
@@ -105,12 +108,14 @@ int Main(int argc, char** argv) {
   const double memcpy_gbps = MemcpyGbps();
   std::printf("memcpy: %.1f GB/s copied (256 MB, 1 thread; reads + writes = 2x that)\n\n",
               memcpy_gbps);
-  std::printf("%-9s %-8s %3s %5s %5s %3s %10s %8s\n", "isa", "format", "M", "K", "N", "thr",
-              "median_ms", "GB/s");
+  std::printf("%-9s %-7s %-8s %3s %5s %5s %3s %10s %8s\n", "isa", "act", "format", "M", "K", "N",
+              "thr", "median_ms", "GB/s");
 
   std::vector<Result> results;
   std::mt19937 rng(1);
-  for (Isa isa : AvailableIsas()) {
+  for (Activations act : {Activations::kFloat32, Activations::kInt8}) {
+  if (!activations_filter.empty() && activations_filter != ActivationsName(act)) continue;
+  for (Isa isa : AvailableIsas(act)) {
     if (!isa_filter.empty() && isa_filter != IsaName(isa)) continue;
     for (WeightFormat format : {WeightFormat::kTernary2, WeightFormat::kBinary1}) {
       for (const auto& shape : shapes) {
@@ -127,7 +132,7 @@ int Main(int argc, char** argv) {
         std::vector<std::unique_ptr<MatMulKernel>> kernels(copies);
         for (auto& kernel : kernels) {
           const Status s =
-              MatMulKernel::Create(format, isa, packed.data(), packed_bytes, n, k, &kernel);
+              MatMulKernel::Create(format, act, isa, packed.data(), packed_bytes, n, k, &kernel);
           if (!s.ok()) {
             std::fprintf(stderr, "%s\n", s.message().c_str());
             return 1;
@@ -155,16 +160,18 @@ int Main(int argc, char** argv) {
               times.push_back(Seconds(t0, Clock::now()));
             }
             const double sec = Median(times);
-            results.push_back({IsaName(isa), FormatInfo(format).name, m, k, n, t, sec * 1e3,
-                               packed_bytes / sec * 1e-9});
+            results.push_back({IsaName(isa), ActivationsName(act), FormatInfo(format).name, m, k,
+                               n, t, sec * 1e3, packed_bytes / sec * 1e-9});
             const Result& r = results.back();
-            std::printf("%-9s %-8s %3zu %5zu %5zu %3d %10.4f %8.1f\n", r.isa.c_str(),
-                        r.format.c_str(), r.m, r.k, r.n, r.threads, r.ms, r.gbps);
+            std::printf("%-9s %-7s %-8s %3zu %5zu %5zu %3d %10.4f %8.1f\n", r.isa.c_str(),
+                        r.activations.c_str(), r.format.c_str(), r.m, r.k, r.n, r.threads, r.ms,
+                        r.gbps);
             std::fflush(stdout);
           }
         }
       }
     }
+  }
   }
   if (!json_path.empty()) {
     FILE* f = std::fopen(json_path.c_str(), "w");
@@ -176,9 +183,10 @@ int Main(int argc, char** argv) {
     for (size_t i = 0; i < results.size(); ++i) {
       const Result& r = results[i];
       std::fprintf(f,
-                   "    {\"isa\": \"%s\", \"format\": \"%s\", \"m\": %zu, \"k\": %zu, \"n\": %zu, "
+                   "    {\"isa\": \"%s\", \"activations\": \"%s\", \"format\": \"%s\", \"m\": %zu, "
+                   "\"k\": %zu, \"n\": %zu, "
                    "\"threads\": %d, \"median_ms\": %.5f, \"weight_gbps\": %.3f}%s\n",
-                   r.isa.c_str(), r.format.c_str(), r.m, r.k, r.n, r.threads, r.ms, r.gbps,
+                   r.isa.c_str(), r.activations.c_str(), r.format.c_str(), r.m, r.k, r.n, r.threads, r.ms, r.gbps,
                    i + 1 < results.size() ? "," : "");
     }
     std::fprintf(f, "  ]\n}\n");

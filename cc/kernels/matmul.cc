@@ -17,12 +17,20 @@ const char* IsaName(Isa isa) {
   return "unknown";
 }
 
-std::vector<Isa> AvailableIsas() {
+const char* ActivationsName(Activations activations) {
+  return activations == Activations::kInt8 ? "int8" : "float32";
+}
+
+std::vector<Isa> AvailableIsas(Activations activations) {
   std::vector<Isa> isas = {Isa::kReference};
 #if defined(__x86_64__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isas.push_back(Isa::kAvx2);
-  if (__builtin_cpu_supports("avx512f")) isas.push_back(Isa::kAvx512);
+  const bool avx512_int8 =
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
+  if (__builtin_cpu_supports("avx512f") && (activations == Activations::kFloat32 || avx512_int8)) {
+    isas.push_back(Isa::kAvx512);
+  }
 #elif defined(__ARM_NEON)
   // Advanced SIMD is mandatory on AArch64. On 32-bit ARM it is a build-time choice: our armv7
   // target compiles with -mfpu=neon-vfpv4, so its binaries already require NEON everywhere.
@@ -31,16 +39,46 @@ std::vector<Isa> AvailableIsas() {
   return isas;
 }
 
-Isa BestIsa() { return AvailableIsas().back(); }
+Isa BestIsa(Activations activations) { return AvailableIsas(activations).back(); }
 
-MatMulKernel::MatMulKernel(WeightFormat format, Isa isa, size_t n, size_t k,
-                           std::unique_ptr<internal::Kernel> impl)
-    : format_(format), isa_(isa), n_(n), k_(k), impl_(std::move(impl)) {}
+MatMulKernel::MatMulKernel(WeightFormat format, Activations activations, Isa isa, size_t n,
+                           size_t k, std::unique_ptr<internal::Kernel> impl)
+    : format_(format),
+      activations_(activations),
+      isa_(isa),
+      n_(n),
+      k_(k),
+      impl_(std::move(impl)) {}
+
+namespace {
+
+std::unique_ptr<internal::Kernel> MakeKernel(WeightFormat format, Activations activations, Isa isa,
+                                             const int8_t* w, size_t n, size_t k) {
+  using namespace internal;  // NOLINT: the Make* factories of kernel.h
+  const bool int8 = activations == Activations::kInt8;
+  switch (isa) {
+    case Isa::kReference:
+      return int8 ? MakeReferenceInt8Kernel(w, n, k) : MakeReferenceKernel(w, n, k);
+#if defined(__x86_64__)
+    case Isa::kAvx2:
+      return int8 ? MakeA8KernelAvx2(w, n, k) : MakeLutKernelAvx2(format, w, n, k);
+    case Isa::kAvx512:
+      return int8 ? MakeA8KernelAvx512Vnni(w, n, k) : MakeLutKernelAvx512(format, w, n, k);
+#elif defined(__ARM_NEON)
+    case Isa::kNeon:
+      return int8 ? MakeA8KernelNeon(w, n, k) : MakeBitPlaneKernelNeon(format, w, n, k);
+#endif
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace
 
 MatMulKernel::~MatMulKernel() = default;
 
-Status MatMulKernel::Create(WeightFormat format, Isa isa, const uint8_t* packed,
-                            size_t packed_bytes, size_t n, size_t k,
+Status MatMulKernel::Create(WeightFormat format, Activations activations, Isa isa,
+                            const uint8_t* packed, size_t packed_bytes, size_t n, size_t k,
                             std::unique_ptr<MatMulKernel>* out) {
   const std::string shape = "[" + std::to_string(n) + ", " + std::to_string(k) + "]";
   if (n == 0 || k == 0) return Status::Error("empty weight shape " + shape);
@@ -50,27 +88,18 @@ Status MatMulKernel::Create(WeightFormat format, Isa isa, const uint8_t* packed,
                          " need " + std::to_string(expected) + " packed bytes, found " +
                          std::to_string(packed_bytes));
   }
-  const auto isas = AvailableIsas();
+  const auto isas = AvailableIsas(activations);
   if (std::find(isas.begin(), isas.end(), isa) == isas.end()) {
-    return Status::Error(std::string("ISA ") + IsaName(isa) + " is not available on this CPU");
+    return Status::Error(std::string("ISA ") + IsaName(isa) + " has no " +
+                         ActivationsName(activations) + "-activation kernel on this CPU");
   }
   std::vector<int8_t> w(n * k);
   Status status = Unpack(format, packed, n, k, w.data());
   if (!status.ok()) return status;
 
-  std::unique_ptr<internal::Kernel> impl;
-  switch (isa) {
-    case Isa::kReference: impl = internal::MakeReferenceKernel(w.data(), n, k); break;
-#if defined(__x86_64__)
-    case Isa::kAvx2: impl = internal::MakeLutKernelAvx2(format, w.data(), n, k); break;
-    case Isa::kAvx512: impl = internal::MakeLutKernelAvx512(format, w.data(), n, k); break;
-#elif defined(__ARM_NEON)
-    case Isa::kNeon: impl = internal::MakeBitPlaneKernelNeon(format, w.data(), n, k); break;
-#endif
-    default: break;
-  }
+  std::unique_ptr<internal::Kernel> impl = MakeKernel(format, activations, isa, w.data(), n, k);
   if (!impl) return Status::Error(std::string("no kernel for ISA ") + IsaName(isa));
-  out->reset(new MatMulKernel(format, isa, n, k, std::move(impl)));
+  out->reset(new MatMulKernel(format, activations, isa, n, k, std::move(impl)));
   return Status::Ok();
 }
 

@@ -1,11 +1,16 @@
 #ifndef TERNARY_VLM_CC_KERNELS_MATMUL_H_
 #define TERNARY_VLM_CC_KERNELS_MATMUL_H_
 
-// Float-activation matmul against ternary / binary weights:
+// Matmul of float activations against ternary / binary weights:
 //   y[m, n] = (x[m, k] · W[n, k]ᵀ) * scale[n] + bias[n]
 // W arrives in the canonical packed rows of packing.h and is re-packed once, at Create, into the
-// layout of the chosen ISA's kernel. Every kernel matches the reference to ~1e-6 relative error
-// (float accumulation in a different order; no activation quantization).
+// layout of the chosen ISA's kernel. How x is multiplied (Activations):
+//   kFloat32  as it is: every kernel matches the reference to ~1e-6 relative error (float
+//             accumulation in a different order).
+//   kInt8     each row of x is first quantized to int8 with its own scale (s = max|x| / 127,
+//             round half to even; cc/kernels/a8_layout.h) and Σ q·t is exact in int32 (W2A8, as
+//             BitNet b1.58 and bitnet.cpp's I2_S; LiteRT's dynamic-range int8 FULLY_CONNECTED
+//             quantizes its input rows the same way). Every kernel equals the reference exactly.
 
 #include <cstddef>
 #include <cstdint>
@@ -19,10 +24,14 @@
 namespace tvlm {
 
 enum class Isa { kReference, kAvx2, kAvx512, kNeon };
+enum class Activations { kFloat32, kInt8 };
 
 const char* IsaName(Isa isa);  // "reference", "avx2", "avx512", "neon"
-std::vector<Isa> AvailableIsas();  // those this CPU can run, reference first, best last
-Isa BestIsa();
+const char* ActivationsName(Activations activations);  // "float32", "int8"
+// The ISAs with a kernel for `activations` this CPU can run, reference first, best last (int8 on
+// AVX-512 needs AVX512BW and VNNI).
+std::vector<Isa> AvailableIsas(Activations activations);
+Isa BestIsa(Activations activations);
 
 namespace internal {
 class Kernel;
@@ -31,9 +40,10 @@ class Kernel;
 class MatMulKernel {
  public:
   // Checks packed_bytes == n * RowBytes(format, k) and the codes and padding of every row, then
-  // re-packs the rows for `isa` (which must be in AvailableIsas()).
-  static Status Create(WeightFormat format, Isa isa, const uint8_t* packed, size_t packed_bytes,
-                       size_t n, size_t k, std::unique_ptr<MatMulKernel>* out);
+  // re-packs the rows for `isa` (which must be in AvailableIsas(activations)).
+  static Status Create(WeightFormat format, Activations activations, Isa isa,
+                       const uint8_t* packed, size_t packed_bytes, size_t n, size_t k,
+                       std::unique_ptr<MatMulKernel>* out);
   ~MatMulKernel();
 
   // Scratch Run needs for m rows of x; the caller allocates it once (any alignment).
@@ -47,12 +57,14 @@ class MatMulKernel {
   size_t n() const { return n_; }
   size_t k() const { return k_; }
   WeightFormat format() const { return format_; }
+  Activations activations() const { return activations_; }
 
  private:
-  MatMulKernel(WeightFormat format, Isa isa, size_t n, size_t k,
+  MatMulKernel(WeightFormat format, Activations activations, Isa isa, size_t n, size_t k,
                std::unique_ptr<internal::Kernel> impl);
 
   WeightFormat format_;
+  Activations activations_;
   Isa isa_;
   size_t n_, k_;
   std::unique_ptr<internal::Kernel> impl_;

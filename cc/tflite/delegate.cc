@@ -50,7 +50,9 @@ TfLiteStatus PrepareDelegate(TfLiteContext* context, TfLiteDelegate* delegate) {
       return kTfLiteError;
     }
     // The kernel's init() reads the node's tensors from here, synchronously within the call below.
-    DelegatedNode() = NodeTensors{node->inputs, node->outputs};
+    DelegatedNode() = NodeTensors{node->inputs, node->outputs,
+                                  static_cast<const char*>(node->custom_initial_data),
+                                  static_cast<size_t>(node->custom_initial_data_size)};
     struct {
       int size;
       int data[1];

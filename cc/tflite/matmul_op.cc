@@ -17,6 +17,8 @@ constexpr int kInput = 0, kPacked = 1, kScale = 2, kBias = 3;
 
 struct OpData {
   WeightFormat format;
+  Activations activations = Activations::kFloat32;
+  std::string options_error;  // reported by Prepare (init cannot fail)
   const char* name;
   NodeIndices node;
   std::unique_ptr<MatMulKernel> kernel;
@@ -34,11 +36,28 @@ uint8_t* InvokeScratch(size_t bytes) {
   return buffer.data();
 }
 
+// The custom options (matmul_op.h), or an error naming what was found.
+std::string ParseOptions(const char* buffer, size_t length, Activations* activations) {
+  const std::string options(buffer == nullptr ? "" : std::string(buffer, length));
+  if (options.empty() || options == "activations=float32") {
+    *activations = Activations::kFloat32;
+  } else if (options == "activations=int8") {
+    *activations = Activations::kInt8;
+  } else {
+    std::string shown = options.substr(0, 40);
+    for (char& c : shown) c = c >= 32 && c < 127 ? c : '?';
+    return "unknown custom options \"" + shown + "\" (expected none, activations=float32 or " +
+           "activations=int8)";
+  }
+  return "";
+}
+
 template <WeightFormat kFormat>
-void* Init(TfLiteContext*, const char*, size_t) {
+void* Init(TfLiteContext*, const char* buffer, size_t length) {
   auto* op = new OpData;
   op->format = kFormat;
   op->name = kFormat == WeightFormat::kTernary2 ? "TernaryMatMul" : "BinaryMatMul";
+  op->options_error = ParseOptions(buffer, length, &op->activations);
   return op;
 }
 
@@ -46,6 +65,7 @@ void Free(TfLiteContext*, void* data) { delete static_cast<OpData*>(data); }
 
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   OpData& op = *static_cast<OpData*>(node->user_data);
+  if (!op.options_error.empty()) return Fail(context, op.name, op.options_error);
   if (BindNode(context, op.name, node, &op.node, 3, 4, "x, packed weights, scale[, bias]") !=
       kTfLiteOk) {
     return kTfLiteError;
@@ -90,8 +110,9 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   if (op.kernel == nullptr || op.kernel_source != packed->data.raw ||
       op.kernel->n() != static_cast<size_t>(n) || op.kernel->k() != static_cast<size_t>(k)) {
     std::unique_ptr<MatMulKernel> kernel;
-    const Status status = MatMulKernel::Create(op.format, BestIsa(), packed->data.uint8,
-                                               packed->bytes, n, k, &kernel);
+    const Status status =
+        MatMulKernel::Create(op.format, op.activations, BestIsa(op.activations),
+                             packed->data.uint8, packed->bytes, n, k, &kernel);
     if (!status.ok()) return Fail(context, op.name, status.message());
     op.kernel = std::move(kernel);
     op.kernel_source = packed->data.raw;
@@ -133,8 +154,10 @@ TfLiteRegistration MakeRegistration(void* (*init)(TfLiteContext*, const char*, s
 }
 
 template <WeightFormat kFormat>
-void* InitDelegated(TfLiteContext* context, const char* buffer, size_t length) {
-  auto* op = static_cast<OpData*>(Init<kFormat>(context, buffer, length));
+void* InitDelegated(TfLiteContext* context, const char*, size_t) {
+  // buffer is the delegate's own data here; the node's options come with its tensors.
+  auto* op = static_cast<OpData*>(
+      Init<kFormat>(context, DelegatedNode().options, DelegatedNode().options_size));
   op->node.Set(DelegatedNode().inputs, DelegatedNode().outputs);
   return op;
 }

@@ -74,6 +74,8 @@ TfLiteStatus ResizeTo(TfLiteContext* context, const char* op, TfLiteTensor* t,
 struct NodeTensors {
   const TfLiteIntArray* inputs = nullptr;
   const TfLiteIntArray* outputs = nullptr;
+  const char* options = nullptr;  // the node's custom options (what a plain init() is given)
+  size_t options_size = 0;
 };
 NodeTensors& DelegatedNode();
 

@@ -54,14 +54,31 @@ void ExpectClose(const std::vector<float>& got, const std::vector<float>& want) 
       << "at " << worst << ": got " << got[worst] << ", want " << want[worst];
 }
 
-using Param = std::tuple<Isa, WeightFormat, int>;
+// x quantized as matmul.h specifies for int8 activations, written independently of the kernels:
+// per row s = max|x| / 127 and q = round-half-even(x * (127 / max|x|)).
+void QuantizeForTest(const std::vector<float>& x, size_t m, size_t k, std::vector<int>* q,
+                     std::vector<float>* s) {
+  q->assign(m * k, 0);
+  s->assign(m, 0.0f);
+  for (size_t i = 0; i < m; ++i) {
+    float amax = 0.0f;
+    for (size_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(x[i * k + c]));
+    if (amax == 0.0f) continue;
+    const float inv = 127.0f / amax;
+    for (size_t c = 0; c < k; ++c) (*q)[i * k + c] = static_cast<int>(std::rint(x[i * k + c] * inv));
+    (*s)[i] = amax / 127.0f;
+  }
+}
+
+using Param = std::tuple<Isa, Activations, WeightFormat, int>;
 
 class MatMulTest : public ::testing::TestWithParam<Param> {};
 
 TEST_P(MatMulTest, MatchesReferenceOnRaggedShapes) {
   const Isa isa = std::get<0>(GetParam());
-  const WeightFormat format = std::get<1>(GetParam());
-  ThreadPool pool(std::get<2>(GetParam()));
+  const Activations act = std::get<1>(GetParam());
+  const WeightFormat format = std::get<2>(GetParam());
+  ThreadPool pool(std::get<3>(GetParam()));
   std::mt19937 rng(42);
   // k = 2500 spans several K chunks of the m > 1 table-lookup paths.
   for (size_t k : {1, 3, 7, 33, 100, 577, 1000, 2500}) {
@@ -70,19 +87,24 @@ TEST_P(MatMulTest, MatchesReferenceOnRaggedShapes) {
       std::vector<uint8_t> packed(n * RowBytes(format, k));
       ASSERT_TRUE(Pack(format, w.data(), n, k, packed.data()).ok());
       std::unique_ptr<MatMulKernel> kernel, reference;
-      ASSERT_TRUE(MatMulKernel::Create(format, isa, packed.data(), packed.size(), n, k, &kernel)
-                      .ok());
-      ASSERT_TRUE(MatMulKernel::Create(format, Isa::kReference, packed.data(), packed.size(), n,
-                                       k, &reference)
+      ASSERT_TRUE(
+          MatMulKernel::Create(format, act, isa, packed.data(), packed.size(), n, k, &kernel).ok());
+      ASSERT_TRUE(MatMulKernel::Create(format, act, Isa::kReference, packed.data(), packed.size(),
+                                       n, k, &reference)
                       .ok());
       EXPECT_EQ(kernel->isa(), isa);
+      EXPECT_EQ(kernel->activations(), act);
       EXPECT_EQ(kernel->n(), n);
       EXPECT_EQ(kernel->k(), k);
       EXPECT_EQ(kernel->format(), format);
       const std::vector<float> scale = RandomFloats(n, 0.5f, 2.0f, rng);
       const std::vector<float> bias = RandomFloats(n, -1.0f, 1.0f, rng);
-      for (size_t m : {1, 3, 17}) {
-        const std::vector<float> x = RandomFloats(m * k, -1.0f, 1.0f, rng);
+      for (size_t m : {1, 3, 4, 9, 17}) {
+        std::vector<float> x = RandomFloats(m * k, -1.0f, 1.0f, rng);
+        if (m == 3) std::fill(x.begin() + k, x.begin() + 2 * k, 0.0f);  // an all-zero row
+        std::vector<int> q;
+        std::vector<float> s;
+        QuantizeForTest(x, m, k, &q, &s);
         for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
           SCOPED_TRACE("k=" + std::to_string(k) + " n=" + std::to_string(n) +
                        " m=" + std::to_string(m) + (b ? " bias" : " no bias"));
@@ -91,13 +113,22 @@ TEST_P(MatMulTest, MatchesReferenceOnRaggedShapes) {
           for (size_t i = 0; i < m; ++i) {
             for (size_t r = 0; r < n; ++r) {
               double acc = 0.0;
-              for (size_t c = 0; c < k; ++c) acc += double{x[i * k + c]} * w[r * k + c];
+              for (size_t c = 0; c < k; ++c) {
+                acc += act == Activations::kInt8 ? double{s[i]} * q[i * k + c] * w[r * k + c]
+                                                 : double{x[i * k + c]} * w[r * k + c];
+              }
               naive[i * n + r] = static_cast<float>(acc * scale[r] + (b ? b[r] : 0.0));
             }
           }
           const std::vector<float> want = RunKernel(*reference, x, m, scale, b, nullptr);
           ExpectClose(want, naive);
-          ExpectClose(RunKernel(*kernel, x, m, scale, b, &pool), want);
+          const std::vector<float> got = RunKernel(*kernel, x, m, scale, b, &pool);
+          if (act == Activations::kInt8) {
+            // Exact integer sums and the same float epilogue: bit for bit.
+            for (size_t e = 0; e < got.size(); ++e) ASSERT_EQ(got[e], want[e]) << "at " << e;
+          } else {
+            ExpectClose(got, want);
+          }
         }
       }
     }
@@ -106,9 +137,11 @@ TEST_P(MatMulTest, MatchesReferenceOnRaggedShapes) {
 
 std::vector<Param> AllParams() {
   std::vector<Param> params;
-  for (Isa isa : AvailableIsas()) {
-    for (WeightFormat format : {WeightFormat::kTernary2, WeightFormat::kBinary1}) {
-      for (int threads : {1, 2}) params.emplace_back(isa, format, threads);
+  for (Activations act : {Activations::kFloat32, Activations::kInt8}) {
+    for (Isa isa : AvailableIsas(act)) {
+      for (WeightFormat format : {WeightFormat::kTernary2, WeightFormat::kBinary1}) {
+        for (int threads : {1, 2}) params.emplace_back(isa, act, format, threads);
+      }
     }
   }
   return params;
@@ -117,15 +150,16 @@ std::vector<Param> AllParams() {
 INSTANTIATE_TEST_SUITE_P(AllIsas, MatMulTest, ::testing::ValuesIn(AllParams()),
                          [](const ::testing::TestParamInfo<Param>& info) {
                            return std::string(IsaName(std::get<0>(info.param))) + "_" +
-                                  FormatInfo(std::get<1>(info.param)).name + "_" +
-                                  std::to_string(std::get<2>(info.param)) + "threads";
+                                  ActivationsName(std::get<1>(info.param)) + "_" +
+                                  FormatInfo(std::get<2>(info.param)).name + "_" +
+                                  std::to_string(std::get<3>(info.param)) + "threads";
                          });
 
 TEST(MatMulCreateTest, RejectsWrongByteCountNamingBoth) {
   std::vector<uint8_t> packed(10 * RowBytes(WeightFormat::kTernary2, 33) - 1, 0x55);
   std::unique_ptr<MatMulKernel> kernel;
-  const Status status = MatMulKernel::Create(WeightFormat::kTernary2, Isa::kReference,
-                                             packed.data(), packed.size(), 10, 33, &kernel);
+  const Status status = MatMulKernel::Create(WeightFormat::kTernary2, Activations::kFloat32,
+                                             Isa::kReference, packed.data(), packed.size(), 10, 33, &kernel);
   ASSERT_FALSE(status.ok());
   EXPECT_NE(status.message().find("need 90"), std::string::npos) << status.message();
   EXPECT_NE(status.message().find("found 89"), std::string::npos) << status.message();
@@ -134,27 +168,29 @@ TEST(MatMulCreateTest, RejectsWrongByteCountNamingBoth) {
 
 TEST(MatMulCreateTest, RejectsInvalidCodesAndPadding) {
   std::unique_ptr<MatMulKernel> kernel;
-  for (Isa isa : AvailableIsas()) {
+  for (Activations act : {Activations::kFloat32, Activations::kInt8}) {
+  for (Isa isa : AvailableIsas(act)) {
     // 0b11 is no ternary code.
     std::vector<uint8_t> ternary(2 * RowBytes(WeightFormat::kTernary2, 8), 0x55);
     ternary[3] = 0x57;
-    Status status = MatMulKernel::Create(WeightFormat::kTernary2, isa, ternary.data(),
+    Status status = MatMulKernel::Create(WeightFormat::kTernary2, act, isa, ternary.data(),
                                          ternary.size(), 2, 8, &kernel);
     ASSERT_FALSE(status.ok());
     EXPECT_NE(status.message().find("invalid ternary code"), std::string::npos);
     // k = 6: the last two codes of each row are padding and must be zero weights (0b01).
     ternary.assign(2 * RowBytes(WeightFormat::kTernary2, 6), 0x55);
     ternary[1] = 0x95;
-    status = MatMulKernel::Create(WeightFormat::kTernary2, isa, ternary.data(), ternary.size(), 2,
+    status = MatMulKernel::Create(WeightFormat::kTernary2, act, isa, ternary.data(), ternary.size(), 2,
                                   6, &kernel);
     ASSERT_FALSE(status.ok());
     EXPECT_NE(status.message().find("padding"), std::string::npos);
     // k = 5: bits 5..7 of each binary row byte are padding and must be 0.
     std::vector<uint8_t> binary = {0x1F, 0x3F};
-    status = MatMulKernel::Create(WeightFormat::kBinary1, isa, binary.data(), binary.size(), 2, 5,
+    status = MatMulKernel::Create(WeightFormat::kBinary1, act, isa, binary.data(), binary.size(), 2, 5,
                                   &kernel);
     ASSERT_FALSE(status.ok());
     EXPECT_NE(status.message().find("padding"), std::string::npos);
+  }
   }
   EXPECT_EQ(kernel, nullptr);
 }
@@ -164,10 +200,18 @@ TEST(MatMulCreateTest, IsaNamesAndBest) {
   EXPECT_STREQ(IsaName(Isa::kAvx2), "avx2");
   EXPECT_STREQ(IsaName(Isa::kAvx512), "avx512");
   EXPECT_STREQ(IsaName(Isa::kNeon), "neon");
-  const std::vector<Isa> isas = AvailableIsas();
-  ASSERT_FALSE(isas.empty());
-  EXPECT_EQ(isas.front(), Isa::kReference);
-  EXPECT_EQ(BestIsa(), isas.back());
+  EXPECT_STREQ(ActivationsName(Activations::kFloat32), "float32");
+  EXPECT_STREQ(ActivationsName(Activations::kInt8), "int8");
+  for (Activations act : {Activations::kFloat32, Activations::kInt8}) {
+    const std::vector<Isa> isas = AvailableIsas(act);
+    ASSERT_FALSE(isas.empty());
+    EXPECT_EQ(isas.front(), Isa::kReference);
+    EXPECT_EQ(BestIsa(act), isas.back());
+  }
+#if defined(__x86_64__) || defined(__ARM_NEON)
+  // Every CPU we build for has a vector int8-activation kernel.
+  EXPECT_GT(AvailableIsas(Activations::kInt8).size(), 1u);
+#endif
 }
 
 }  // namespace

@@ -42,8 +42,8 @@ class FakeInterpreter {
 
   // Prepare (and on success Invoke) one node of the op, then free it; returns the first failure.
   TfLiteStatus Run(TfLiteRegistration* reg, const std::vector<int>& inputs, int output,
-                   std::vector<float>* y) {
-    const int node = AddNode(reg, inputs, output);
+                   std::vector<float>* y, const std::string& options = "") {
+    const int node = AddNode(reg, inputs, output, options);
     TfLiteStatus status = Prepare(node);
     if (status == kTfLiteOk) status = Invoke(node, y);
     FreeNode(node);
@@ -51,13 +51,17 @@ class FakeInterpreter {
   }
 
   // Nodes that stay alive across calls (ops whose nodes share state): init now, free on FreeNode or
-  // destruction.
-  int AddNode(TfLiteRegistration* reg, const std::vector<int>& inputs, int output) {
+  // destruction. options: the node's custom options, handed to init() as TFLite does.
+  int AddNode(TfLiteRegistration* reg, const std::vector<int>& inputs, int output,
+              const std::string& options = "") {
     Node n;
     n.reg = reg;
     n.node.inputs = NewIntArray(inputs);
     n.node.outputs = NewIntArray({output});
-    n.node.user_data = reg->init(Context(), nullptr, 0);
+    n.node.custom_initial_data = options.empty() ? nullptr : options.data();
+    n.node.custom_initial_data_size = static_cast<int>(options.size());
+    n.node.user_data = reg->init(Context(), options.empty() ? nullptr : options.data(),
+                                 options.size());
     nodes_.push_back(n);
     return static_cast<int>(nodes_.size()) - 1;
   }

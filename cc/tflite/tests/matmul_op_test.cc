@@ -1,6 +1,7 @@
 // The TFLite glue on a minimal stand-in for the interpreter (our ABI structs), so it runs on the
 // host and under qemu-aarch64 alike: valid nodes compute the naive result, malformed ones fail in
 // Prepare with a message naming the problem.
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -70,6 +71,66 @@ TEST(MatMulOpTest, ComputesNaiveResultForBothFormats) {
         }
       }
     }
+  }
+}
+
+// "activations=int8": each row of x is quantized to int8 (s = max|x| / 127, q = round(x / s)) and
+// multiplied exactly; compared with that computed here in double.
+TEST(MatMulOpTest, Int8ActivationsOptionQuantizesEachRow) {
+  std::mt19937 rng(11);
+  for (WeightFormat format : {WeightFormat::kTernary2, WeightFormat::kBinary1}) {
+    const size_t m = 5, n = 37, k = 101;
+    Layer l = RandomLayer(format, n, k, rng);
+    std::vector<float> x(m * k);
+    std::normal_distribution<float> normal;
+    for (auto& v : x) v = normal(rng);
+    FakeInterpreter interp;
+    const int xi = interp.AddTensor(kTfLiteFloat32, {static_cast<int>(m), static_cast<int>(k)},
+                                    x.data(), x.size() * 4, false);
+    const int pi = interp.AddTensor(kTfLiteUInt8, {37, static_cast<int>(RowBytes(format, k))},
+                                    l.packed.data(), l.packed.size(), true);
+    const int si = interp.AddTensor(kTfLiteFloat32, {37}, l.scale.data(), 37 * 4, true);
+    const int yi = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+    TfLiteRegistration* reg = format == WeightFormat::kTernary2 ? TernaryMatMulRegistration()
+                                                                : BinaryMatMulRegistration();
+    std::vector<float> y, y_float;
+    ASSERT_EQ(interp.Run(reg, {xi, pi, si}, yi, &y, "activations=int8"), kTfLiteOk)
+        << interp.error();
+    ASSERT_EQ(interp.Run(reg, {xi, pi, si}, yi, &y_float, "activations=float32"), kTfLiteOk);
+    double max_quantization_error = 0.0;
+    for (size_t r = 0; r < m; ++r) {
+      double amax = 0.0;
+      for (size_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(double(x[r * k + c])));
+      for (size_t o = 0; o < n; ++o) {
+        double acc = 0.0;
+        for (size_t c = 0; c < k; ++c) {
+          acc += std::nearbyint(x[r * k + c] * (127.0f / float(amax))) * l.w[o * k + c];
+        }
+        const double want = acc * (amax / 127.0) * l.scale[o];
+        EXPECT_NEAR(y[r * n + o], want, 1e-5 * (1 + std::fabs(want)));
+        max_quantization_error =
+            std::max(max_quantization_error, std::fabs(double(y[r * n + o]) - y_float[r * n + o]));
+      }
+    }
+    // Quantization moves the result (a per-row step of max|x|/127 over 101 inputs), but not far.
+    EXPECT_GT(max_quantization_error, 0.0);
+    EXPECT_LT(max_quantization_error, 0.5);
+  }
+}
+
+TEST(MatMulOpTest, RejectsUnknownOptions) {
+  std::vector<uint8_t> packed(4 * RowBytes(WeightFormat::kBinary1, 8), 0x55);
+  std::vector<float> x(8), scale(4, 1.0f);
+  for (const char* options : {"activations=int4", "int8", "activations=int8;x=1"}) {
+    FakeInterpreter interp;
+    const int xi = interp.AddTensor(kTfLiteFloat32, {1, 8}, x.data(), 32, false);
+    const int pi = interp.AddTensor(kTfLiteUInt8, {4, 1}, packed.data(), packed.size(), true);
+    const int si = interp.AddTensor(kTfLiteFloat32, {4}, scale.data(), 16, true);
+    const int yi = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+    std::vector<float> y;
+    EXPECT_EQ(interp.Run(BinaryMatMulRegistration(), {xi, pi, si}, yi, &y, options), kTfLiteError);
+    EXPECT_EQ(interp.error(), std::string("BinaryMatMul: unknown custom options \"") + options +
+                                  "\" (expected none, activations=float32 or activations=int8)");
   }
 }
 

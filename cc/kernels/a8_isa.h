@@ -1,0 +1,36 @@
+#ifndef TERNARY_VLM_CC_KERNELS_A8_ISA_H_
+#define TERNARY_VLM_CC_KERNELS_A8_ISA_H_
+
+// The ISA loops over A8Layout (a8_layout.h), one per instruction set, each in its own translation
+// unit built with that ISA's flags: call one only where the CPU has it. Plain pointers only, so no
+// inline library code built with those flags can be picked by the linker for other callers.
+//
+// Each computes y[i, r] = rows.scale[i] · (Σ_c code(r, c) · q[i, c] - rows.sum[i]) for i < m and
+// r in [row_begin, row_end) (row_begin a multiple of A8Layout::kRows); y has row stride layout.n.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tvlm {
+namespace internal {
+
+struct A8Layout;
+struct A8Rows;
+
+using A8DotFn = void (*)(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows,
+                         size_t m, size_t row_begin, size_t row_end, float* y);
+
+#if defined(__x86_64__)
+void A8DotAvx512Vnni(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
+                     size_t row_begin, size_t row_end, float* y);
+void A8DotAvx2(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
+               size_t row_begin, size_t row_end, float* y);
+#elif defined(__ARM_NEON)
+void A8DotNeon(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
+               size_t row_begin, size_t row_end, float* y);
+#endif
+
+}  // namespace internal
+}  // namespace tvlm
+
+#endif  // TERNARY_VLM_CC_KERNELS_A8_ISA_H_

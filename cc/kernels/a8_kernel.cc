@@ -1,0 +1,56 @@
+// The int8-activation kernel object: quantizes x once per Run (Prepare), then the ISA loop
+// (a8_isa.h) runs each thread's rows over the shared A8Layout.
+
+#include <memory>
+#include <vector>
+
+#include "cc/kernels/a8_isa.h"
+#include "cc/kernels/a8_layout.h"
+#include "cc/kernels/kernel.h"
+
+namespace tvlm {
+namespace internal {
+namespace {
+
+class A8Kernel : public Kernel {
+ public:
+  A8Kernel(A8DotFn dot, const int8_t* w, size_t n, size_t k)
+      : dot_(dot), layout_(n, k), packed_(A8Pack(layout_, w)) {}
+
+  size_t row_block() const override { return A8Layout::kRows; }
+
+  size_t ScratchBytes(size_t m) const override { return A8ScratchBytes(m, layout_.k_padded); }
+
+  void Prepare(const float* x, size_t m, void* scratch, ThreadPool*) const override {
+    QuantizeRows(x, m, layout_.k, A8View(scratch, m, layout_.k_padded));
+  }
+
+  void Dot(const float*, size_t m, const void* scratch, size_t begin, size_t end,
+           float* y) const override {
+    const A8Rows rows = A8View(const_cast<void*>(scratch), m, layout_.k_padded);
+    dot_(layout_, packed_.data(), rows, m, begin, end, y);
+  }
+
+ private:
+  A8DotFn dot_;
+  A8Layout layout_;
+  std::vector<uint8_t> packed_;
+};
+
+}  // namespace
+
+#if defined(__x86_64__)
+std::unique_ptr<Kernel> MakeA8KernelAvx512Vnni(const int8_t* w, size_t n, size_t k) {
+  return std::make_unique<A8Kernel>(&A8DotAvx512Vnni, w, n, k);
+}
+std::unique_ptr<Kernel> MakeA8KernelAvx2(const int8_t* w, size_t n, size_t k) {
+  return std::make_unique<A8Kernel>(&A8DotAvx2, w, n, k);
+}
+#elif defined(__ARM_NEON)
+std::unique_ptr<Kernel> MakeA8KernelNeon(const int8_t* w, size_t n, size_t k) {
+  return std::make_unique<A8Kernel>(&A8DotNeon, w, n, k);
+}
+#endif
+
+}  // namespace internal
+}  // namespace tvlm

@@ -1,0 +1,77 @@
+#include "cc/kernels/a8_layout.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace tvlm {
+namespace internal {
+
+A8Layout::A8Layout(size_t n, size_t k)
+    : n(n),
+      k(k),
+      k_padded((k + kChunk - 1) / kChunk * kChunk),
+      chunks(k_padded / kChunk),
+      blocks((n + kRows - 1) / kRows) {}
+
+std::vector<uint8_t> A8Pack(const A8Layout& layout, const int8_t* w) {
+  std::vector<uint8_t> out(layout.blocks * layout.block_bytes(), 0);
+  for (size_t b = 0; b < layout.blocks; ++b) {
+    for (size_t c = 0; c < layout.chunks; ++c) {
+      uint8_t* chunk = out.data() + b * layout.block_bytes() + c * A8Layout::kChunkBytes;
+      for (size_t r = 0; r < A8Layout::kRows; ++r) {
+        const size_t row = b * A8Layout::kRows + r;
+        for (size_t g = 0; g < 4; ++g) {
+          for (size_t j = 0; j < 4; ++j) {
+            const size_t col = c * A8Layout::kChunk + 4 * g + j;
+            const int t = row < layout.n && col < layout.k ? w[row * layout.k + col] : 0;
+            chunk[4 * r + j] |= static_cast<uint8_t>((t + 1) << (2 * g));
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+namespace {
+constexpr size_t kAlign = 64;
+size_t Aligned(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+}  // namespace
+
+size_t A8ScratchBytes(size_t m, size_t stride) {
+  return Aligned(m * stride) + Aligned(m * sizeof(float)) + Aligned(m * sizeof(int32_t));
+}
+
+A8Rows A8View(void* scratch, size_t m, size_t stride) {
+  uint8_t* p = static_cast<uint8_t*>(scratch);
+  A8Rows rows;
+  rows.q = reinterpret_cast<int8_t*>(p);
+  rows.scale = reinterpret_cast<float*>(p + Aligned(m * stride));
+  rows.sum = reinterpret_cast<int32_t*>(p + Aligned(m * stride) + Aligned(m * sizeof(float)));
+  rows.stride = stride;
+  return rows;
+}
+
+void QuantizeRows(const float* x, size_t m, size_t k, const A8Rows& rows) {
+  for (size_t i = 0; i < m; ++i) {
+    const float* xi = x + i * k;
+    int8_t* q = rows.q + i * rows.stride;
+    float amax = 0.0f;
+    for (size_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(xi[c]));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int32_t sum = 0;
+    for (size_t c = 0; c < k; ++c) {
+      // nearbyint rounds half to even (the default rounding mode), as numpy and JAX do.
+      const float v = std::min(127.0f, std::max(-127.0f, std::nearbyint(xi[c] * inv)));
+      q[c] = static_cast<int8_t>(v);
+      sum += q[c];
+    }
+    std::memset(q + k, 0, rows.stride - k);
+    rows.scale[i] = amax / 127.0f;
+    rows.sum[i] = sum;
+  }
+}
+
+}  // namespace internal
+}  // namespace tvlm

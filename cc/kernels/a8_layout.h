@@ -1,0 +1,60 @@
+#ifndef TERNARY_VLM_CC_KERNELS_A8_LAYOUT_H_
+#define TERNARY_VLM_CC_KERNELS_A8_LAYOUT_H_
+
+// What the int8-activation (W2A8) kernels share: the per-row activation quantization and one
+// re-packed weight layout.
+//
+// Activations: each row of x becomes q = round-half-even(x · 127 / max|x|) in [-127, 127] with
+// scale s = max|x| / 127 (an all-zero row gives q = 0, s = 0), so y = s · Σ q·t is computed
+// exactly in int32 by every kernel; only the float epilogue rounds.
+//
+// Weights: output rows in blocks of 16, K in chunks of 16. A chunk is 64 bytes; byte 4r + j holds,
+// in bits 2g..2g+1, the code t + 1 (0, 1 or 2) of block row r and input 16c + 4g + j. Shifting a
+// chunk right by 2g and masking with 3 leaves, per row, the unsigned codes of 4 consecutive inputs
+// in one 32-bit lane: the u8 operand of vpdpbusd (AVX-512 VNNI) and vpmaddubsw (AVX2, bytes 0-31 =
+// rows 0-7, 32-63 = rows 8-15) and 4 rows of a NEON register, against those 4 activation bytes
+// broadcast. Since Σ (t+1)·q = Σ t·q + Σ q, the kernels subtract each activation row's sum.
+// Padding (inputs past k: q = 0; rows past n: never stored) holds code 1.
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace tvlm {
+namespace internal {
+
+struct A8Layout {
+  static constexpr size_t kRows = 16;
+  static constexpr size_t kChunk = 16;
+  static constexpr size_t kChunkBytes = kRows * kChunk / 4;
+
+  A8Layout(size_t n, size_t k);
+
+  size_t n, k;
+  size_t k_padded;  // k rounded up to kChunk: the stride of quantized activation rows
+  size_t chunks;    // k_padded / kChunk
+  size_t blocks;    // ceil(n / kRows)
+  size_t block_bytes() const { return chunks * kChunkBytes; }
+};
+
+// Re-packs unpacked weights [n, k] (values in {-1, 0, +1}) into blocks * block_bytes() bytes.
+std::vector<uint8_t> A8Pack(const A8Layout& layout, const int8_t* w);
+
+// Quantized activation rows in a kernel's scratch: q [m, stride] (zero past k), scale [m], sum [m].
+struct A8Rows {
+  int8_t* q;
+  float* scale;
+  int32_t* sum;
+  size_t stride;
+};
+
+size_t A8ScratchBytes(size_t m, size_t stride);
+A8Rows A8View(void* scratch, size_t m, size_t stride);
+
+// Quantizes rows [0, m) of x [m, k] into rows (above).
+void QuantizeRows(const float* x, size_t m, size_t k, const A8Rows& rows);
+
+}  // namespace internal
+}  // namespace tvlm
+
+#endif  // TERNARY_VLM_CC_KERNELS_A8_LAYOUT_H_
