@@ -18,54 +18,93 @@ inline __m512i Broadcast4(const int8_t* q) {
   return _mm512_set1_epi32(v);
 }
 
-// One 16-row block against activation rows [i0, i0 + MR). Each row keeps one accumulator per
-// shift g, so even MR = 1 has 4 independent vpdpbusd chains in flight.
-template <int MR>
-void Tile(const A8Layout& l, const uint8_t* block, const A8Rows& rows, size_t i0, __mmask16 mask,
-          float* y) {
-  __m512i acc[MR][4];
+inline __mmask16 RowMask(size_t valid) {
+  return valid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
+}
+
+// NR consecutive 16-row blocks against activation rows [i0, i0 + MR). Each broadcast activation
+// word feeds NR blocks and each unpacked code vector MR rows, so the loads, shifts and masks are
+// shared; with few (row, block) pairs each keeps S accumulators (shift g adds into g % S) so that
+// enough independent vpdpbusd chains hide its latency.
+template <int MR, int NR>
+void Tile(const A8Layout& l, const uint8_t* blocks, const A8Rows& rows, size_t i0, size_t r0,
+          size_t row_end, float* y) {
+  constexpr int S = MR * NR >= 4 ? 1 : 4 / (MR * NR);
+  __m512i acc[MR][NR][S];
   #pragma GCC unroll 4
   for (int i = 0; i < MR; ++i) {
     #pragma GCC unroll 4
-    for (int g = 0; g < 4; ++g) acc[i][g] = _mm512_setzero_si512();
+    for (int b = 0; b < NR; ++b) {
+      #pragma GCC unroll 4
+      for (int s = 0; s < S; ++s) acc[i][b][s] = _mm512_setzero_si512();
+    }
   }
   const __m512i three = _mm512_set1_epi8(3);
+  const size_t block_bytes = l.block_bytes();
   const int8_t* q = rows.q + i0 * rows.stride;
-  for (size_t c = 0; c < l.chunks; ++c, block += A8Layout::kChunkBytes, q += A8Layout::kChunk) {
-    const __m512i v = _mm512_loadu_si512(block);
+  for (size_t c = 0; c < l.chunks; ++c, blocks += A8Layout::kChunkBytes, q += A8Layout::kChunk) {
+    __m512i v[NR];
+    #pragma GCC unroll 4
+    for (int b = 0; b < NR; ++b) v[b] = _mm512_loadu_si512(blocks + b * block_bytes);
     #pragma GCC unroll 4
     for (int g = 0; g < 4; ++g) {
       // 16-bit shifts move bits across bytes, but the mask keeps only each byte's own low pair.
-      const __m512i codes = _mm512_and_si512(g == 0 ? v : _mm512_srli_epi16(v, 2 * g), three);
+      __m512i codes[NR];
+      #pragma GCC unroll 4
+      for (int b = 0; b < NR; ++b) {
+        codes[b] = _mm512_and_si512(g == 0 ? v[b] : _mm512_srli_epi16(v[b], 2 * g), three);
+      }
       #pragma GCC unroll 4
       for (int i = 0; i < MR; ++i) {
-        acc[i][g] = _mm512_dpbusd_epi32(acc[i][g], codes, Broadcast4(q + i * rows.stride + 4 * g));
+        const __m512i a = Broadcast4(q + i * rows.stride + 4 * g);
+        #pragma GCC unroll 4
+        for (int b = 0; b < NR; ++b) {
+          acc[i][b][g % S] = _mm512_dpbusd_epi32(acc[i][b][g % S], codes[b], a);
+        }
       }
     }
   }
   #pragma GCC unroll 4
   for (int i = 0; i < MR; ++i) {
-    __m512i total = _mm512_add_epi32(_mm512_add_epi32(acc[i][0], acc[i][1]),
-                                     _mm512_add_epi32(acc[i][2], acc[i][3]));
-    total = _mm512_sub_epi32(total, _mm512_set1_epi32(rows.sum[i0 + i]));
-    const __m512 out = _mm512_mul_ps(_mm512_cvtepi32_ps(total), _mm512_set1_ps(rows.scale[i0 + i]));
-    _mm512_mask_storeu_ps(y + (i0 + i) * l.n, mask, out);
+    const __m512i sum = _mm512_set1_epi32(rows.sum[i0 + i]);
+    const __m512 scale = _mm512_set1_ps(rows.scale[i0 + i]);
+    #pragma GCC unroll 4
+    for (int b = 0; b < NR; ++b) {
+      __m512i total = acc[i][b][0];
+      #pragma GCC unroll 4
+      for (int s = 1; s < S; ++s) total = _mm512_add_epi32(total, acc[i][b][s]);
+      const __m512 out = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(total, sum)), scale);
+      const size_t first = r0 + b * A8Layout::kRows;
+      _mm512_mask_storeu_ps(y + (i0 + i) * l.n + first, RowMask(row_end - first), out);
+    }
   }
+}
+
+// Blocks of rows [r0, row_end) in tiles of NR blocks against every activation row.
+template <int NR>
+void Blocks(const A8Layout& l, const uint8_t* packed, const A8Rows& rows, size_t m, size_t r0,
+            size_t row_end, float* y) {
+  const uint8_t* blocks = packed + (r0 / A8Layout::kRows) * l.block_bytes();
+  size_t i = 0;
+  for (; i + 4 <= m; i += 4) Tile<4, NR>(l, blocks, rows, i, r0, row_end, y);
+  for (; i < m; ++i) Tile<1, NR>(l, blocks, rows, i, r0, row_end, y);
 }
 
 }  // namespace
 
 void A8DotAvx512Vnni(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
                      size_t row_begin, size_t row_end, float* y) {
-  for (size_t r0 = row_begin; r0 < row_end; r0 += A8Layout::kRows) {
-    const size_t valid = row_end - r0;
-    const __mmask16 mask = valid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
-    const uint8_t* block = packed + (r0 / A8Layout::kRows) * layout.block_bytes();
-    // The block (K/4 bytes) stays in L1 while every activation row passes over it.
-    size_t i = 0;
-    for (; i + 4 <= m; i += 4) Tile<4>(layout, block, rows, i, mask, y + r0);
-    for (; i < m; ++i) Tile<1>(layout, block, rows, i, mask, y + r0);
+  constexpr size_t kTileRows = 4 * A8Layout::kRows;
+  size_t r0 = row_begin;
+  // With several activation rows, four blocks at a time (their weights, K bytes, stay in L1 while
+  // every row passes over them). A single row streams one block at a time: it is bound by memory,
+  // and four streams run slower than one.
+  if (m >= 4) {
+    for (; r0 + kTileRows <= row_end; r0 += kTileRows) {
+      Blocks<4>(layout, packed, rows, m, r0, row_end, y);
+    }
   }
+  for (; r0 < row_end; r0 += A8Layout::kRows) Blocks<1>(layout, packed, rows, m, r0, row_end, y);
 }
 
 }  // namespace internal

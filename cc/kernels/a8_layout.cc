@@ -62,8 +62,10 @@ void QuantizeRows(const float* x, size_t m, size_t k, const A8Rows& rows) {
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     int32_t sum = 0;
     for (size_t c = 0; c < k; ++c) {
-      // nearbyint rounds half to even (the default rounding mode), as numpy and JAX do.
-      const float v = std::min(127.0f, std::max(-127.0f, std::nearbyint(xi[c] * inv)));
+      // Adding and subtracting 1.5 · 2^23 rounds |v| <= 127 to an integer, half to even (the default
+      // rounding mode), as numpy's and JAX's round do; unlike a call to nearbyint it vectorizes.
+      constexpr float kRound = 12582912.0f;
+      const float v = (std::min(127.0f, std::max(-127.0f, xi[c] * inv)) + kRound) - kRound;
       q[c] = static_cast<int8_t>(v);
       sum += q[c];
     }
