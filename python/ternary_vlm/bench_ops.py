@@ -1,5 +1,6 @@
-"""Benchmarks TernaryMatMul and BinaryMatMul against LiteRT's FULLY_CONNECTED (fp32 and int8), and against
-the unpack-then-multiply strategies (UnpackTernary or builtin unpack ops, then FULLY_CONNECTED).
+"""Benchmarks TernaryMatMul (float and int8 activations) and BinaryMatMul against LiteRT's FULLY_CONNECTED (fp32
+and int8), and against the unpack-then-multiply strategies (UnpackTernary or builtin unpack ops, then
+FULLY_CONNECTED).
 
   tools/bazel run //python:bench_ops -- [--json=PATH] [--plot=PATH] [--threads=1,2]
 
@@ -27,7 +28,7 @@ flags.DEFINE_integer("min_runs", 40, "Timed invocations per configuration (at le
 flags.DEFINE_string("json", None, "Write the figures to this JSON file.")
 flags.DEFINE_string("plot", None, "Write a bar chart (speed-up over fp32 FULLY_CONNECTED) to this PNG.")
 
-VARIANTS = ("ternary", "binary", "fp32_fc", "int8_fc", "unpack_op_fc", "unpack_builtin_fc")
+VARIANTS = ("ternary", "ternary_a8", "binary", "fp32_fc", "int8_fc", "unpack_op_fc", "unpack_builtin_fc")
 
 
 def build_models(k, n, m, rng):
@@ -44,9 +45,12 @@ def build_models(k, n, m, rng):
         assert counts == [{"w": 1}], counts
         return model, n * packing.row_bytes(packing.TERNARY, k)
 
+    packed = packing.pack(w, packing.TERNARY)
     return {
-        "ternary": (tflite_model.quantized_matmul_model(packing.TERNARY, shape, packing.pack(w, packing.TERNARY), scale),
+        "ternary": (tflite_model.quantized_matmul_model(packing.TERNARY, shape, packed, scale),
                     n * packing.row_bytes(packing.TERNARY, k)),
+        "ternary_a8": (tflite_model.quantized_matmul_model(packing.TERNARY, shape, packed, scale, activations="int8"),
+                       n * packing.row_bytes(packing.TERNARY, k)),
         "binary": (tflite_model.quantized_matmul_model(packing.BINARY, shape, packing.pack(signs, packing.BINARY), scale),
                    n * packing.row_bytes(packing.BINARY, k)),
         "fp32_fc": (tflite_model.fully_connected_model(shape, dense), 4 * n * k),
@@ -96,9 +100,9 @@ def plot(rows, path):
     groups = [r for r in rows if r["threads"] == 1]
     labels = [f"{r['k']}x{r['n']}\nM={r['m']}" for r in groups]
     fig, ax = plt.subplots(figsize=(max(8, len(groups)), 4.5))
-    width = 0.27
-    for i, variant in enumerate(("ternary", "binary", "int8_fc")):
-        ax.bar(np.arange(len(groups)) + (i - 1) * width,
+    width = 0.2
+    for i, variant in enumerate(("ternary", "ternary_a8", "binary", "int8_fc")):
+        ax.bar(np.arange(len(groups)) + (i - 1.5) * width,
                [r["fp32_fc"] / r[variant] for r in groups], width, label=variant)
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set_xticks(np.arange(len(groups)), labels, fontsize=8)
@@ -135,16 +139,18 @@ def main(argv):
 
     print(f"\nmemcpy bandwidth (1 thread, 256 MiB): {bandwidth:.1f} GB/s; "
           f"Python invoke() overhead of a trivial model: {overhead * 1e3:.1f} us (included below)")
-    header = ("|    K |    N |  M | thr | ternary ms | binary ms | fp32 FC ms | int8 FC ms | UnpackTernary+FC ms "
-              "| builtin unpack+FC ms | tern vs fp32 | tern vs int8 | bin vs fp32 | tern GB/s |")
+    header = ("|    K |    N |  M | thr | ternary ms | ternary a8 ms | binary ms | fp32 FC ms | int8 FC ms "
+              "| UnpackTernary+FC ms | builtin unpack+FC ms | tern vs fp32 | tern vs int8 | a8 vs int8 | bin vs fp32 "
+              "| tern GB/s |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in rows:
         print(f"| {r['k']:4d} | {r['n']:4d} | {r['m']:2d} | {r['threads']:3d} | {r['ternary']:10.4f} "
-              f"| {r['binary']:9.4f} | {r['fp32_fc']:10.4f} | {r['int8_fc']:10.4f} "
+              f"| {r['ternary_a8']:13.4f} | {r['binary']:9.4f} | {r['fp32_fc']:10.4f} | {r['int8_fc']:10.4f} "
               f"| {r['unpack_op_fc']:19.4f} | {r['unpack_builtin_fc']:20.4f} "
               f"| {r['fp32_fc'] / r['ternary']:11.2f}x | {r['int8_fc'] / r['ternary']:11.2f}x "
-              f"| {r['fp32_fc'] / r['binary']:10.2f}x | {r['ternary_gbps']:9.1f} |")
+              f"| {r['int8_fc'] / r['ternary_a8']:9.2f}x | {r['fp32_fc'] / r['binary']:10.2f}x "
+              f"| {r['ternary_gbps']:9.1f} |")
     if FLAGS.json:
         tmp = FLAGS.json + ".tmp"
         with open(tmp, "w") as f:

@@ -29,9 +29,11 @@ Variants: fp32; int8 (TFLite's dynamic-range int8 weights); ternary / binary (th
 become TernaryMatMul / BinaryMatMul with packed weights, everything else fp32); ternary_int8 / binary_int8 (those
 custom ops + dynamic-range int8 for the remaining float weights). In the int8 variants the embedding lookup reads
 int8 rows too — for a tied LM head its int8 weights, so the table is stored once (tflite_rewrite.int8_embeddings);
-ternary_unpack_op / ternary_unpack_builtin (the same packed ternary weights, unpacked to float at every invoke
-by our UnpackTernary op or by builtin ops only, then multiplied by the builtin FULLY_CONNECTED; see
-tflite_rewrite.py: the operator-strategy comparison).
+ternary_a8 (ternary_int8 whose TernaryMatMuls also quantize their input rows to int8: W2A8, as BitNet b1.58 and
+bitnet.cpp run ternary models and as the int8 variants' FULLY_CONNECTEDs already do, so every matmul of the model
+takes int8 activations); ternary_unpack_op / ternary_unpack_builtin (the same packed ternary weights, unpacked to
+float at every invoke by our UnpackTernary op or by builtin ops only, then multiplied by the builtin
+FULLY_CONNECTED; see tflite_rewrite.py: the operator-strategy comparison).
 """
 
 from __future__ import annotations
@@ -43,9 +45,9 @@ import tempfile
 
 from ternary_vlm.errors import TernaryVLMError
 
-VARIANTS = ("fp32", "int8", "ternary", "binary", "ternary_int8", "binary_int8", "ternary_unpack_op",
+VARIANTS = ("fp32", "int8", "ternary", "binary", "ternary_int8", "binary_int8", "ternary_a8", "ternary_unpack_op",
             "ternary_unpack_builtin")
-INT8_VARIANTS = ("int8", "ternary_int8", "binary_int8")
+INT8_VARIANTS = ("int8", "ternary_int8", "binary_int8", "ternary_a8")
 KV_CACHES = ("op", "variables")
 
 
@@ -60,6 +62,11 @@ class ExportResult:
 def variant_strategy(variant: str) -> str:
     """How a quantized variant executes its packed layers (tflite_rewrite.STRATEGIES)."""
     return {"ternary_unpack_op": "unpack_op", "ternary_unpack_builtin": "unpack_builtin"}.get(variant, "fused")
+
+
+def variant_activations(variant: str) -> str:
+    """What a variant's TernaryMatMul / BinaryMatMul ops do with their input (tflite_model.ACTIVATIONS)."""
+    return "int8" if variant == "ternary_a8" else "float32"
 
 
 def default_kv_cache(variant: str) -> str:
@@ -326,7 +333,8 @@ def convert(model, *, variant: str = "fp32", quantized=None, max_len: int = 64,
     if fmt is None:
         return ExportResult(content, {}, {})
 
-    content, counts = tflite_rewrite.replace_quantized(content, layers, variant_strategy(variant))
+    content, counts = tflite_rewrite.replace_quantized(content, layers, variant_strategy(variant),
+                                                       variant_activations(variant))
     subgraphs = tflite_rewrite.signature_subgraphs(content)
     replacements, expected = {}, {}
     for key, index in subgraphs.items():

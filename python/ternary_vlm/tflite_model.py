@@ -17,6 +17,16 @@ _TYPES = {
     np.dtype(np.int8): schema.TensorType.INT8,
 }
 CUSTOM_OPS = {packing.TERNARY: "TernaryMatMul", packing.BINARY: "BinaryMatMul"}
+# What those ops do with their float input (cc/tflite/matmul_op.h): float32 multiplies it as it is, int8
+# quantizes each row to int8 first (W2A8). The op reads its custom options as this text.
+ACTIVATIONS = ("float32", "int8")
+
+
+def matmul_options(activations: str) -> bytes | None:
+    """The custom options of a TernaryMatMul / BinaryMatMul; None (no options) is float32."""
+    if activations not in ACTIVATIONS:
+        raise ValueError(f"unknown activations {activations!r} (known: {', '.join(ACTIVATIONS)})")
+    return None if activations == "float32" else f"activations={activations}".encode()
 
 
 class ModelBuilder:
@@ -53,11 +63,12 @@ class ModelBuilder:
         self._opcodes.append(code)
         return len(self._opcodes) - 1
 
-    def op(self, builtin, inputs, outputs, options_type=0, options=None, custom_name=None):
+    def op(self, builtin, inputs, outputs, options_type=0, options=None, custom_name=None, custom_options=None):
         o = schema.OperatorT()
         o.opcodeIndex = self._opcode(builtin, custom_name)
         o.inputs, o.outputs = list(inputs), list(outputs)
         o.builtinOptionsType, o.builtinOptions = options_type, options
+        o.customOptions = list(custom_options) if custom_options else None
         self._ops.append(o)
 
     def build(self, inputs, outputs):
@@ -72,7 +83,7 @@ class ModelBuilder:
         return bytes(builder.Output())
 
 
-def quantized_matmul_model(fmt, x_shape, packed, scale, bias=None):
+def quantized_matmul_model(fmt, x_shape, packed, scale, bias=None, activations="float32"):
     """x [..., K] -> TernaryMatMul/BinaryMatMul(x, packed, scale[, bias]) -> [..., N]."""
     n = len(scale)
     b = ModelBuilder()
@@ -82,7 +93,8 @@ def quantized_matmul_model(fmt, x_shape, packed, scale, bias=None):
     if bias is not None:
         inputs.append(b.tensor("bias", [n], np.float32, bias))
     y = b.tensor("y", list(x_shape[:-1]) + [n], np.float32)
-    b.op(schema.BuiltinOperator.CUSTOM, inputs, [y], custom_name=CUSTOM_OPS[fmt])
+    b.op(schema.BuiltinOperator.CUSTOM, inputs, [y], custom_name=CUSTOM_OPS[fmt],
+         custom_options=matmul_options(activations))
     return b.build([x], [y])
 
 

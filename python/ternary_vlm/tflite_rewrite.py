@@ -25,7 +25,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ternary_vlm import packing
-from ternary_vlm.tflite_model import CUSTOM_OPS
+from ternary_vlm.tflite_model import CUSTOM_OPS, matmul_options
 
 STRATEGIES = ("fused", "unpack_op", "unpack_builtin")
 UNPACK_OP = "UnpackTernary"
@@ -201,9 +201,11 @@ def _unpack_ops(model, subgraph, constants: _Constants, layer: QuantizedLayer, s
     return ops, weights
 
 
-def replace_quantized(content: bytes, layers: list[QuantizedLayer], strategy: str = "fused"
-                      ) -> tuple[bytes, list[Counter]]:
+def replace_quantized(content: bytes, layers: list[QuantizedLayer], strategy: str = "fused",
+                      activations: str = "float32") -> tuple[bytes, list[Counter]]:
     """Returns the rewritten model and, per subgraph, how many times each layer name was replaced.
+
+    activations: what the fused ops do with their input (tflite_model.ACTIVATIONS): float32, or int8 (W2A8).
 
     Subgraphs (signatures) may share weight buffers, so the packed data and scales are shared too (one
     buffer per layer) and a float buffer is emptied only once no tensor of any subgraph still uses it."""
@@ -211,6 +213,9 @@ def replace_quantized(content: bytes, layers: list[QuantizedLayer], strategy: st
         raise ValueError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
     if strategy != "fused" and any(layer.fmt != packing.TERNARY for layer in layers):
         raise ValueError(f"strategy {strategy} unpacks ternary layers only")
+    custom_options = matmul_options(activations)
+    if strategy != "fused" and custom_options is not None:
+        raise ValueError(f"strategy {strategy} multiplies unpacked float weights: activations must be float32")
     model = read_model(content)
     by_shape: dict[tuple, list[QuantizedLayer]] = {}
     for layer in layers:
@@ -250,7 +255,7 @@ def replace_quantized(content: bytes, layers: list[QuantizedLayer], strategy: st
             op.opcodeIndex = _opcode_index(model, schema.BuiltinOperator.CUSTOM, CUSTOM_OPS[layer.fmt])
             op.inputs = [op.inputs[0], packed, scale] + ([bias] if bias is not None else [])
             op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.NONE, None
-            op.customOptions = None
+            op.customOptions = list(custom_options) if custom_options else None
         subgraph.operators = operators
         counts.append(count)
     return _write_without(model, replaced_buffers), counts

@@ -33,7 +33,7 @@ MAX_LEN, PREFILL_LEN = 24, 12
 PROMPT = [1, 30, 30, 30, 30, 5, 7, 9]  # 4 image tokens, then text; prefill pads it to PREFILL_LEN
 DECODE_STEPS = 6
 # Absolute for the exact-weight variants; relative to max |logit| where int8 rounds the weights.
-TOLERANCE = {"fp32": 1e-4, "ternary": 1e-4, "binary": 1e-4, "int8": 5e-2, "ternary_int8": 5e-2,
+TOLERANCE = {"fp32": 1e-4, "ternary": 1e-4, "binary": 1e-4, "int8": 5e-2, "ternary_int8": 5e-2, "ternary_a8": 5e-2,
              "ternary_unpack_op": 1e-4, "ternary_unpack_builtin": 1e-4}
 
 
@@ -91,7 +91,7 @@ class ExportTest(absltest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp()
         cls.models = {"fp32": make_model(), "int8": make_model(), "ternary": make_model("ternary"),
-                      "binary": make_model("binary"), "ternary_int8": make_model("ternary"),
+                      "binary": make_model("binary"), "ternary_int8": make_model("ternary"), "ternary_a8": make_model("ternary"),
                       "ternary_unpack_op": make_model("ternary"), "ternary_unpack_builtin": make_model("ternary")}
         cls.paths, cls.results = {}, {}
         for variant, model in cls.models.items():
@@ -114,13 +114,13 @@ class ExportTest(absltest.TestCase):
                 print(f"{variant}: max |logit diff| {diff:.2e} (max |logit| {scale:.2f}) over prefill + "
                       f"{DECODE_STEPS} decode steps, max |image feature diff| {feature_diff:.2e}, "
                       f"{os.path.getsize(self.paths[variant])} bytes")
-                bound = TOLERANCE[variant] * (scale if variant.endswith("int8") else 1)
+                bound = TOLERANCE[variant] * (scale if variant in export.INT8_VARIANTS else 1)
                 self.assertLessEqual(diff, bound)
                 self.assertLessEqual(feature_diff, bound)
 
     def test_every_quantized_layer_becomes_a_custom_op(self):
         for variant, op in (("ternary", "TernaryMatMul"), ("binary", "BinaryMatMul"),
-                            ("ternary_int8", "TernaryMatMul")):
+                            ("ternary_int8", "TernaryMatMul"), ("ternary_a8", "TernaryMatMul")):
             model = self.models[variant]
             names = {q.name for _, q in quantized_layers(model)}
             text = {n for n in names if n.startswith("text_model.")}
@@ -134,6 +134,13 @@ class ExportTest(absltest.TestCase):
                 # Only the tied LM head (the embedding table) stays a float FULLY_CONNECTED.
                 self.assertEqual(histograms[index]["FULLY_CONNECTED"], int(key in ("prefill", "decode")), key)
             self.assert_only_packed_weights(content, model)
+            # ternary_a8's ops quantize their input rows (cc/tflite/matmul_op.h); the others take it as it is.
+            want = [ord(c) for c in "activations=int8"] if variant == "ternary_a8" else None
+            parsed = tflite_rewrite.read_model(content)
+            for subgraph in parsed.subgraphs:
+                for o in subgraph.operators:
+                    if tflite_rewrite.opcode_name(parsed, o) == op:
+                        self.assertEqual(None if o.customOptions is None else list(o.customOptions), want)
 
     def assert_only_packed_weights(self, content, model):
         """No float or int8 copy of a quantized weight is left; each packed matrix is stored once (shared by
@@ -236,7 +243,7 @@ class ExportTest(absltest.TestCase):
 
     def test_int8_variants_store_the_tied_embedding_once_in_int8(self):
         vocab, hidden = CONFIG["text_config"]["vocab_size"], CONFIG["text_config"]["hidden_size"]
-        for variant in ("int8", "ternary_int8"):
+        for variant in ("int8", "ternary_int8", "ternary_a8"):
             with self.subTest(variant=variant):
                 content = read(self.paths[variant])
                 sizes = Counter(len(b.data) for b in tflite_rewrite.read_model(content).buffers if b.data is not None)

@@ -43,6 +43,24 @@ class MatMulOpsTest(parameterized.TestCase):
             err = np.abs(y - want).max() / max(np.abs(want).max(), 1e-6)
             self.assertLessEqual(err, 1e-5, f"{fmt} m={m} k={k} n={n} bias={with_bias}")
 
+    @parameterized.product(fmt=[packing.TERNARY, packing.BINARY], threads=[1, 2])
+    def test_int8_activations_quantize_each_row_then_multiply_exactly(self, fmt, threads):
+        rng = np.random.default_rng(threads)
+        for m, k, n in [(1, 577, 67), (3, 100, 7), (17, 33, 130)]:
+            w, scale, bias = random_layer(rng, fmt, n, k, True)
+            x = rng.normal(size=(m, k)).astype(np.float32)
+            model = tflite_model.quantized_matmul_model(fmt, x.shape, packing.pack(w, fmt), scale, bias,
+                                                        activations="int8")
+            # Per row: s = max|x| / 127, q = round-half-even(x * (127 / max|x|)) in float32, Σ q·w in integers.
+            amax = np.abs(x).max(axis=1, keepdims=True)
+            q = np.rint(x * (np.float32(127) / amax)).astype(np.int64)
+            want = (q @ w.T.astype(np.int64)) * (amax.astype(np.float64) / 127) * scale + bias
+            y = run(model, x, threads)
+            np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(),
+                                       err_msg=f"{fmt} m={m} k={k} n={n}")
+            # and the quantization is visible: not the float-activation result
+            self.assertGreater(np.abs(y - numpy_matmul(x, w, scale, bias)).max(), 0)
+
     def test_leading_dims_are_batch(self):
         rng = np.random.default_rng(1)
         w, scale, bias = random_layer(rng, packing.TERNARY, 9, 70, True)

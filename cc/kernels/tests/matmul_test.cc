@@ -127,7 +127,9 @@ TEST_P(MatMulTest, MatchesReferenceOnRaggedShapes) {
             // Exact integer sums and the same float epilogue: bit for bit.
             for (size_t e = 0; e < got.size(); ++e) ASSERT_EQ(got[e], want[e]) << "at " << e;
           } else {
-            ExpectClose(got, want);
+            // Against the exact (double) product: the reference's own k-order float sums drift
+            // ~1e-5 at k = 2500, so kernels summing in another order are judged by the truth.
+            ExpectClose(got, naive);
           }
         }
       }
