@@ -1,8 +1,8 @@
 #include "cc/kernels/a8_layout.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
+#include <limits>
 
 namespace tvlm {
 namespace internal {
@@ -57,16 +57,30 @@ void QuantizeRows(const float* x, size_t m, size_t k, const A8Rows& rows) {
   for (size_t i = 0; i < m; ++i) {
     const float* xi = x + i * k;
     int8_t* q = rows.q + i * rows.stride;
-    float amax = 0.0f;
-    for (size_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(xi[c]));
+    // max |x| on the bit patterns: for non-negative floats they order as unsigned integers, and an
+    // integer max reduction vectorizes where a float one (NaN rules) does not.
+    uint32_t amax_bits = 0;
+    for (size_t c = 0; c < k; ++c) {
+      uint32_t bits;
+      std::memcpy(&bits, xi + c, 4);
+      amax_bits = std::max(amax_bits, bits & 0x7FFFFFFFu);
+    }
+    float amax;
+    std::memcpy(&amax, &amax_bits, 4);
+    if (!(amax <= std::numeric_limits<float>::max())) {  // an inf or NaN input: a NaN row out
+      std::memset(q, 0, rows.stride);
+      rows.scale[i] = std::numeric_limits<float>::quiet_NaN();
+      rows.sum[i] = 0;
+      continue;
+    }
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     int32_t sum = 0;
     for (size_t c = 0; c < k; ++c) {
-      // Adding and subtracting 1.5 · 2^23 rounds |v| <= 127 to an integer, half to even (the default
-      // rounding mode), as numpy's and JAX's round do; unlike a call to nearbyint it vectorizes.
+      // |x · inv| <= 127 up to one rounding, so no clamp is needed. Adding and subtracting 1.5 · 2^23
+      // rounds it to an integer, half to even (the default rounding mode), as numpy's and JAX's
+      // round do; unlike a call to nearbyint it vectorizes.
       constexpr float kRound = 12582912.0f;
-      const float v = (std::min(127.0f, std::max(-127.0f, xi[c] * inv)) + kRound) - kRound;
-      q[c] = static_cast<int8_t>(v);
+      q[c] = static_cast<int8_t>((xi[c] * inv + kRound) - kRound);
       sum += q[c];
     }
     std::memset(q + k, 0, rows.stride - k);
