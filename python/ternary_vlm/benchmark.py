@@ -671,6 +671,15 @@ def derived_notes(results: dict) -> list[str]:
                      "which the embedding lookup reads too).")
     for name, r in results.items():
         by = {v["variant"]: v for v in r["variants"]}
+        if "ternary_a8" in by and "ternary_int8" in by:
+            a8, f32 = by["ternary_a8"], by["ternary_int8"]
+            speed = ", ".join(f"{a8['decode_tok_s'][t] / f32['decode_tok_s'][t]:.2f}× at {t} thr"
+                              for t in f32["decode_tok_s"] if t in a8["decode_tok_s"])
+            quality = "; ".join(f"{k.replace('_', ' ')} {_fmt(f32.get(k), '{:.3g}')} → {_fmt(a8.get(k), '{:.3g}')}"
+                                for k in ("text_ppl", "caption_ppl", "caption_accuracy") if k in a8)
+            notes.append(f"{name}: ternary_a8 is ternary_int8 with int8 activations in the TernaryMatMuls (W2A8: each "
+                         f"input row quantized to int8, exact int32 sums with AVX-512 VNNI); against ternary_int8: "
+                         f"decode {speed}, prefill {a8['prefill_ms'] / f32['prefill_ms']:.2f}× the time; {quality}.")
         if "ternary" not in by:
             continue
         fused = by["ternary"]
