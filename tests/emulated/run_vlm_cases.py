@@ -28,7 +28,9 @@ def main(cases_path):
         got = np.concatenate(logits)
         err = float(np.abs(got - want).max() / np.abs(want).max())
         print(f"{mode}: prefill + {len(logits) - 1} decode steps, relative logit error vs host {err:.2g}")
-        if got.shape != want.shape or err > 1e-4:
+        # int8 activations: a last-bit difference upstream (the two CPUs' builtin float kernels) can move one
+        # row's rounding to int8 by a step, so those models get the int8 model's looser bound.
+        if got.shape != want.shape or err > (1e-2 if mode.endswith("a8") else 1e-4):
             return 1
     return 0
 

@@ -1,5 +1,6 @@
-"""Writes the emulated-device test cases on the host: single-op models with random shapes, their
-inputs, and the outputs the host's LiteRT + x86 ops give (checked here against numpy first)."""
+"""Writes the emulated-device test cases on the host: single-op models with random shapes (float and int8
+activations), their inputs, and the outputs the host's LiteRT + x86 ops give (checked here against numpy
+first)."""
 
 import io
 import os
@@ -25,12 +26,18 @@ def main(argv):
         scale = rng.uniform(0.01, 0.1, n).astype(np.float32)
         bias = rng.normal(size=n).astype(np.float32) if i % 3 else None
         x = rng.normal(size=(m, k)).astype(np.float32)
-        model = tflite_model.quantized_matmul_model(fmt, x.shape, packing.pack(w, fmt), scale, bias)
+        activations = ("float32", "float32", "int8", "int8")[i % 4]
+        model = tflite_model.quantized_matmul_model(fmt, x.shape, packing.pack(w, fmt), scale, bias, activations)
         interp = litert.interpreter(model_content=model)
         interp.set_tensor(interp.get_input_details()[0]["index"], x)
         interp.invoke()
         y = interp.get_tensor(interp.get_output_details()[0]["index"])
-        want = (x.astype(np.float64) @ w.T) * scale + (0 if bias is None else bias)
+        if activations == "int8":  # per row: s = max|x| / 127, q = round(x / s), Σ q·w exact
+            amax = np.abs(x).max(axis=1, keepdims=True)
+            q = np.rint(x * (np.float32(127) / amax)).astype(np.int64)
+            want = (q @ w.T.astype(np.int64)) * (amax.astype(np.float64) / 127) * scale + (0 if bias is None else bias)
+        else:
+            want = (x.astype(np.float64) @ w.T) * scale + (0 if bias is None else bias)
         assert np.abs(y - want).max() <= 1e-5 * max(np.abs(want).max(), 1e-6), f"host case {i}"
         arrays[f"model{i}"] = np.frombuffer(model, np.uint8)
         arrays[f"x{i}"], arrays[f"y{i}"] = x, y

@@ -1,5 +1,6 @@
 """Host side of the emulated-device VLM test: the bundled demo VLM, quantized (k-means init) and
-exported as ternary, binary and ternary_unpack_op (UnpackTernary + FULLY_CONNECTED) .tflite files, plus
+exported as ternary, binary, ternary_a8 (int8 activations) and ternary_unpack_op (UnpackTernary +
+FULLY_CONNECTED) .tflite files, plus
 a scene prompt and the logits the host's LiteRT gives for prefill and a few greedy decode steps. Writes
 one .npz."""
 
@@ -18,7 +19,7 @@ from ternary_vlm.runtime import Runtime
 
 flags.DEFINE_string("out", None, "Output .npz", required=True)
 STEPS = 4
-VARIANTS = ("ternary", "binary", "ternary_unpack_op")
+VARIANTS = ("ternary", "binary", "ternary_a8", "ternary_unpack_op")
 
 
 def main(argv):
@@ -26,7 +27,7 @@ def main(argv):
     arrays = {}
     for mode in VARIANTS:
         loaded = load_model(demo_model.default_checkpoint())
-        quantize_model(loaded.model, "binary" if mode == "binary" else "ternary", "kmeans", [],
+        quantize_model(loaded.model, "binary" if mode.startswith("binary") else "ternary", "kmeans", [],
                        loaded.text_config.num_hidden_layers)
         content = export.convert(loaded.model, variant=mode, max_len=64, prefill_len=40).content
         scene = scenes.example(0, "test", 5, demo_model.IMAGE_SIZE)
