@@ -331,6 +331,30 @@ def flax_prefill_logits(model, inputs, max_len: int) -> np.ndarray:
     return np.asarray(logits, np.float32)
 
 
+def flax64_prefill_logits(model, inputs) -> np.ndarray:
+    """The same logits in float64 (the model's float32 weights, exactly, then float64 arithmetic): the truth both
+    float32 computations, Flax's and the export's, are measured against, so their own rounding is visible."""
+    import jax
+    import jax.numpy as jnp
+
+    from flax import nnx
+
+    from ternary_vlm import export
+    twin, _ = export.quantized_layers_of(model)  # plain α·t weights: no re-quantization in float64
+    with jax.enable_x64(True):
+        state = nnx.state(twin)
+        nnx.update(twin, jax.tree.map(
+            lambda a: a.astype(jnp.float64) if getattr(a, "dtype", None) == jnp.float32 else a, state))
+        ids = jnp.asarray(inputs["ids"][None], jnp.int32)
+        if "pixel_values" in inputs:
+            embeds = twin.embed(ids, twin.image_features(jnp.asarray(inputs["pixel_values"], jnp.float64)))
+            text = twin.text_model
+        else:
+            embeds, text = twin.embed(ids), twin
+        h, _ = text.hidden_states(embeds, None, 0)
+        return np.asarray(text.logits(h[:, -1]), np.float64)
+
+
 def benchmark_model(name: str, workdir: str, launcher: Launcher) -> dict:
     from ternary_vlm import export
     from ternary_vlm.data import scenes
@@ -369,6 +393,7 @@ def benchmark_model(name: str, workdir: str, launcher: Launcher) -> dict:
         result["flax_float_text_ppl"] = evaluate.text_perplexity(loaded.model, stream, FLAGS.text_window,
                                                                  batch_size=2, max_windows=windows)
         logging.info("%s: Flax float text perplexity %.3f", name, result["flax_float_text_ppl"])
+    truth = {}  # id(model) -> float64 logits of the fixed prompt
     for spec in FLAGS.variants:
         variant, _, kv_cache = spec.partition("/")
         kv_cache = kv_cache or export.default_kv_cache(variant)
@@ -402,9 +427,13 @@ def benchmark_model(name: str, workdir: str, launcher: Launcher) -> dict:
         start = time.time()
         rt = Runtime(path, num_threads=int(FLAGS.threads[0]))
         want = flax_prefill_logits(model, inputs, max_len)
+        if id(model) not in truth:
+            truth[id(model)] = flax64_prefill_logits(model, inputs)
         got = rt.prefill(inputs["ids"], rt.image_features(inputs["pixel_values"]) if rt.is_vlm else None)
         row["flax_logit_diff"] = float(np.abs(got - want).max())
         row["flax_logit_max"] = float(np.abs(want).max())
+        row["f64_logit_diff"] = float(np.abs(got - truth[id(model)]).max())
+        row["flax_f32_vs_f64"] = float(np.abs(want - truth[id(model)]).max())
         if windows:
             row["text_ppl"] = text_perplexity(rt, stream, FLAGS.text_window, windows)
         if rows:
@@ -443,7 +472,8 @@ def model_table(r: dict) -> str:
     vlm = r["model"] == "demo"
     head = ["variant", "weights from", "file MB", "peak RSS MB"] + (["encode ms"] if vlm else []) + \
         [f"prefill ms (P={r['prefill_len']})"] + [f"decode tok/s ({t} thr)" for t in threads] + \
-        ["max abs logit diff vs Flax (max abs logit)"] + [f"text ppl ({r['text_ppl_tokens']} tok)"] + \
+        ["max abs logit diff vs Flax (max abs logit)", "float64 check: vs float64 / Flax f32 vs float64"] + \
+        [f"text ppl ({r['text_ppl_tokens']} tok)"] + \
         ([f"caption ppl ({r['scenes']} scenes)", "caption exact"] if vlm else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in r["variants"]:
@@ -453,6 +483,7 @@ def model_table(r: dict) -> str:
         cells.append(_fmt(v["prefill_ms"], "{:.2f}"))
         cells += [f"{v['decode_tok_s'][t]:.1f}" for t in threads]
         cells.append(f"{v['flax_logit_diff']:.1e} ({v['flax_logit_max']:.1f})" if "flax_logit_diff" in v else "–")
+        cells.append(f"{v['f64_logit_diff']:.1e} / {v['flax_f32_vs_f64']:.1e}" if "f64_logit_diff" in v else "–")
         cells.append(_fmt(v.get("text_ppl"), "{:.3f}" if v.get("text_ppl", 0) < 1e4 else "{:.3g}"))
         if vlm:
             cells += [_fmt(v.get("caption_ppl"), "{:.3f}"), _fmt(v.get("caption_accuracy"), "{:.1%}")]
@@ -461,19 +492,22 @@ def model_table(r: dict) -> str:
 
 
 def targets(results: dict) -> list[str]:
-    """The model-level targets on SmolLM2-135M (reported whatever they come to)."""
+    """The model-level targets: speed and size on SmolLM2-135M, logit parity on every model (reported whatever
+    they come to)."""
+    out = []
+
+    def check(label, ok, detail):
+        out.append(f"- {label}: **{'met' if ok else 'NOT met'}** ({detail})")
+
     r = results.get("smollm2")
     if not r:
-        return ["(SmolLM2-135M was not benchmarked: no targets evaluated)"]
+        out.append("- (SmolLM2-135M was not benchmarked: no speed or size targets evaluated)")
+        r = {"variants": [], "layers": 0}
     by = {v["variant"]: v for v in r["variants"]}
-    out = []
     if r.get("full_layers", r["layers"]) != r["layers"]:
         out.append(f"- Measured on the truncated export ({r['layers']} of {r['full_layers']} decoder layers + the "
                    f"full fp32 embedding / LM head), not on the full model: the LM head's fixed cost weighs more "
                    f"here than in the full model, so these ratios understate what the full model would give.")
-
-    def check(label, ok, detail):
-        out.append(f"- {label}: **{'met' if ok else 'NOT met'}** ({detail})")
 
     # ternary_int8 is the target's model: ternary layers with the tied embedding / LM head in int8; ternary_a8 is
     # that model with int8 activations (W2A8), the same activation arithmetic as the int8 baseline.
@@ -492,6 +526,16 @@ def targets(results: dict) -> list[str]:
             frac = by[variant]["file_mb"] / by["fp32"]["file_mb"]
             check(f"{variant} file ≤ 1/8 of fp32", frac <= 1 / 8,
                   f"{by[variant]['file_mb']:.1f} MB / {by['fp32']['file_mb']:.1f} MB = 1/{1 / frac:.1f}")
+    # Logit parity of the exact-weight quantized export, on every model: against Flax's float32 logits (the
+    # target), and both against float64, which shows how much of the difference is float32 rounding on each side.
+    for name, model in results.items():
+        row = {v["variant"]: v for v in model["variants"]}.get("ternary")
+        if row and "flax_logit_diff" in row:
+            detail = f"max |Δ| {row['flax_logit_diff']:.1e} on logits up to {row['flax_logit_max']:.1f}"
+            if "f64_logit_diff" in row:
+                detail += (f"; against float64 arithmetic on the same weights the export is {row['f64_logit_diff']:.1e} "
+                           f"off and Flax's own float32 {row['flax_f32_vs_f64']:.1e}")
+            check(f"{name}: ternary logits equal the Flax model's to 1e-4", row["flax_logit_diff"] <= 1e-4, detail)
     return out or ["(the variants needed for the targets were not run)"]
 
 
@@ -536,7 +580,7 @@ def markdown(results: dict, meta: dict) -> str:
                   f"prompt {r['prompt_tokens']} tokens."
                   + (f" Flax float model's text perplexity on the same windows: {r['flax_float_text_ppl']:.3f}."
                      if "flax_float_text_ppl" in r else ""), "", model_table(r), ""]
-    lines += ["### Targets (SmolLM2-135M)", ""] + targets(results) + [""]
+    lines += ["### Targets", ""] + targets(results) + [""]
     if meta.get("notes"):
         lines += ["### Notes", ""] + [f"- {n}" for n in meta["notes"]] + [""]
     return "\n".join(lines)
@@ -607,6 +651,7 @@ def main(argv):
     for m in FLAGS.models:
         if m not in MODELS:
             raise app.UsageError(f"unknown model {m!r} (known: {', '.join(MODELS)})")
+    truth = {}  # id(model) -> float64 logits of the fixed prompt
     for spec in FLAGS.variants:
         variant, _, kv_cache = spec.partition("/")
         export.variant_format(variant)
@@ -652,8 +697,9 @@ def derived_notes(results: dict) -> list[str]:
                      "`int8/variables` run on stock LiteRT without any custom op.")
     for name, r in results.items():
         by = {v["variant"]: v for v in r["variants"]}
-        if any(v["decode_tok_s"].get("2", 0) < 0.5 * v["decode_tok_s"].get("1", 0) for v in by.values()):
-            slow = [k for k, v in by.items() if v["decode_tok_s"].get("2", 0) < 0.5 * v["decode_tok_s"].get("1", 0)]
+        slow = [k for k, v in by.items()
+                if "2" in v["decode_tok_s"] and v["decode_tok_s"]["2"] < 0.5 * v["decode_tok_s"].get("1", 0)]
+        if slow:
             notes.append(f"{name}: at 2 threads {', '.join(slow)} decode far slower than at 1 thread. The custom "
                          "ops' own thread pool (spin, then sleep) competes with XNNPACK's pool for 2 cores that "
                          "other jobs also use; every TernaryMatMul/BinaryMatMul call then waits for a descheduled "

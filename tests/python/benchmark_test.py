@@ -12,7 +12,8 @@ from absl.testing import absltest
 
 VARIANTS = ("fp32", "ternary")
 ROW_FIELDS = ("variant", "weights", "export_s", "file_mb", "custom_ops", "speed", "rss_mb", "prefill_ms",
-              "encode_ms", "decode_tok_s", "text_ppl", "caption_ppl", "caption_accuracy", "quality_s")
+              "encode_ms", "decode_tok_s", "text_ppl", "caption_ppl", "caption_accuracy", "quality_s",
+              "flax_logit_diff", "f64_logit_diff", "flax_f32_vs_f64")
 SPEED_FIELDS = ("load_s", "threads", "encode_ms", "prefill_ms", "decode_ms", "decode_tok_s", "rss_mb", "vm_hwm_mb")
 MODEL_FIELDS = ("model", "title", "path", "max_len", "prefill_len", "prompt_tokens", "text_ppl_tokens", "scenes",
                 "params", "layers", "hidden_size", "vocab_size", "flax_float_text_ppl", "variants")
@@ -55,6 +56,11 @@ class BenchmarkTest(absltest.TestCase):
             self.assertGreaterEqual(row["text_ppl"], 1.0)
             self.assertGreaterEqual(row["caption_ppl"], 1.0)
             self.assertBetween(row["caption_accuracy"], 0.0, 1.0)
+            # Exact-weight exports: the export and Flax's float32 each stay near float64 arithmetic, and the three
+            # max-norm distances between the same logit vectors obey the triangle inequality.
+            self.assertLess(row["f64_logit_diff"], 1e-4, name)
+            self.assertBetween(row["flax_f32_vs_f64"], 1e-9, 1e-4)
+            self.assertLessEqual(row["flax_logit_diff"], row["f64_logit_diff"] + row["flax_f32_vs_f64"] + 1e-6)
         self.assertLess(rows["ternary"]["file_mb"], rows["fp32"]["file_mb"] / 3)
         self.assertGreater(rows["ternary"]["custom_ops"]["decode"], 0)
         # The fp32 export runs the Flax float model: same perplexity on the same windows.
