@@ -36,7 +36,10 @@ flags.DEFINE_list("keep_float", [], "Layers left in float: vision, connector, fi
 flags.DEFINE_integer("checkpoint_every", 100, "Steps between training checkpoints.", lower_bound=1)
 flags.DEFINE_integer("eval_examples", 256, "Test examples per task for the reports.", lower_bound=1)
 flags.DEFINE_string("out", None, "Output directory (default: ./<model>-<mode>).")
-flags.DEFINE_bool("export", True, "Also write OUT/model-<mode>.tflite (TernaryMatMul/BinaryMatMul custom ops).")
+flags.DEFINE_bool("export", True, "Also write OUT/model-<variant>.tflite (TernaryMatMul/BinaryMatMul custom ops).")
+flags.DEFINE_string("export_variant", None, "Export variant of that file (export.py), one of the mode's: e.g. "
+                    "ternary_int8 or ternary_a8 (int8 activations, fastest); default: the mode itself (ternary or "
+                    "binary: float activations, logits equal to the Flax model's).")
 flags.DEFINE_integer("max_len", 128, "KV cache length of the exported model.", lower_bound=2)
 
 
@@ -69,7 +72,8 @@ def write_quantized(model, loaded, out: str, report: dict) -> None:
             f.write(report_markdown(report))
         if FLAGS.export:  # inside the temporary directory, so a failed export leaves no output at all
             from ternary_vlm import export
-            export.export_path(directory, FLAGS.mode, os.path.join(directory, f"model-{FLAGS.mode}.tflite"),
+            variant = FLAGS.export_variant or FLAGS.mode
+            export.export_path(directory, variant, os.path.join(directory, f"model-{variant}.tflite"),
                                max_len=FLAGS.max_len)
 
     writer.save_directory(model, config, out, extras)
@@ -97,6 +101,10 @@ def run() -> None:
     from ternary_vlm.paths import user_path
     from ternary_vlm.quant.apply import quantize_model
 
+    from ternary_vlm import export, packing
+    if FLAGS.export_variant and export.variant_format(FLAGS.export_variant) != (
+            packing.TERNARY if FLAGS.mode == "ternary" else packing.BINARY):
+        raise TernaryVLMError(f"--export_variant={FLAGS.export_variant} is not a {FLAGS.mode} variant (--mode)")
     path = user_path(FLAGS.model) or demo_model.default_checkpoint()
     loaded = load_model(path)
     if not loaded.is_vlm:

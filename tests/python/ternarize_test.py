@@ -54,6 +54,18 @@ class TernarizeCliTest(absltest.TestCase):
             self.assertNotIn("Traceback", r.stderr)
             self.assertEqual(os.listdir(d), [])
 
+    def test_export_variant_of_another_mode_is_one_line_and_leaves_nothing(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "never")
+            for variant, message in (("binary_int8", "ternarize: --export_variant=binary_int8 is not a ternary "
+                                                     "variant (--mode)"),
+                                     ("ternary_a4", "ternarize: unknown variant 'ternary_a4'")):
+                r = run(f"--export_variant={variant}", f"--out={out}")
+                self.assertNotEqual(r.returncode, 0)
+                self.assertTrue(r.stderr.strip().splitlines()[-1].startswith(message), r.stderr[-500:])
+                self.assertNotIn("Traceback", r.stderr)
+            self.assertEqual(os.listdir(d), [])
+
     def test_bad_flag_is_rejected(self):
         r = run("--mode=quaternary")
         self.assertNotEqual(r.returncode, 0)
