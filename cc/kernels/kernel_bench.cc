@@ -113,10 +113,14 @@ int Main(int argc, char** argv) {
 
   std::vector<Result> results;
   std::mt19937 rng(1);
+  std::vector<std::pair<Activations, Isa>> configs;
   for (Activations act : {Activations::kFloat32, Activations::kInt8}) {
-  if (!activations_filter.empty() && activations_filter != ActivationsName(act)) continue;
-  for (Isa isa : AvailableIsas(act)) {
-    if (!isa_filter.empty() && isa_filter != IsaName(isa)) continue;
+    if (!activations_filter.empty() && activations_filter != ActivationsName(act)) continue;
+    for (Isa isa : AvailableIsas(act)) {
+      if (isa_filter.empty() || isa_filter == IsaName(isa)) configs.emplace_back(act, isa);
+    }
+  }
+  for (const auto& [act, isa] : configs) {
     for (WeightFormat format : {WeightFormat::kTernary2, WeightFormat::kBinary1}) {
       for (const auto& shape : shapes) {
         const size_t k = shape.first, n = shape.second;
@@ -171,7 +175,6 @@ int Main(int argc, char** argv) {
         }
       }
     }
-  }
   }
   if (!json_path.empty()) {
     FILE* f = std::fopen(json_path.c_str(), "w");
