@@ -70,7 +70,7 @@ void A8DotAvx2(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows
                size_t row_begin, size_t row_end, float* y) {
   for (size_t r0 = row_begin; r0 < row_end; r0 += A8Layout::kRows) {
     const size_t valid = row_end - r0 < A8Layout::kRows ? row_end - r0 : A8Layout::kRows;
-    const uint8_t* block = packed + (r0 / A8Layout::kRows) * layout.block_bytes();
+    const uint8_t* block = layout.block(packed, r0);
     size_t i = 0;
     for (; i + 4 <= m; i += 4) Tile<4>(layout, block, rows, i, valid, y + r0);
     for (; i < m; ++i) Tile<1>(layout, block, rows, i, valid, y + r0);

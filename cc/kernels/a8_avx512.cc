@@ -84,7 +84,7 @@ void Tile(const A8Layout& l, const uint8_t* blocks, const A8Rows& rows, size_t i
 template <int NR>
 void Blocks(const A8Layout& l, const uint8_t* packed, const A8Rows& rows, size_t m, size_t r0,
             size_t row_end, float* y) {
-  const uint8_t* blocks = packed + (r0 / A8Layout::kRows) * l.block_bytes();
+  const uint8_t* blocks = l.block(packed, r0);
   size_t i = 0;
   for (; i + 4 <= m; i += 4) Tile<4, NR>(l, blocks, rows, i, r0, row_end, y);
   for (; i < m; ++i) Tile<1, NR>(l, blocks, rows, i, r0, row_end, y);

@@ -35,6 +35,10 @@ struct A8Layout {
   size_t chunks;    // k_padded / kChunk
   size_t blocks;    // ceil(n / kRows)
   size_t block_bytes() const { return chunks * kChunkBytes; }
+  // The re-packed block holding output row `row` (a multiple of kRows).
+  const uint8_t* block(const uint8_t* packed, size_t row) const {
+    return packed + row / kRows * block_bytes();
+  }
 };
 
 // Re-packs unpacked weights [n, k] (values in {-1, 0, +1}) into blocks * block_bytes() bytes.
