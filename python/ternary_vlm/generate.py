@@ -28,18 +28,14 @@ flags.DEFINE_string("tflite", None, "Run this exported .tflite on LiteRT instead
 
 
 def run() -> None:
-    from ternary_vlm import demo_model
-    from ternary_vlm.convert import load_model
-    from ternary_vlm.convert.gguf_loader import smollm2_gguf_path
+    from ternary_vlm.convert import load_model, model_path
     from ternary_vlm.errors import TernaryVLMError
     from ternary_vlm.models.generation import Generator
-    from ternary_vlm.processing import build_inputs
+    from ternary_vlm import demo_model
     from ternary_vlm.paths import user_path
+    from ternary_vlm.processing import build_inputs
 
-    if FLAGS.model == "smollm2":
-        path = smollm2_gguf_path()
-    else:
-        path = user_path(FLAGS.model) or demo_model.default_checkpoint()
+    path = model_path(FLAGS.model)
     start = time.time()
     if FLAGS.tflite:  # config, tokenizer and processor only: the weights are in the .tflite
         from ternary_vlm.runtime import load_processing

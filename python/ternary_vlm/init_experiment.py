@@ -46,9 +46,10 @@ def qat_curve(path, mode, init):
     reports = quantize_model(loaded.model, mode, init, [], loaded.text_config.num_hidden_layers)
     curve = [{"step": 0, **scores()}]
     cfg = train.TrainConfig(steps=FLAGS.steps, learning_rate=FLAGS.learning_rate, warmup_steps=10)
-    history = train.train(loaded.model, train.distillation_loss(teacher, 1.0),
+    history = train.train(loaded.model, train.distillation_loss(1.0),
                           lambda step: batcher.train_batch(step, 24, 8).arrays(), cfg,
-                          description=f"{mode}/{init}", evaluate=scores, evaluate_every=FLAGS.eval_every)
+                          description=f"{mode}/{init}", evaluate=lambda step: scores(), evaluate_every=FLAGS.eval_every,
+                          frozen=(teacher,))
     curve += [h for h in history if "caption_ppl" in h]
     error = float(np.mean([r.relative_error for r in reports]))
     return float_scores, error, curve

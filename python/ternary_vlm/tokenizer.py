@@ -93,6 +93,13 @@ class Tokenizer:
                    eos_token=token("tokenizer.ggml.eos_token_id"),
                    chat_template=meta.get("tokenizer.chat_template"))
 
+    def save(self, directory: str) -> None:
+        """tokenizer.json + tokenizer_config.json (special tokens, chat template): what from_directory reads."""
+        self.backend.save(os.path.join(directory, "tokenizer.json"))
+        config = {"bos_token": self.bos_token, "eos_token": self.eos_token, "chat_template": self.chat_template}
+        with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+            json.dump({k: v for k, v in config.items() if v is not None}, f, indent=1)
+
     # -- use -----------------------------------------------------------------------------------------------
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self.backend.encode(text, add_special_tokens=add_special_tokens).ids

@@ -100,6 +100,12 @@ def _rope_theta(d: dict[str, Any], where: str) -> float:
     return float(params.get("rope_theta", d.get("rope_theta", 10000.0)))
 
 
+def text_config_dict(cfg: TextConfig) -> dict[str, Any]:
+    """The transformers config.json of a text-only Llama decoder (what text_config_from_dict reads back)."""
+    d = {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None}
+    return {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_act": "silu", **d}
+
+
 def text_config_from_dict(d: dict[str, Any], *, tie_word_embeddings: bool | None = None,
                           where: str = "config.json") -> TextConfig:
     act = d.get("hidden_act", "silu")

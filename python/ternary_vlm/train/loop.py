@@ -60,13 +60,15 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
     return out
 
 
-LossFn = Callable[[nnx.Module, dict], tuple[jax.Array, dict]]
+# loss_fn(model, batch, *frozen) -> (loss, metrics). Frozen modules (a teacher) are arguments of the jitted
+# step rather than captured by the closure, which would compile their weights into the program as constants.
+LossFn = Callable[..., tuple[jax.Array, dict]]
 
 
 def make_train_step(loss_fn: LossFn):
     @nnx.jit
-    def step(model, opt, batch):
-        (loss, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, batch)
+    def step(model, opt, batch, frozen):
+        (loss, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, batch, *frozen)
         opt.update(model, grads)
         return loss, metrics
     return step
@@ -106,10 +108,12 @@ class _Checkpoints:
 
 def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], cfg: TrainConfig,
           wrt=nnx.Param, description: str = "train", mesh: Mesh | None = None,
-          evaluate: Callable[[], dict] | None = None, evaluate_every: int = 0) -> list[dict]:
+          evaluate: Callable[[int], dict] | None = None, evaluate_every: int = 0,
+          frozen: tuple[nnx.Module, ...] = ()) -> list[dict]:
     """Trains `model` in place for cfg.steps optimizer steps (each of cfg.grad_accum micro-batches);
-    batch_fn(micro_step) -> dict of numpy arrays. Data parallel over `mesh` (default: all devices).
-    evaluate() -> metrics is merged into the history every `evaluate_every` steps.
+    batch_fn(micro_step) -> dict of numpy arrays; `frozen` modules are passed to loss_fn after the batch.
+    Data parallel over `mesh` (default: all devices).
+    evaluate(step) -> metrics is merged into the history every `evaluate_every` steps.
     Returns the logged metrics history."""
     opt = nnx.Optimizer(model, optimizer(cfg), wrt=wrt)
     mesh = mesh or data_mesh()
@@ -122,20 +126,24 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
     replicated = NamedSharding(mesh, PartitionSpec())  # parameters and optimizer state on every device
     nnx.update(model, jax.device_put(nnx.state(model), replicated))
     nnx.update(opt, jax.device_put(nnx.state(opt), replicated))
+    for module in frozen:
+        nnx.update(module, jax.device_put(nnx.state(module), replicated))
     history = []
     bar = tqdm(range(start, total), initial=start, total=total, desc=description, unit="step", dynamic_ncols=True)
     running = []
     for micro in bar:
-        loss, metrics = step_fn(model, opt, shard_batch(batch_fn(micro), mesh))
+        loss, metrics = step_fn(model, opt, shard_batch(batch_fn(micro), mesh), tuple(frozen))
         running.append(float(loss))
         done = micro + 1
-        if done % (cfg.log_every * cfg.grad_accum) == 0 or done == total:
+        step_done = done % cfg.grad_accum == 0
+        evaluate_now = evaluate and evaluate_every and step_done and (done // cfg.grad_accum) % evaluate_every == 0
+        if done % (cfg.log_every * cfg.grad_accum) == 0 or done == total or evaluate_now:
             mean = float(np.mean(running))
             running = []
             row = {"step": done // cfg.grad_accum, "loss": mean, "ppl": float(np.exp(min(mean, 50)))}
             row.update({k: float(v) for k, v in metrics.items()})
-            if evaluate and evaluate_every and row["step"] % evaluate_every == 0:
-                row.update(evaluate())
+            if evaluate_now:
+                row.update(evaluate(row["step"]))
             history.append(row)
             bar.set_postfix(loss=f"{mean:.3f}", ppl=f"{row['ppl']:.2f}")
         if ckpt:
@@ -159,11 +167,12 @@ def lm_loss(model, batch):
     return losses.cross_entropy(logits_of(model, batch), batch["labels"], batch["mask"]), {}
 
 
-def distillation_loss(teacher: nnx.Module, weight: float) -> LossFn:
-    """Cross-entropy + weight · KL(frozen teacher || student) on the masked positions (QAT)."""
+def distillation_loss(weight: float) -> LossFn:
+    """Cross-entropy + weight · KL(frozen teacher || student) on the masked positions (QAT); the teacher
+    is train()'s frozen module."""
     from ternary_vlm import losses
 
-    def loss_fn(model, batch):
+    def loss_fn(model, batch, teacher):
         logits = logits_of(model, batch)
         ce = losses.cross_entropy(logits, batch["labels"], batch["mask"])
         if weight == 0:

@@ -1,0 +1,69 @@
+"""Data-free training text: token sequences sampled from the float model itself (LLM-QAT, arXiv 2305.17888).
+
+The default corpus of a text-only model, which ships no data of its own. Each sequence starts from a token
+drawn uniformly from the vocabulary (special tokens excluded) and continues by sampling the model's own
+next-token distribution at temperature 1, so distillation sees the teacher's distribution where it puts its
+mass, not a domain someone picked. Sequences are a pure function of (model, seed, row): the corpus is rebuilt
+bit for bit from the installed model, and the model's licence (Apache-2.0 for SmolLM2) covers it.
+
+Generation is written in shards of `batch` rows under `directory`, each atomically, so an interrupted run
+resumes at the first missing shard.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from ternary_vlm.models.llama import LlamaDecoder
+
+
+def _sampler(model: LlamaDecoder, batch: int, length: int):
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def run(state, first, key):
+        m = nnx.merge(graphdef, state)
+        cache = m.init_cache(batch, length)
+
+        def step(carry, position):
+            token, cache, key = carry
+            h, cache = m.hidden_states(m.embed(token[:, None]), cache, position)
+            key, sub = jax.random.split(key)
+            nxt = jax.random.categorical(sub, m.logits(h[:, -1]).astype(jnp.float32), axis=-1).astype(jnp.int32)
+            return (nxt, cache, key), nxt
+
+        _, tokens = jax.lax.scan(step, (first, cache, key), jnp.arange(length - 1, dtype=jnp.int32))
+        return jnp.concatenate([first[:, None], tokens.T], axis=1)
+
+    return lambda first, key: run(state, first, key)
+
+
+def generate(model: LlamaDecoder, special_ids: set[int], rows: int, length: int, directory: str,
+             seed: int = 0, batch: int = 32) -> np.ndarray:
+    """int32 [rows, length] sampled sequences (cached in `directory`, resumed shard by shard)."""
+    os.makedirs(directory, exist_ok=True)
+    vocab = model.cfg.vocab_size
+    allowed = np.asarray([i for i in range(vocab) if i not in special_ids], np.int32)
+    shards = (rows + batch - 1) // batch
+    sample = None
+    out = []
+    for s in tqdm(range(shards), desc="teacher text", unit="shard", dynamic_ncols=True):
+        path = os.path.join(directory, f"shard-{seed}-{length}-{batch}-{s:05d}.npy")
+        if not os.path.exists(path):
+            sample = sample or _sampler(model, batch, length)
+            rng = np.random.default_rng([seed, s])
+            first = jnp.asarray(rng.choice(allowed, size=batch))
+            tokens = np.asarray(sample(first, jax.random.key(int(rng.integers(1 << 31)))), np.int32)
+            fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npy.tmp")
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, tokens)
+            os.replace(tmp, path)
+        out.append(np.load(path))
+    return np.concatenate(out)[:rows]

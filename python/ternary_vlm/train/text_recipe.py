@@ -1,0 +1,118 @@
+"""The ternarization recipe for a text-only decoder (SmolLM2 and other Llama-family models):
+
+  0. data      token rows of the training corpus: the user's --data, or text sampled from the float model
+  1. init      every selected Linear -> QuantLinear, scales from the pretrained weights (k-means, TWN, ...)
+  2. blocks    block-wise reconstruction against the float model's hidden states (train/blockwise.py)
+  3. distill   end-to-end: cross-entropy + KL(frozen float teacher || student) (train/loop.py)
+
+After each stage (and every `eval_every` distillation steps) the held-out perplexities are measured and
+appended to the curve with the CPU and wall time spent so far, so stages and inits can be compared by the
+perplexity they reach per unit of compute. Every stage resumes from `work_dir` after an interruption.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from ternary_vlm import evaluate
+from ternary_vlm.data import eval_texts
+from ternary_vlm.train import blockwise, loop
+
+
+@dataclasses.dataclass(frozen=True)
+class TextRecipe:
+    blockwise_steps: int = 0       # per block; 0 skips the stage
+    calib_rows: int = 128          # corpus rows for the block-wise stage
+    steps: int = 0                 # end-to-end distillation steps
+    learning_rate: float = 1e-4
+    blockwise_learning_rate: float = 1e-4
+    batch: int = 8
+    seq_len: int = 128
+    distill: float = 1.0
+    checkpoint_every: int = 25
+    eval_every: int = 100
+    eval_windows: int = 16         # 256-token windows per held-out text for the curve
+
+
+class Curve:
+    """Held-out perplexities after each stage, against the CPU and wall seconds spent; kept in a JSON-lines
+    file so a resumed run continues it."""
+
+    def __init__(self, model_tokens: dict[str, np.ndarray], windows: int, path: str):
+        self.texts, self.windows, self.path = model_tokens, windows, path
+        self.points = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
+        self.offset_cpu = self.points[-1]["cpu_s"] if self.points else 0.0
+        self.offset_wall = self.points[-1]["wall_s"] if self.points else 0.0
+        self.cpu0, self.wall0 = time.process_time(), time.time()
+
+    def perplexities(self, model) -> dict[str, float]:
+        return {f"ppl_{name}": evaluate.text_perplexity(model, ids, 256, batch_size=8, max_windows=self.windows)
+                for name, ids in self.texts.items()}
+
+    def add(self, stage: str, step: int, model) -> dict:
+        for p in self.points:  # already measured before an interruption
+            if p["stage"] == stage and p["step"] == step:
+                return p
+        point = {"stage": stage, "step": step, **self.perplexities(model),
+                 "cpu_s": self.offset_cpu + time.process_time() - self.cpu0,
+                 "wall_s": self.offset_wall + time.time() - self.wall0}
+        self.points.append(point)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(point) + "\n")
+        logging.info("%s step %d: %s", stage, step,
+                     ", ".join(f"{k} {v:.4g}" for k, v in point.items() if k.startswith("ppl_")))
+        return point
+
+
+def ppl(point: dict) -> dict:
+    """The perplexities of a curve point (the report's columns)."""
+    return {k: v for k, v in point.items() if k.startswith("ppl_")}
+
+
+def eval_tokens(tokenizer) -> dict[str, np.ndarray]:
+    return {name: np.asarray(tokenizer.encode(eval_texts.load(name), add_special_tokens=False), np.int32)
+            for name in eval_texts.NAMES}
+
+
+def row_batch(rows: np.ndarray, step: int, batch: int, seq_len: int, seed: int = 0) -> dict:
+    """A training batch of `batch` windows of seq_len + 1 tokens from random rows at random offsets; a pure
+    function of (seed, step), so a resumed run sees the batches an uninterrupted one would."""
+    rng = np.random.default_rng([seed, 7, step])
+    r = rng.integers(0, len(rows), size=batch)
+    o = rng.integers(0, rows.shape[1] - seq_len, size=batch)
+    w = np.stack([rows[i, j: j + seq_len + 1] for i, j in zip(r, o)])
+    return {"ids": w[:, :-1], "labels": w[:, 1:], "mask": np.ones(w[:, 1:].shape, np.float32)}
+
+
+def run(student, teacher, rows: np.ndarray, curve: Curve, recipe: TextRecipe, work_dir: str) -> dict:
+    """Stages 2 and 3 on an already initialized student (stage 1 is the caller's, so that it can report
+    the init); returns the report entries."""
+    report = {}
+    if recipe.blockwise_steps:
+        cfg = blockwise.BlockwiseConfig(recipe.blockwise_steps, recipe.batch, recipe.blockwise_learning_rate,
+                                        os.path.join(work_dir, "blockwise"))
+        calib = rows[: recipe.calib_rows, : recipe.seq_len]
+        report["blockwise"] = blockwise.train_blocks(student, teacher, calib, cfg)
+        report["after_blockwise"] = ppl(curve.add("blockwise", recipe.blockwise_steps, student))
+    if recipe.steps:
+        cfg = loop.TrainConfig(steps=recipe.steps, learning_rate=recipe.learning_rate, warmup_steps=20,
+                               checkpoint_dir=os.path.join(work_dir, "distill"),
+                               checkpoint_every=recipe.checkpoint_every)
+
+        def evaluate_at(step):
+            return ppl(curve.add("distill", step, student))
+
+        report["history"] = loop.train(
+            student, loop.distillation_loss(recipe.distill),
+            lambda step: row_batch(rows, step, recipe.batch, recipe.seq_len), cfg,
+            description="distill", evaluate=evaluate_at, evaluate_every=recipe.eval_every, frozen=(teacher,))
+        report["after_qat"] = ppl(curve.add("distill", recipe.steps, student))
+    return report

@@ -1,0 +1,151 @@
+"""The text-only path of ternarize end to end on a tiny random Llama (transformers-written, with the demo VLM's
+tokenizer), and the resume of the text recipe's own stages (sampled corpus, block-wise); the distillation
+stage is train/loop.py, whose kill-and-resume train_test covers."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+from flax import nnx
+from safetensors.numpy import load_file
+
+import tiny_checkpoints
+from ternary_vlm import demo_model, packing
+from ternary_vlm.convert import load_model
+from ternary_vlm.data import teacher_text
+from ternary_vlm.models.generation import Generator
+from ternary_vlm.quant.apply import quantize_model
+from ternary_vlm.runtime import Runtime
+from ternary_vlm.train import blockwise
+
+
+def tiny_llama(directory):
+    # SmolLM2's head layout (3 query heads per KV head); with one KV head the converter folds the attention into
+    # a shape the KV-cache rewrite does not recognise (export fails with its one-line error).
+    tiny_checkpoints.make_llama(directory, vocab_size=1024, num_hidden_layers=3, hidden_size=48, num_attention_heads=6,
+                                num_key_value_heads=2)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(demo_model.default_checkpoint(), name), directory)
+    return directory
+
+
+def run(*flags):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.run([sys.executable, "-m", "ternary_vlm.ternarize", *flags], env=env,
+                          capture_output=True, text=True, timeout=1200)
+
+
+class TernarizeTextTest(absltest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp()
+        cls.model_dir = tiny_llama(os.path.join(cls.tmp, "tiny"))
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp)
+
+    def test_ternarize_export_and_run_on_litert(self):
+        out = os.path.join(self.tmp, "tiny-ternary")
+        r = run(f"--model={self.model_dir}", "--corpus_rows=8", "--calib_rows=8", "--blockwise_steps=2",
+                "--steps=4", "--eval_every=2", "--eval_windows=1", "--checkpoint_every=2", "--seq_len=32",
+                "--batch_size=4", "--max_len=48", f"--out={out}")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        config = json.load(open(os.path.join(out, "config.json")))
+        self.assertEqual(config["model_type"], "llama")
+        q = config["quantization_config"]
+        self.assertLen(q["layers"], 3 * 7)
+        weights = load_file(os.path.join(out, "model.safetensors"))
+        packed = load_file(os.path.join(out, "quantized.safetensors"))
+        for name in q["layers"]:
+            codes = packing.unpack(packed[name + ".packed"], weights["model." + name + ".weight"].shape[1],
+                                   packing.TERNARY)
+            np.testing.assert_array_equal(weights["model." + name + ".weight"],
+                                          packed[name + ".scale"][:, None] * codes.astype(np.float32))
+        report = json.load(open(os.path.join(out, "report.json")))
+        stages = [(p["stage"], p["step"]) for p in report["curve"]]
+        self.assertEqual(stages, [("float", 0), ("init", 0), ("blockwise", 2), ("distill", 2), ("distill", 4)])
+        for p in report["curve"]:
+            self.assertEqual(sorted(k for k in p if k.startswith("ppl_")), ["ppl_code", "ppl_licence", "ppl_pydoc"])
+        self.assertLen(report["blockwise"], 3)
+        # The exported model on LiteRT (our TernaryMatMul) continues a prompt as the ternarized Flax model does.
+        loaded = load_model(out)
+        prompt = loaded.tokenizer.encode("def f(x):\n    return", add_special_tokens=False)
+        want = list(Generator(loaded.model).generate(prompt, max_new_tokens=12))
+        got = list(Runtime(os.path.join(out, "model-ternary.tflite")).generate(prompt, max_new_tokens=12))
+        self.assertEqual(got, want)
+
+
+class StageResumeTest(absltest.TestCase):
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp()
+        self.loaded = load_model(tiny_llama(os.path.join(self.tmp, "tiny")))
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def test_sampled_corpus_resumes_shard_by_shard(self):
+        directory = os.path.join(self.tmp, "corpus")
+        full = teacher_text.generate(self.loaded.model, {0, 1}, 10, 16, directory, batch=4)
+        self.assertEqual(full.shape, (10, 16))
+        self.assertFalse(np.isin(full[:, 0], [0, 1]).any())  # first tokens drawn without special ids
+        shards = sorted(os.listdir(directory))
+        self.assertLen(shards, 3)
+        os.remove(os.path.join(directory, shards[1]))  # as if killed while writing the second shard
+        np.testing.assert_array_equal(teacher_text.generate(self.loaded.model, {0, 1}, 10, 16, directory, batch=4),
+                                      full)
+
+    def test_blockwise_resumes_after_a_kill_between_blocks(self):
+        ids = np.random.default_rng(0).integers(0, 1024, size=(8, 16)).astype(np.int32)
+
+        def student():
+            model = nnx.clone(self.loaded.model)
+            quantize_model(model, "ternary", "kmeans", [], 3)
+            return model
+
+        cfg = blockwise.BlockwiseConfig(steps=3, batch=4, learning_rate=1e-2)
+        uninterrupted = student()
+        history = blockwise.train_blocks(uninterrupted, self.loaded.model, ids, cfg)
+        self.assertLen(history, 3)
+        for h in history:  # each block's reconstruction improves on its own calibration rows
+            self.assertLess(h["after"], h["before"])
+
+        cfg = blockwise.BlockwiseConfig(steps=3, batch=4, learning_rate=1e-2,
+                                        checkpoint_dir=os.path.join(self.tmp, "blocks"))
+        original_save = blockwise._Checkpoints.save
+
+        def save_then_die(self_, done, model):
+            original_save(self_, done, model)
+            if done == 2:
+                raise KeyboardInterrupt("killed")
+
+        blockwise._Checkpoints.save = save_then_die
+        try:
+            with self.assertRaises(KeyboardInterrupt):
+                blockwise.train_blocks(student(), self.loaded.model, ids, cfg)
+        finally:
+            blockwise._Checkpoints.save = original_save
+        resumed = student()
+        rest = blockwise.train_blocks(resumed, self.loaded.model, ids, cfg)
+        self.assertEqual([h["block"] for h in rest], [2])
+        for a, b in zip(jax_leaves(uninterrupted), jax_leaves(resumed)):
+            np.testing.assert_array_equal(a, b)
+        x = jnp.asarray(ids[:2])
+        np.testing.assert_array_equal(np.asarray(uninterrupted(x)[0]), np.asarray(resumed(x)[0]))
+
+
+def jax_leaves(model):
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+
+if __name__ == "__main__":
+    absltest.main()
