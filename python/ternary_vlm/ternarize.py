@@ -44,6 +44,9 @@ flags.DEFINE_string("export_variant", None, "Export variant of that file (export
                     "binary: float activations, logits equal to the Flax model's).")
 flags.DEFINE_integer("max_len", 128, "KV cache length of the exported model.", lower_bound=2)
 # Text-only decoders (train/text_recipe.py).
+flags.DEFINE_string("data", None, "Your training data: .txt/.md files or a folder of them, .jsonl ({\"text\"} for a "
+                    "language model, {\"image\", \"text\" | \"messages\"} for a VLM), or a datasets save_to_disk "
+                    "folder (data/user_data.py). Default: the scenes (demo VLM), text sampled from the model (LMs).")
 flags.DEFINE_integer("blockwise_steps", 0, "Block-wise reconstruction steps per decoder block before the "
                      "end-to-end stage (0: skip).", lower_bound=0)
 flags.DEFINE_float("blockwise_learning_rate", 1e-4, "Peak learning rate of the block-wise stage.", lower_bound=0.0)
@@ -164,7 +167,8 @@ def run_text(loaded, path: str, out: str) -> None:
     """A text-only decoder through train/text_recipe.py; writes the same output as for a VLM."""
     from flax import nnx
 
-    from ternary_vlm.data import teacher_text
+    from ternary_vlm.data import teacher_text, user_data
+    from ternary_vlm.paths import user_path
     from ternary_vlm.quant.apply import quantize_model
     from ternary_vlm.train import text_recipe
 
@@ -172,13 +176,21 @@ def run_text(loaded, path: str, out: str) -> None:
     os.makedirs(work, exist_ok=True)
     tokenizer = loaded.tokenizer
     special = {i for i in range(loaded.config.vocab_size) if not tokenizer.decode([i], skip_special_tokens=True)}
-    rows = teacher_text.generate(loaded.model, special, FLAGS.corpus_rows, 256, os.path.join(work, "teacher_text"))
+    heldout = {}
+    if FLAGS.data:
+        data = user_data.read(user_path(FLAGS.data))
+        rows = text_recipe.token_rows([d.text for d in data.train], tokenizer, 256, FLAGS.data)
+        heldout["data"] = [d.text for d in data.heldout]
+        logging.info("--data: %d training rows of 256 tokens, %d held-out documents", len(rows), len(data.heldout))
+    else:
+        rows = teacher_text.generate(loaded.model, special, FLAGS.corpus_rows, 256, os.path.join(work, "teacher_text"))
     recipe = text_recipe.TextRecipe(
         blockwise_steps=FLAGS.blockwise_steps, calib_rows=FLAGS.calib_rows, steps=FLAGS.steps,
         learning_rate=FLAGS.learning_rate, blockwise_learning_rate=FLAGS.blockwise_learning_rate,
         batch=FLAGS.batch_size, seq_len=FLAGS.seq_len, distill=FLAGS.distill,
         checkpoint_every=FLAGS.checkpoint_every, eval_every=FLAGS.eval_every, eval_windows=FLAGS.eval_windows)
-    curve = text_recipe.Curve(text_recipe.eval_tokens(tokenizer), FLAGS.eval_windows, os.path.join(work, "curve.jsonl"))
+    curve = text_recipe.Curve(text_recipe.eval_tokens(tokenizer, heldout), FLAGS.eval_windows,
+                              os.path.join(work, "curve.jsonl"))
     start = time.time()
     report = {"model": path, "mode": FLAGS.mode, "init": FLAGS.init, "steps": FLAGS.steps,
               "recipe": dataclasses.asdict(recipe), "float": text_recipe.ppl(curve.add("float", 0, loaded.model))}

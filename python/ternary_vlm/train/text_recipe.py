@@ -23,7 +23,7 @@ from absl import logging
 from flax import nnx
 
 from ternary_vlm import evaluate
-from ternary_vlm.data import eval_texts
+from ternary_vlm.data import eval_texts, user_data
 from ternary_vlm.train import blockwise, loop
 
 
@@ -77,9 +77,26 @@ def ppl(point: dict) -> dict:
     return {k: v for k, v in point.items() if k.startswith("ppl_")}
 
 
-def eval_tokens(tokenizer) -> dict[str, np.ndarray]:
-    return {name: np.asarray(tokenizer.encode(eval_texts.load(name), add_special_tokens=False), np.int32)
-            for name in eval_texts.NAMES}
+def token_stream(texts, tokenizer) -> np.ndarray:
+    """The texts' tokens one after another, each followed by the end-of-text token."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return np.asarray([i for t in texts for i in tokenizer.encode(t, add_special_tokens=False) + eos], np.int32)
+
+
+def token_rows(texts, tokenizer, length: int, what: str) -> np.ndarray:
+    """The token stream of `texts` cut into rows [N, length] (the remainder dropped)."""
+    stream = token_stream(texts, tokenizer)
+    if len(stream) < length:
+        raise user_data.DataError(f"{what}: {len(stream)} tokens, fewer than one training row of {length}")
+    n = len(stream) // length
+    return stream[: n * length].reshape(n, length)
+
+
+def eval_tokens(tokenizer, extra: dict[str, list[str]] | None = None) -> dict[str, np.ndarray]:
+    """Token streams of the held-out texts (eval_texts) and of any extra held-out documents by name."""
+    texts = {name: [eval_texts.load(name)] for name in eval_texts.NAMES}
+    texts.update(extra or {})
+    return {name: token_stream(t, tokenizer) for name, t in texts.items()}
 
 
 def row_batch(rows: np.ndarray, step: int, batch: int, seq_len: int, seed: int = 0) -> dict:
