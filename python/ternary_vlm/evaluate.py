@@ -36,6 +36,16 @@ def evaluate(model, batcher: Batcher, examples: int = 256, batch_size: int = 32,
     return out
 
 
+def document_perplexity(model, batcher: Batcher, docs, batch_size: int = 32) -> float:
+    """Perplexity of the answers of image-text examples (data/user_data.Document), teacher-forced."""
+    nll = count = 0.0
+    for start in range(0, len(docs), batch_size):
+        b = batcher.document_batch(docs[start: start + batch_size])
+        s, n, _ = _scores(model, b.ids, b.labels, b.mask, b.pixel_values)
+        nll, count = nll + float(s), count + float(n)
+    return float(np.exp(nll / count))
+
+
 def text_perplexity(model, ids: np.ndarray, window: int, batch_size: int = 32, max_windows: int | None = None) -> float:
     """Perplexity over consecutive non-overlapping windows of a token stream."""
     starts = np.arange(0, len(ids) - window - 1, window)[:max_windows]

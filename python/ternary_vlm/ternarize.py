@@ -118,6 +118,9 @@ def run() -> None:
 
     from ternary_vlm import evaluate, train
     from ternary_vlm.convert import load_model, model_path
+    import numpy as np
+
+    from ternary_vlm.data import user_data
     from ternary_vlm.data.batches import Batcher
     from ternary_vlm.errors import TernaryVLMError
     from ternary_vlm.paths import user_path
@@ -133,9 +136,23 @@ def run() -> None:
     if not loaded.is_vlm:
         return run_text(loaded, path, out)
     batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)
+    data = user_data.read(user_path(FLAGS.data), vlm=True) if FLAGS.data else None
+
+    def scores(m):
+        out = evaluate.evaluate(m, batcher, FLAGS.eval_examples)
+        if data:  # the answers' perplexity on the held-out part of the user's data
+            out["data_ppl"] = evaluate.document_perplexity(m, batcher, data.heldout[: FLAGS.eval_examples])
+        return out
+
+    def batch(step):
+        if not data:
+            return batcher.train_batch(step, 24, 8).arrays()
+        rng = np.random.default_rng([0, 5, step])
+        return batcher.document_batch([data.train[i] for i in rng.integers(0, len(data.train), 32)]).arrays()
+
     start = time.time()
-    report = {"model": path, "mode": FLAGS.mode, "init": FLAGS.init, "steps": FLAGS.steps,
-              "float": evaluate.evaluate(loaded.model, batcher, FLAGS.eval_examples)}
+    report = {"model": path, "mode": FLAGS.mode, "init": FLAGS.init, "steps": FLAGS.steps, "data": FLAGS.data,
+              "float": scores(loaded.model)}
     logging.info("float model: %s", report["float"])
     teacher = nnx.clone(loaded.model)
     model = loaded.model
@@ -145,16 +162,16 @@ def run() -> None:
                         for l in layer_reports]
     logging.info("%d linear layers quantized (%s init); mean relative error %.4f", len(layer_reports),
                  FLAGS.init, sum(l.relative_error for l in layer_reports) / max(len(layer_reports), 1))
-    report["after_init"] = evaluate.evaluate(model, batcher, FLAGS.eval_examples)
+    report["after_init"] = scores(model)
     logging.info("after init: %s", report["after_init"])
     if FLAGS.steps:
         cfg = train.TrainConfig(steps=FLAGS.steps, learning_rate=FLAGS.learning_rate, warmup_steps=20,
                                 grad_accum=FLAGS.grad_accum, checkpoint_dir=out + ".checkpoints",
                                 checkpoint_every=FLAGS.checkpoint_every)
         report["history"] = train.train(model, train.distillation_loss(FLAGS.distill),
-                                        lambda step: batcher.train_batch(step, 24, 8).arrays(), cfg,
+                                        batch, cfg,
                                         description=f"{FLAGS.mode} QAT", frozen=(teacher,))
-        report["after_qat"] = evaluate.evaluate(model, batcher, FLAGS.eval_examples)
+        report["after_qat"] = scores(model)
         logging.info("after QAT: %s", report["after_qat"])
     report["seconds"] = time.time() - start
     write_quantized(model, loaded, out, report)

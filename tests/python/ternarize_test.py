@@ -45,6 +45,41 @@ class TernarizeCliTest(absltest.TestCase):
             self.assertIn("after_qat", report)
             self.assertEqual(len(report["layers"]), len(q["layers"]))
 
+    def test_user_vlm_data(self):
+        """--data: JSONL image-text examples (captions and chat turns) train the VLM; the report scores the
+        held-out part of them."""
+        from PIL import Image
+
+        from ternary_vlm.data import scenes
+        with tempfile.TemporaryDirectory() as d:
+            rows = []
+            for i, e in enumerate(scenes.examples(3, "train", 40, 48)):
+                Image.fromarray(e.image).save(os.path.join(d, f"{i}.png"))
+                rows.append({"image": f"{i}.png", "text": e.caption} if i % 2 else
+                            {"image": f"{i}.png", "messages": [{"role": "user", "content": e.question},
+                                                               {"role": "assistant", "content": e.answer}]})
+            with open(os.path.join(d, "data.jsonl"), "w") as f:
+                f.write("\n".join(json.dumps(r) for r in rows))
+            out = os.path.join(d, "tern")
+            r = run(f"--data={d}/data.jsonl", "--steps=2", "--eval_examples=8", "--export=false", f"--out={out}")
+            self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+            report = json.load(open(os.path.join(out, "report.json")))
+            for key in ("float", "after_init", "after_qat"):
+                self.assertGreater(report[key]["data_ppl"], 1.0)
+            self.assertLess(report["float"]["data_ppl"], report["after_init"]["data_ppl"])
+
+    def test_bad_data_is_one_line_before_training_and_leaves_nothing(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "data.jsonl"), "w") as f:
+                f.write('{"image": "a.png", "text": "x"}\n')
+            out = os.path.join(d, "never")
+            r = run(f"--data={d}/data.jsonl", f"--out={out}")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertTrue(r.stderr.strip().splitlines()[-1].startswith(
+                f"ternarize: {d}/data.jsonl:1: unreadable image {d}/a.png"), r.stderr[-500:])
+            self.assertNotIn("Traceback", r.stderr)
+            self.assertEqual(sorted(os.listdir(d)), ["data.jsonl"])
+
     def test_bad_model_is_one_line_and_leaves_nothing(self):
         with tempfile.TemporaryDirectory() as d:
             out = os.path.join(d, "never")

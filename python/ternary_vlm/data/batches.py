@@ -41,11 +41,33 @@ class Batcher:
     def scene_row(self, example: scenes.Example, task: str):
         prompt = CAPTION_PROMPT if task == "caption" else example.question
         answer = example.caption if task == "caption" else example.answer
-        prompt_ids, pixels = processing.build_inputs(
-            self.tokenizer, prompt, image=Image.fromarray(example.image),
-            image_processor=self.image_processor, vlm_config=self.vlm_config)
+        return self.image_row(Image.fromarray(example.image), prompt, answer)
+
+    def image_row(self, image: Image.Image, prompt: str, answer: str):
+        """(prompt ids with the image's tokens, answer ids ending the turn, pixel values)."""
+        prompt_ids, pixels = processing.build_inputs(self.tokenizer, prompt, image=image,
+                                                     image_processor=self.image_processor, vlm_config=self.vlm_config)
         answer_ids = self.tokenizer.encode(" " + answer + END_OF_TURN, add_special_tokens=False)
         return prompt_ids, answer_ids, pixels
+
+    def document_row(self, doc):
+        """A user example (data/user_data.Document): its text is a caption of the image; with messages, the
+        first user turn is the prompt and the first assistant turn the answer."""
+        prompt, answer = CAPTION_PROMPT, doc.text
+        if doc.messages:
+            prompt = next((m["content"] for m in doc.messages if m["role"] == "user"), CAPTION_PROMPT)
+            answer = next((m["content"] for m in doc.messages if m["role"] == "assistant"), doc.text)
+        with Image.open(doc.image) as im:
+            return self.image_row(im.convert("RGB"), prompt, answer)
+
+    def document_batch(self, docs) -> Batch:
+        rows, pixels = [], []
+        for doc in docs:
+            p, a, px = self.document_row(doc)
+            rows.append((p, a))
+            pixels.append(px)
+        ids, labels, mask = self._pack(rows)
+        return Batch(ids, labels, mask, np.concatenate(pixels))
 
     def _pack(self, rows):
         b, t = len(rows), self.max_len
