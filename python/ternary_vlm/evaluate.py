@@ -46,12 +46,20 @@ def document_perplexity(model, batcher: Batcher, docs, batch_size: int = 32) -> 
     return float(np.exp(nll / count))
 
 
-def text_perplexity(model, ids: np.ndarray, window: int, batch_size: int = 32, max_windows: int | None = None) -> float:
-    """Perplexity over consecutive non-overlapping windows of a token stream."""
+def text_nll(model, ids: np.ndarray, window: int, batch_size: int = 32, max_windows: int | None = None
+             ) -> tuple[float, int]:
+    """(summed negative log-likelihood, tokens scored) over consecutive non-overlapping windows of a token
+    stream: each window of `window` + 1 tokens scores its last `window`."""
     starts = np.arange(0, len(ids) - window - 1, window)[:max_windows]
     nll = count = 0.0
     for i in range(0, len(starts), batch_size):
         rows = np.stack([ids[s: s + window + 1] for s in starts[i: i + batch_size]])
         s, n, _ = _scores(model, rows[:, :-1], rows[:, 1:], np.ones(rows[:, 1:].shape, np.float32), None)
         nll, count = nll + float(s), count + float(n)
+    return nll, int(count)
+
+
+def text_perplexity(model, ids: np.ndarray, window: int, batch_size: int = 32, max_windows: int | None = None) -> float:
+    """Perplexity over consecutive non-overlapping windows of a token stream."""
+    nll, count = text_nll(model, ids, window, batch_size, max_windows)
     return float(np.exp(nll / count))

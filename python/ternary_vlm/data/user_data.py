@@ -50,7 +50,8 @@ class Dataset:
     heldout: list[Document]
 
 
-def _read_text(path: str) -> str:
+def read_text(path: str) -> str:
+    """A UTF-8 text file, or DataError naming it."""
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
@@ -61,7 +62,7 @@ def _read_text(path: str) -> str:
 
 
 def _text_documents(path: str) -> list[Document]:
-    text = _read_text(path)
+    text = read_text(path)
     docs, line = [], 1
     for para in re.split(r"(\n\s*\n)", text):
         if para.strip() and not re.fullmatch(r"\n\s*\n", para):
@@ -104,7 +105,7 @@ def _example(row: dict, where: str, base: str, vlm: bool) -> Document:
 
 def _jsonl_documents(path: str, vlm: bool) -> list[Document]:
     docs = []
-    for n, line in enumerate(_read_text(path).splitlines(), 1):
+    for n, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -1,0 +1,67 @@
+"""//python:evaluate against transformers: the perplexity of a tiny random Llama on a text file, windows scored
+as the CLI documents, computed independently with the transformers model; and its one-line errors."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+from absl.testing import absltest
+
+import tiny_checkpoints
+from ternary_vlm import demo_model
+from ternary_vlm.tokenizer import Tokenizer
+
+TEXT = "\n\n".join(f"Line {i}: the quick brown fox jumps over {i % 7} lazy dogs." for i in range(40))
+
+
+def run(*flags):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.run([sys.executable, "-m", "ternary_vlm.cli.evaluate", *flags], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+class EvaluateCliTest(absltest.TestCase):
+
+    def test_perplexity_matches_transformers(self):
+        with tempfile.TemporaryDirectory() as d:
+            ref = tiny_checkpoints.make_llama(d, vocab_size=1024)
+            for name in ("tokenizer.json", "tokenizer_config.json"):
+                shutil.copy(os.path.join(demo_model.default_checkpoint(), name), d)
+            with open(os.path.join(d, "text.txt"), "w") as f:
+                f.write(TEXT)
+            r = run(f"--model={d}", f"--data={d}/text.txt", "--window=16", f"--json={d}/out.json")
+            self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+            got = json.load(open(os.path.join(d, "out.json")))
+            tok = Tokenizer.from_directory(d)
+            ids = tok.encode(TEXT, add_special_tokens=False) + [tok.eos_token_id]
+            nll, count = 0.0, 0
+            with torch.no_grad():
+                for s in range(0, len(ids) - 16 - 1, 16):
+                    window = torch.tensor([ids[s: s + 17]])
+                    logp = torch.log_softmax(ref(window[:, :-1]).logits.double(), -1)
+                    nll -= logp[0, torch.arange(16), window[0, 1:]].sum().item()
+                    count += 16
+            self.assertEqual(got["tokens"], count)
+            np.testing.assert_allclose(got["perplexity"], math.exp(nll / count), rtol=1e-5)
+            self.assertIn("perplexity", r.stdout)
+
+    def test_bad_text_is_one_line(self):
+        with tempfile.TemporaryDirectory() as d:
+            r = run(f"--data={d}/missing.txt")
+            self.assertEqual(r.stderr.strip().splitlines()[-1], f"evaluate: {d}/missing.txt: cannot read "
+                                                                "(No such file or directory)")
+            with open(os.path.join(d, "bin.txt"), "wb") as f:
+                f.write(b"\xff\xfe")
+            r = run(f"--data={d}/bin.txt", f"--json={d}/never.json")
+            self.assertEqual(r.stderr.strip().splitlines()[-1], f"evaluate: {d}/bin.txt: not UTF-8 text (byte 0)")
+            self.assertEqual(sorted(os.listdir(d)), ["bin.txt"])
+
+
+if __name__ == "__main__":
+    absltest.main()
