@@ -21,6 +21,7 @@ from ternary_vlm import demo_model, packing
 from ternary_vlm.convert import load_model
 from ternary_vlm.data import teacher_text
 from ternary_vlm.models.generation import Generator
+from ternary_vlm.quant import compact
 from ternary_vlm.quant.apply import quantize_model
 from ternary_vlm.runtime import Runtime
 from ternary_vlm.train import blockwise
@@ -82,6 +83,19 @@ class TernarizeTextTest(absltest.TestCase):
         want = list(Generator(loaded.model).generate(prompt, max_new_tokens=12))
         got = list(Runtime(os.path.join(out, "model-ternary.tflite")).generate(prompt, max_new_tokens=12))
         self.assertEqual(got, want)
+        # Its compact form (codes, scales, changed tensors) rebuilds the same directory from the base model.
+        compact_dir = os.path.join(self.tmp, "compact")
+        compact.write(out, self.model_dir, compact_dir)
+        self.assertCountEqual(os.listdir(compact_dir), ["quantized.safetensors", "changed.safetensors",
+                                                         "config.json", "report.json", "report.md"])
+        changed = load_file(os.path.join(compact_dir, "changed.safetensors"))
+        self.assertTrue(changed and all("norm" in k for k in changed), list(changed))  # gains trained, embeddings not
+        os.environ["TERNARY_VLM_CACHE"] = os.path.join(self.tmp, "cache")
+        rebuilt = compact.materialize_dir(compact_dir, "tiny-ternary")
+        self.assertEqual(load_file(os.path.join(rebuilt, "model.safetensors")).keys(), weights.keys())
+        for k, v in load_file(os.path.join(rebuilt, "model.safetensors")).items():
+            np.testing.assert_array_equal(v, weights[k], err_msg=k)
+        self.assertEqual(compact.materialize_dir(compact_dir, "tiny-ternary"), rebuilt)  # cached
 
 
 class StageResumeTest(absltest.TestCase):

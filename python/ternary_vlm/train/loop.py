@@ -65,10 +65,13 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
 LossFn = Callable[..., tuple[jax.Array, dict]]
 
 
-def make_train_step(loss_fn: LossFn):
+def make_train_step(loss_fn: LossFn, wrt=nnx.Param):
+    """One jitted optimizer step; gradients are computed only for the `wrt` variables (no work is spent on
+    the gradient of a frozen embedding table)."""
     @nnx.jit
     def step(model, opt, batch, frozen):
-        (loss, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, batch, *frozen)
+        grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)
+        (loss, metrics), grads = grad_fn(model, batch, *frozen)
         opt.update(model, grads)
         return loss, metrics
     return step
@@ -117,7 +120,7 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
     Returns the logged metrics history."""
     opt = nnx.Optimizer(model, optimizer(cfg), wrt=wrt)
     mesh = mesh or data_mesh()
-    step_fn = make_train_step(loss_fn)
+    step_fn = make_train_step(loss_fn, wrt)
     ckpt = _Checkpoints(cfg.checkpoint_dir, cfg.checkpoint_every * cfg.grad_accum) if cfg.checkpoint_dir else None
     total = cfg.steps * cfg.grad_accum
     verbosity = logging.get_verbosity()

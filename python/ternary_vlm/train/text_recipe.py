@@ -127,9 +127,13 @@ def run(student, teacher, rows: np.ndarray, curve: Curve, recipe: TextRecipe, wo
         def evaluate_at(step):
             return ppl(curve.add("distill", step, student))
 
+        # The embedding (and tied LM head) stays as pretrained: exported in int8 and re-derived from the base
+        # checkpoint by compact artifacts; latent weights, scales and norm gains train.
+        trainable = nnx.All(nnx.Param, nnx.Not(nnx.PathContains("embed_tokens")))
         report["history"] = loop.train(
             student, loop.distillation_loss(recipe.distill),
             lambda step: row_batch(rows, step, recipe.batch, recipe.seq_len), cfg,
-            description="distill", evaluate=evaluate_at, evaluate_every=recipe.eval_every, frozen=(teacher,))
+            description="distill", evaluate=evaluate_at, evaluate_every=recipe.eval_every, frozen=(teacher,),
+            wrt=trainable)
         report["after_qat"] = ppl(curve.add("distill", recipe.steps, student))
     return report
