@@ -17,7 +17,6 @@ import json
 import os
 import time
 
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import nnx
