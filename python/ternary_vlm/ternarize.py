@@ -59,7 +59,7 @@ flags.DEFINE_integer("eval_every", 100, "Distillation steps between held-out per
 flags.DEFINE_integer("eval_windows", 16, "256-token windows per held-out text for the curve.", lower_bound=1)
 
 
-def write_quantized(model, loaded, out: str, report: dict) -> None:
+def write_quantized(model, loaded, out: str, report: dict, more_extras=None) -> None:
     import numpy as np
     from safetensors.numpy import save_file
 
@@ -92,6 +92,8 @@ def write_quantized(model, loaded, out: str, report: dict) -> None:
             json.dump(report, f, indent=1)
         with open(os.path.join(directory, "report.md"), "w") as f:
             f.write(report_markdown(report))
+        if more_extras:
+            more_extras(directory)
         if FLAGS.export:  # inside the temporary directory, so a failed export leaves no output at all
             from ternary_vlm import export
             variant = FLAGS.export_variant or FLAGS.mode
@@ -184,6 +186,7 @@ def run_text(loaded, path: str, out: str) -> None:
     """A text-only decoder through train/text_recipe.py; writes the same output as for a VLM."""
     from flax import nnx
 
+    from ternary_vlm import plots
     from ternary_vlm.data import teacher_text, user_data
     from ternary_vlm.paths import user_path
     from ternary_vlm.quant.apply import quantize_model
@@ -220,7 +223,9 @@ def run_text(loaded, path: str, out: str) -> None:
     report.update(text_recipe.run(model, teacher, rows, curve, recipe, work))
     report["curve"] = curve.points
     report["seconds"] = time.time() - start
-    write_quantized(model, loaded, out, report)
+    write_quantized(model, loaded, out, report,
+                    lambda d: plots.plot_curves({f"{FLAGS.mode} ({FLAGS.init})": curve.points},
+                                                os.path.join(d, "curve.png")))
     print(report_markdown(report))
     print(f"wrote {out} (the sampled corpus and the curve stay in {work})")
 

@@ -77,6 +77,7 @@ class TernarizeTextTest(absltest.TestCase):
         for p in report["curve"]:
             self.assertEqual(sorted(k for k in p if k.startswith("ppl_")), ["ppl_code", "ppl_licence", "ppl_pydoc"])
         self.assertLen(report["blockwise"], 3)
+        self.assertGreater(os.path.getsize(os.path.join(out, "curve.png")), 10000)
         # The exported model on LiteRT (our TernaryMatMul) continues a prompt as the ternarized Flax model does.
         loaded = load_model(out)
         prompt = loaded.tokenizer.encode("def f(x):\n    return", add_special_tokens=False)
