@@ -265,8 +265,12 @@ class Source:
         from ternary_vlm.convert import load_model
         from ternary_vlm.quant.apply import quantize_model
 
-        directory = {"ternary": FLAGS.demo_ternary, "binary": FLAGS.demo_binary}[mode] if self.name == "demo" \
-            else None
+        from ternary_vlm.quant import compact
+        artifact = f"{self.name}-{mode}"  # a shipped compact artifact (smollm2-ternary), when there is one
+        if self.name == "demo":
+            directory = {"ternary": FLAGS.demo_ternary, "binary": FLAGS.demo_binary}[mode]
+        else:
+            directory = compact.materialize(artifact) if compact.available(artifact) else None
         start = time.time()
         if directory:
             loaded = load_model(directory)
@@ -279,6 +283,8 @@ class Source:
             except (OSError, ValueError):
                 init = "?"
             how = f"ternarize output ({init} init, {steps} QAT steps)" if steps else "ternarize output (no QAT)"
+            if self.name != "demo":
+                how = f"python/artifacts/{artifact}: " + how
             result = (loaded.model, layers, how)
         else:
             model = nnx.clone(self.loaded.model)

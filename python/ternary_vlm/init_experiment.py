@@ -4,9 +4,10 @@ ternarization (and binarization) compared with TWN and BitNet-absmean initializa
   tools/bazel run //python:init_experiment [-- --steps=120 --eval_every=20]
 
 For each mode × init: quantize the demo VLM from its pretrained weights, run QAT (distillation from
-the float model) and evaluate on the validation split every --eval_every steps. Then the same inits,
-without training, on SmolLM2-135M (text perplexity on the pydoc test split). Writes
-docs/init_curves.png, docs/init_experiment.json and the tables printed at the end.
+the float model) and evaluate on the validation split every --eval_every steps. Then the same inits and the
+data-aware `output` init (scales against each layer's output error on text sampled from the model), without
+training, on SmolLM2-135M (perplexity on the held-out texts of data/eval_texts.py). Writes
+docs/init_curves.png, docs/init_experiment.json and the tables printed at the end (--smollm2_only: SmolLM2 only).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from flax import nnx
 from ternary_vlm import demo_model, evaluate, train
 from ternary_vlm.convert import load_model
 from ternary_vlm.convert.gguf_loader import smollm2_gguf_path
-from ternary_vlm.data import text
 from ternary_vlm.data.batches import Batcher
 from ternary_vlm.quant.apply import quantize_model
 
@@ -33,7 +33,9 @@ flags.DEFINE_integer("steps", 120, "QAT steps per run.")
 flags.DEFINE_integer("eval_every", 20, "Steps between evaluations (a multiple of 10).")
 flags.DEFINE_integer("eval_examples", 128, "Validation examples per task per evaluation.")
 flags.DEFINE_float("learning_rate", 5e-4, "Peak learning rate.")
-flags.DEFINE_integer("smollm2_windows", 24, "256-token windows of pydoc text for SmolLM2 (0 skips it).")
+flags.DEFINE_integer("smollm2_windows", 24, "256-token windows per held-out text for SmolLM2 (0 skips it).")
+flags.DEFINE_integer("smollm2_calib_rows", 32, "Rows of 128 sampled tokens for SmolLM2's output-aware init.")
+flags.DEFINE_bool("smollm2_only", False, "Only the SmolLM2 post-init table (minutes instead of an hour).")
 flags.DEFINE_string("out_dir", None, "Where to write the plot and JSON (default: docs/ in the workspace).")
 
 
@@ -60,18 +62,32 @@ def steps_to_reach(curve, key, target):
 
 
 def smollm2_post_init(inits, modes):
+    """{mode/init: {text: perplexity}} for SmolLM2-135M right after initialization (no training)."""
+    import tempfile
+
+    from ternary_vlm.data import teacher_text
+    from ternary_vlm.quant import calibrate
+    from ternary_vlm.train.text_recipe import eval_tokens
+
     loaded = load_model(smollm2_gguf_path())
-    ids = np.asarray([i for p in text.split("test") for i in loaded.tokenizer.encode(p, add_special_tokens=False)],
-                     np.int32)
-    ppl = lambda m: evaluate.text_perplexity(m, ids, 256, batch_size=4, max_windows=FLAGS.smollm2_windows)  # noqa: E731
+    texts = eval_tokens(loaded.tokenizer)
+
+    def ppl(m):
+        return {name: evaluate.text_perplexity(m, ids, 256, batch_size=4, max_windows=FLAGS.smollm2_windows)
+                for name, ids in texts.items()}
+
     rows = {"float": ppl(loaded.model)}
-    logging.info("SmolLM2-135M float perplexity %.2f", rows["float"])
+    logging.info("SmolLM2-135M float perplexity %s", rows["float"])
+    with tempfile.TemporaryDirectory() as d:
+        calib = teacher_text.generate(loaded.model, teacher_text.special_ids(loaded.tokenizer, loaded.config.vocab_size),
+                                      FLAGS.smollm2_calib_rows, 128, d)
+    moments = calibrate.input_moments(loaded.model, calib)
     for mode in modes:
-        for init in inits:
+        for init in list(inits) + ["output"]:
             model = nnx.clone(loaded.model)
-            quantize_model(model, mode, init, [], loaded.text_config.num_hidden_layers)
+            quantize_model(model, mode, init, [], loaded.text_config.num_hidden_layers, moments)
             rows[f"{mode}/{init}"] = ppl(model)
-            logging.info("SmolLM2-135M %s/%s after init: perplexity %.4g", mode, init, rows[f"{mode}/{init}"])
+            logging.info("SmolLM2-135M %s/%s after init: perplexity %s", mode, init, rows[f"{mode}/{init}"])
     return rows
 
 
@@ -104,17 +120,19 @@ def main(argv):
     os.makedirs(out_dir, exist_ok=True)
     path = demo_model.default_checkpoint()
     results, start = {}, time.time()
-    for mode in FLAGS.modes:
+    for mode in [] if FLAGS.smollm2_only else FLAGS.modes:
         for init in FLAGS.inits:
             float_scores, error, curve = qat_curve(path, mode, init)
             results[f"{mode}/{init}"] = {"float": float_scores, "init_error": error, "curve": curve}
     smollm2 = smollm2_post_init(FLAGS.inits, FLAGS.modes) if FLAGS.smollm2_windows else None
     summary = {"steps": FLAGS.steps, "eval_every": FLAGS.eval_every, "minutes": (time.time() - start) / 60,
                "demo": results, "smollm2_post_init_ppl": smollm2}
-    with open(os.path.join(out_dir, "init_experiment.json.tmp"), "w") as f:
+    name = "init_experiment_smollm2.json" if FLAGS.smollm2_only else "init_experiment.json"
+    with open(os.path.join(out_dir, name + ".tmp"), "w") as f:
         json.dump(summary, f, indent=1)
-    os.replace(os.path.join(out_dir, "init_experiment.json.tmp"), os.path.join(out_dir, "init_experiment.json"))
-    plot(results, os.path.join(out_dir, "init_curves.png"))
+    os.replace(os.path.join(out_dir, name + ".tmp"), os.path.join(out_dir, name))
+    if results:
+        plot(results, os.path.join(out_dir, "init_curves.png"))
 
     print("\n| mode/init | mean rel. error at init | caption ppl after init | steps to ≤ 1.10 × float | "
           f"caption ppl at {FLAGS.steps} | caption acc at {FLAGS.steps} | float caption ppl / acc |")
@@ -127,9 +145,11 @@ def main(argv):
               f"{reach if reach is not None else f'> {FLAGS.steps}'} | {last['caption_ppl']:.4g} | "
               f"{last['caption_accuracy']:.3f} | {r['float']['caption_ppl']:.4g} / {r['float']['caption_accuracy']:.3f} |")
     if smollm2:
-        print("\n| SmolLM2-135M, no training | pydoc test perplexity |\n|---|---|")
+        names = list(smollm2["float"])
+        print("\n| SmolLM2-135M, no training | " + " | ".join(f"{n} perplexity" for n in names) + " |")
+        print("|---|" + "---|" * len(names))
         for key, v in smollm2.items():
-            print(f"| {key} | {v:.4g} |")
+            print(f"| {key} | " + " | ".join(f"{v[n]:.4g}" for n in names) + " |")
 
 
 if __name__ == "__main__":

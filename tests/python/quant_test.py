@@ -62,6 +62,64 @@ class InitTest(parameterized.TestCase):
             qinit.init_scale(np.ones((2, 2)), "foo", "ternary")
 
 
+class OutputAwareTest(absltest.TestCase):
+    """quant/calibrate.py against brute force on inputs whose channels differ in scale, as a real LM's do."""
+
+    def setUp(self):
+        rng = np.random.default_rng(0)
+        self.x = rng.normal(size=(512, 24)) * np.geomspace(0.05, 20, 24)  # anisotropic inputs
+        self.h = self.x.T @ self.x / len(self.x)
+        self.w = rng.normal(size=(16, 24)) * 0.05
+
+    def output_error(self, alpha, mode):
+        wq = alpha[:, None] * qinit.quantize_codes(self.w, alpha, mode)
+        return np.sum((self.x @ (self.w - wq).T) ** 2, axis=0) / len(self.x)  # measured on the inputs themselves
+
+    def test_ternary_beats_kmeans_on_the_outputs_and_is_the_grid_optimum(self):
+        from ternary_vlm.quant import calibrate
+        alpha = calibrate.output_aware_scale(self.w, self.h, "ternary").astype(np.float64)
+        kmeans = qinit.init_scale(self.w, "kmeans", "ternary").astype(np.float64)
+        ours, theirs = self.output_error(alpha, "ternary"), self.output_error(kmeans, "ternary")
+        self.assertTrue(np.all(ours <= theirs * (1 + 1e-6)))
+        self.assertLess(ours.sum(), 0.8 * theirs.sum())
+        for r in range(len(self.w)):  # no grid candidate of that row does better
+            cands = kmeans[r] * calibrate.GRID
+            errs = [self.output_error(np.full(len(self.w), c), "ternary")[r] for c in cands]
+            self.assertLessEqual(ours[r], min(errs) * (1 + 1e-6))
+
+    def test_binary_closed_form_is_the_least_squares_optimum(self):
+        from ternary_vlm.quant import calibrate
+        alpha = calibrate.output_aware_scale(self.w, self.h, "binary").astype(np.float64)
+        for r in range(len(self.w)):  # a 1-D least squares: x·w ≈ α (x·sign(w))
+            t = np.where(self.w[r] >= 0, 1.0, -1.0)
+            a, b = self.x @ self.w[r], self.x @ t
+            self.assertAlmostEqual(alpha[r], (a @ b) / (b @ b), places=5)
+
+    def test_moments_are_those_of_each_layers_inputs(self):
+        from ternary_vlm.models.config import TextConfig
+        from ternary_vlm.models.llama import LlamaDecoder
+        from ternary_vlm.quant import calibrate
+        cfg = TextConfig(vocab_size=50, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=4, tie_word_embeddings=True)
+        model = LlamaDecoder(cfg, rngs=nnx.Rngs(0))
+        rows = np.random.default_rng(1).integers(0, 50, size=(3, 7))
+        moments = calibrate.input_moments(model, rows, batch=2)
+        self.assertLen(moments, 2 * 7)
+        cos, sin, mask = rope(cfg, 7)
+        h1 = model.layers[0](model.embed(jnp.asarray(rows)), cos, sin, mask)[0]
+        block = model.layers[1]  # its MLP input, recomputed step by step
+        a = h1 + block.self_attn(block.input_layernorm(h1), cos, sin, mask)[0]
+        x = np.asarray(block.post_attention_layernorm(a), np.float64).reshape(-1, 16)
+        np.testing.assert_allclose(moments["layers.1.mlp.up_proj"], x.T @ x / 21, rtol=1e-4, atol=1e-6)
+        self.assertIsInstance(model.layers[0].mlp.up_proj, layers.Linear)  # the recorders are gone
+
+
+def rope(cfg, t):
+    from ternary_vlm.models.llama import rope_cos_sin
+    cos, sin = rope_cos_sin(jnp.arange(t), cfg.head_dim, cfg.rope_theta)
+    return cos, sin, jnp.tril(jnp.ones((t, t), bool))
+
+
 class QuantLinearTest(absltest.TestCase):
 
     def test_forward_is_scaled_codes_and_gradients_are_straight_through(self):

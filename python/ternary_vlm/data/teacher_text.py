@@ -24,6 +24,11 @@ from tqdm import tqdm
 from ternary_vlm.models.llama import LlamaDecoder
 
 
+def special_ids(tokenizer, vocab_size: int) -> set[int]:
+    """Token ids that decode to nothing (control tokens): never drawn as a first token."""
+    return {i for i in range(vocab_size) if not tokenizer.decode([i], skip_special_tokens=True)}
+
+
 def _sampler(model: LlamaDecoder, batch: int, length: int):
     graphdef, state = nnx.split(model)
 

@@ -10,6 +10,7 @@ import numpy as np
 from flax import nnx
 
 from ternary_vlm.models import layers
+from ternary_vlm.quant import calibrate
 from ternary_vlm.quant import init as qinit
 from ternary_vlm.quant.layers import QuantLinear
 
@@ -39,17 +40,24 @@ def keep_patterns(keep: list[str], num_text_layers: int) -> list[str]:
     return patterns
 
 
-def quantize_model(model: nnx.Module, mode: str, init: str, keep: list[str], num_text_layers: int
-                   ) -> list[LayerReport]:
-    """Replaces, in place, every Linear whose name matches no keep pattern. Returns per-layer reports."""
+def quantize_model(model: nnx.Module, mode: str, init: str, keep: list[str], num_text_layers: int,
+                   moments: dict[str, np.ndarray] | None = None) -> list[LayerReport]:
+    """Replaces, in place, every Linear whose name matches no keep pattern. Returns per-layer reports.
+    init "output" needs `moments`: E[xᵀx] of each layer's inputs (calibrate.input_moments)."""
+    if init in qinit.DATA_INITS and moments is None:
+        raise ValueError(f"init {init!r} needs calibration inputs (quant/calibrate.py)")
     patterns = keep_patterns(keep, num_text_layers)
     reports = []
     for path, lin in list(layers.iter_linears(model)):
         name = lin.name or ".".join(map(str, path))
         if any(fnmatch.fnmatch(name, p) for p in patterns):
             continue
-        q = QuantLinear.from_linear(lin, mode, init)
         w = np.asarray(lin.weight[...])
+        if init == "output":
+            bias = None if lin.bias is None else np.asarray(lin.bias[...])
+            q = QuantLinear(w, bias, calibrate.output_aware_scale(w, moments[lin.name], mode), mode, lin.name)
+        else:
+            q = QuantLinear.from_linear(lin, mode, init)
         reports.append(LayerReport(name, w.shape, qinit.relative_error(w, np.asarray(q.scale[...]), mode)))
         layers.set_submodule(model, path, q)
     return reports

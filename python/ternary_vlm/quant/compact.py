@@ -67,10 +67,14 @@ def _cache_root() -> Path:
     return Path(os.environ.get("TERNARY_VLM_CACHE", Path.home() / ".cache" / "ternary_vlm"))
 
 
+def available(name: str) -> bool:
+    return (ARTIFACTS / name / "quantized.safetensors").exists()
+
+
 def materialize(name: str) -> str:
     """The ternarize output directory of the named artifact, rebuilt from its base on first use."""
     src = ARTIFACTS / name
-    if not (src / "quantized.safetensors").exists():
+    if not available(name):
         raise CheckpointError(f"{name}: no compact artifact at {src} (docs/RESULTS.md has the command that "
                               f"makes it)")
     return materialize_dir(src, name)

@@ -12,6 +12,7 @@ initialization is exactly a choice of centres:
                   projected to the kernel's symmetric format as α = (c₊ − c₋)/2. Slow (one fit per row).
   twn             Ternary Weight Networks: Δ = 0.7·mean|w|, α = mean |w| over |w| > Δ.
   absmean         BitNet b1.58: α = mean |w|.
+  output          data-aware: α minimizing the layer's output error on calibration inputs (quant/calibrate.py).
 
 Binary: the L2-optimal symmetric scale is mean |w| for every method except kmeans_sklearn (2 clusters).
 """
@@ -20,6 +21,8 @@ import numpy as np
 
 TERNARY_INITS = ("kmeans", "lloyd", "kmeans_sklearn", "twn", "absmean")
 BINARY_INITS = TERNARY_INITS
+# Inits that also need the layer's inputs on calibration data (quant/calibrate.py), not only its weights.
+DATA_INITS = ("output",)
 _EPS = 1e-12
 
 
