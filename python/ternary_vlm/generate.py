@@ -85,16 +85,6 @@ def run() -> None:
                  len(tokens), (first or end) - start, (len(tokens) - 1) / max(end - (first or end), 1e-9))
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from ternary_vlm.errors import TernaryVLMError
-
-    try:
-        run()
-    except TernaryVLMError as e:
-        sys.exit(f"generate: {e}")
-
-
 if __name__ == "__main__":
-    app.run(main)
+    from ternary_vlm.cli import main_of
+    app.run(main_of("generate", run))

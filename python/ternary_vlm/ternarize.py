@@ -17,7 +17,6 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 import time
 
 from absl import app, flags, logging
@@ -239,15 +238,6 @@ def run_text(loaded, path: str, out: str) -> None:
     print(f"wrote {out} (the sampled corpus and the curve stay in {work})")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from ternary_vlm.errors import TernaryVLMError
-    try:
-        run()
-    except (TernaryVLMError, FileNotFoundError) as e:
-        sys.exit(f"ternarize: {e}")
-
-
 if __name__ == "__main__":
-    app.run(main)
+    from ternary_vlm.cli import main_of
+    app.run(main_of("ternarize", run))

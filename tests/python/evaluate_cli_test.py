@@ -5,8 +5,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
@@ -14,6 +12,7 @@ import torch
 from absl.testing import absltest
 
 import tiny_checkpoints
+from cli_runner import run_module
 from ternary_vlm import demo_model
 from ternary_vlm.tokenizer import Tokenizer
 
@@ -21,9 +20,7 @@ TEXT = "\n\n".join(f"Line {i}: the quick brown fox jumps over {i % 7} lazy dogs.
 
 
 def run(*flags):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    return subprocess.run([sys.executable, "-m", "ternary_vlm.cli.evaluate", *flags], env=env,
-                          capture_output=True, text=True, timeout=600)
+    return run_module("ternary_vlm.cli.evaluate", *flags)
 
 
 class EvaluateCliTest(absltest.TestCase):

@@ -2,21 +2,19 @@
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
 from absl.testing import absltest
 from safetensors.numpy import load_file
 
+from cli_runner import run_module
+
 from ternary_vlm import packing
 
 
 def run(*flags):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    return subprocess.run([sys.executable, "-m", "ternary_vlm.ternarize", *flags], env=env,
-                          capture_output=True, text=True, timeout=1200)
+    return run_module("ternary_vlm.ternarize", *flags)
 
 
 class TernarizeCliTest(absltest.TestCase):

@@ -5,8 +5,6 @@ stage is train/loop.py, whose kill-and-resume train_test covers."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
 import jax
@@ -17,6 +15,7 @@ from flax import nnx
 from safetensors.numpy import load_file
 
 import tiny_checkpoints
+from cli_runner import run_module
 from ternary_vlm import demo_model, packing
 from ternary_vlm.convert import load_model
 from ternary_vlm.data import teacher_text
@@ -38,9 +37,7 @@ def tiny_llama(directory):
 
 
 def run(*flags):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    return subprocess.run([sys.executable, "-m", "ternary_vlm.ternarize", *flags], env=env,
-                          capture_output=True, text=True, timeout=1200)
+    return run_module("ternary_vlm.ternarize", *flags)
 
 
 class TernarizeTextTest(absltest.TestCase):

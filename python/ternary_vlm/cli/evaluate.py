@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import tempfile
 
 from absl import app, flags
@@ -65,15 +64,6 @@ def run() -> dict:
     return out
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from ternary_vlm.errors import TernaryVLMError
-    try:
-        run()
-    except (TernaryVLMError, FileNotFoundError) as e:
-        sys.exit(f"evaluate: {e}")
-
-
 if __name__ == "__main__":
-    app.run(main)
+    from ternary_vlm.cli import main_of
+    app.run(main_of("evaluate", run))
