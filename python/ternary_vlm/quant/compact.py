@@ -49,6 +49,7 @@ def write(ternarize_dir: str, base_flag: str, dest: str) -> None:
                if name.removeprefix("model.").removesuffix(".weight") not in layers
                and not (name in base and np.array_equal(base[name], t))}
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(dest)))
+    os.chmod(tmp, 0o755)
     try:
         for name in _COPIED:
             shutil.copy(os.path.join(ternarize_dir, name), tmp)
@@ -101,6 +102,7 @@ def materialize_dir(src: Path, name: str) -> str:
     tensors.update(load_file(str(src / "changed.safetensors")))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=target.parent)
+    os.chmod(tmp, 0o755)  # an ordinary directory, like any ternarize output
     try:
         for f in _COPIED:
             shutil.copy(src / f, tmp)

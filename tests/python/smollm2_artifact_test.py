@@ -1,0 +1,47 @@
+"""The shipped ternary SmolLM2 (python/artifacts/smollm2-ternary): rebuilt from the pip GGUF plus its compact
+files, it is exactly the trained model its report describes (held-out perplexity of the last curve point,
+recomputed), and its weights are ternary codes times per-row scales."""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+from absl.testing import absltest
+from safetensors.numpy import load_file
+
+from ternary_vlm import evaluate, packing
+from ternary_vlm.convert import load_model, model_path
+from ternary_vlm.quant import compact
+from ternary_vlm.train.text_recipe import eval_tokens
+
+
+class SmolLM2ArtifactTest(absltest.TestCase):
+
+    def test_rebuilt_model_is_the_reported_one(self):
+        os.environ["TERNARY_VLM_CACHE"] = tempfile.mkdtemp()
+        src = compact.ARTIFACTS / "smollm2-ternary"
+        self.assertLess(sum(f.stat().st_size for f in src.iterdir()), 40 << 20)  # compact: tens of MB
+        path = model_path("smollm2-ternary")
+        config = json.load(open(os.path.join(path, "config.json")))
+        q = config["quantization_config"]
+        self.assertEqual((q["mode"], q["format"], q["base"]), ("ternary", packing.TERNARY, "smollm2"))
+        self.assertLen(q["layers"], 30 * 7)
+        weights = load_file(os.path.join(path, "model.safetensors"))
+        for layer in q["layers"][:7]:
+            a = np.abs(weights[f"model.{layer}.weight"])  # every row: values in {-α, 0, α}
+            self.assertTrue(np.all((a == 0) | (a == a.max(axis=1, keepdims=True))), layer)
+        loaded = load_model(path)
+        report = json.load(open(src / "report.json"))
+        last = report["curve"][-1]
+        windows = report["recipe"]["eval_windows"]
+        ids = eval_tokens(loaded.tokenizer)["pydoc"]
+        ppl = evaluate.text_perplexity(loaded.model, ids, 256, batch_size=8, max_windows=windows)
+        # The same weights and arithmetic as the training run's evaluation (α·t in float32, summed over
+        # windows × 256 tokens): only float32 summation order can differ, far below 1e-4 relative.
+        np.testing.assert_allclose(ppl, last["ppl_pydoc"], rtol=1e-4)
+        self.assertLess(ppl, 0.01 * report["after_init"]["ppl_pydoc"])  # training happened
+
+
+if __name__ == "__main__":
+    absltest.main()
