@@ -198,7 +198,6 @@ def run_text(loaded, path: str, out: str) -> None:
     work = out + ".checkpoints"
     os.makedirs(work, exist_ok=True)
     tokenizer = loaded.tokenizer
-    special = teacher_text.special_ids(tokenizer, loaded.config.vocab_size)
     heldout = {}
     if FLAGS.data:
         data = user_data.read(user_path(FLAGS.data))
@@ -206,6 +205,7 @@ def run_text(loaded, path: str, out: str) -> None:
         heldout["data"] = [d.text for d in data.heldout]
         logging.info("--data: %d training rows of 256 tokens, %d held-out documents", len(rows), len(data.heldout))
     else:
+        special = teacher_text.special_ids(tokenizer, loaded.config.vocab_size)
         rows = teacher_text.generate(loaded.model, special, FLAGS.corpus_rows, 256, os.path.join(work, "teacher_text"))
     recipe = text_recipe.TextRecipe(
         blockwise_steps=FLAGS.blockwise_steps, calib_rows=FLAGS.calib_rows, steps=FLAGS.steps,

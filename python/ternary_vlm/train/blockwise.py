@@ -65,11 +65,6 @@ def _train_step(layer, opt, x, target, cos, sin, mask):
     return loss
 
 
-@nnx.jit
-def _block_loss(layer, x, target, cos, sin, mask):
-    return relative_error(_apply(layer, x, cos, sin, mask), target)
-
-
 def _map_rows(fn, x: np.ndarray, rows: int = 32) -> np.ndarray:
     return np.concatenate([np.asarray(fn(jnp.asarray(x[i: i + rows]))) for i in range(0, len(x), rows)])
 
@@ -103,6 +98,10 @@ def train_blocks(student: LlamaDecoder, teacher: LlamaDecoder, ids: np.ndarray, 
     t = ids.shape[1]
     cos, sin = rope_cos_sin(jnp.arange(t, dtype=jnp.int32), teacher.cfg.head_dim, teacher.cfg.rope_theta)
     mask = jnp.tril(jnp.ones((t, t), dtype=bool))
+
+    def outputs(layer, x):
+        return _map_rows(lambda rows: _run_block(layer, rows, cos, sin, mask), x)
+
     embed = nnx.jit(lambda m, x: m.embed(x))
     h_float = _map_rows(lambda x: embed(teacher, x), ids)
     h_quant = _map_rows(lambda x: embed(student, x), ids)
@@ -112,20 +111,14 @@ def train_blocks(student: LlamaDecoder, teacher: LlamaDecoder, ids: np.ndarray, 
     start = ckpt.restore(student) if ckpt else 0
     layers = len(student.layers)
     for i in range(start):  # the hidden states at the resumed block's input
-        h_float = _map_rows(lambda x: _run_block(teacher.layers[i], x, cos, sin, mask), h_float)
-        h_quant = _map_rows(lambda x: _run_block(student.layers[i], x, cos, sin, mask), h_quant)
-
-    def loss_on_all(layer, target):
-        losses = [float(_block_loss(layer, jnp.asarray(h_quant[r: r + 32]), jnp.asarray(target[r: r + 32]),
-                                    cos, sin, mask)) for r in range(0, len(ids), 32)]
-        return float(np.mean(losses))
+        h_float, h_quant = outputs(teacher.layers[i], h_float), outputs(student.layers[i], h_quant)
 
     history = []
     bar = tqdm(total=(layers - start) * cfg.steps, desc="block-wise", unit="step", dynamic_ncols=True)
     for i in range(start, layers):
         layer = student.layers[i]
-        target = _map_rows(lambda x: _run_block(teacher.layers[i], x, cos, sin, mask), h_float)
-        before = loss_on_all(layer, target)
+        target = outputs(teacher.layers[i], h_float)
+        before = float(relative_error(outputs(layer, h_quant), target))
         schedule = optax.cosine_decay_schedule(cfg.learning_rate, max(cfg.steps, 1), 0.1)
         opt = nnx.Optimizer(layer, optax.adam(schedule), wrt=nnx.Param)
         rng = np.random.default_rng([seed, i])
@@ -135,11 +128,10 @@ def train_blocks(student: LlamaDecoder, teacher: LlamaDecoder, ids: np.ndarray, 
             bar.update()
             if s % 10 == 0:
                 bar.set_postfix(block=i, loss=f"{float(loss):.4f}")
-        after = loss_on_all(layer, target)
+        h_float, h_quant = target, outputs(layer, h_quant)  # the next block's inputs
+        after = float(relative_error(h_quant, target))
         history.append({"block": i, "before": before, "after": after})
         tqdm.write(f"block {i}: relative error {before:.4f} -> {after:.4f}")
-        h_float = target
-        h_quant = _map_rows(lambda x: _run_block(layer, x, cos, sin, mask), h_quant)
         if ckpt:
             ckpt.save(i + 1, student)
     bar.close()
