@@ -49,3 +49,30 @@ def cli(name, module = None, deps = [], **kwargs):
         deps = [":ternary_vlm"] + deps,
         **kwargs
     )
+
+def cc_fuzz_test(name, srcs, deps, corpus, seconds = 20):
+    """A libFuzzer-style target (LLVMFuzzerTestOneInput) run as a test, tagged "fuzz", on the host.
+
+    In gcc builds it links //tools/fuzz:driver and runs its seed `corpus` then mutated inputs for
+    `seconds` (CI runs it under --config=sanitize too); under --config=fuzz it links libFuzzer, for
+    `tools/bazel run --config=fuzz //<package>:<name> -- -max_total_time=600`.
+    """
+    native.cc_test(
+        name = name,
+        size = "medium",
+        srcs = srcs,
+        deps = deps + select({
+            "//tools/fuzz:libfuzzer": [],
+            "//conditions:default": ["//tools/fuzz:driver"],
+        }),
+        linkopts = select({
+            "//tools/fuzz:libfuzzer": ["-fsanitize=fuzzer"],
+            "//conditions:default": [],
+        }),
+        data = corpus,
+        args = ["$(rootpath %s)" % f for f in corpus],
+        env = {"FUZZ_SECONDS": str(seconds)},
+        linkstatic = True,
+        tags = ["fuzz"],
+        target_compatible_with = HOST_ONLY,
+    )

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
 #include <string>
 
 namespace tvlm {
@@ -14,6 +15,28 @@ KVCache::KVCache(int heads, int dim, int max_len)
       tiles_((max_len + kTile - 1) / kTile),
       k_(static_cast<size_t>(heads) * tiles_ * dim * kTile, 0.0f),
       v_(static_cast<size_t>(heads) * max_len * dim, 0.0f) {}
+
+Status KVCache::Create(int heads, int dim, int max_len, std::unique_ptr<KVCache>* cache) {
+  const std::string sizes = std::to_string(heads) + " heads, " + std::to_string(dim) + " dims, " +
+                            std::to_string(max_len) + " positions";
+  if (heads <= 0 || dim <= 0 || max_len <= 0) {
+    return Status::Error("a KV cache of " + sizes + " is empty or negative");
+  }
+  // Keys are stored in whole tiles; both in double so that no product can wrap.
+  const double tiles = std::ceil(static_cast<double>(max_len) / kTile);
+  const double bytes = sizeof(float) * static_cast<double>(heads) * dim * (tiles * kTile + max_len);
+  if (bytes > static_cast<double>(kMaxBytes)) {
+    return Status::Error("a KV cache of " + sizes + " would take " +
+                         std::to_string(static_cast<long long>(bytes / (1 << 20))) +
+                         " MiB, more than the " + std::to_string(kMaxBytes >> 20) + " MiB limit");
+  }
+  try {
+    cache->reset(new KVCache(heads, dim, max_len));
+  } catch (const std::bad_alloc&) {
+    return Status::Error("out of memory for a KV cache of " + sizes);
+  }
+  return Status::Ok();
+}
 
 namespace {
 
@@ -27,8 +50,9 @@ Status CheckSpan(int t, int start, int max_len) {
 
 // Both products, compiled per x86 ISA (GCC picks the clone at load time). Their inner loops run over
 // contiguous memory (a tile's positions, resp. a value row's dimensions), so they vectorize without
-// reassociating a sum.
-#if defined(__x86_64__) && defined(__GNUC__)
+// reassociating a sum. Not under TSan: the clone resolver runs during relocation, before TSan's runtime is
+// up, and GCC instruments it (a segfault at load); the clones compute the same sums as the default.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
 #define TVLM_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define TVLM_VECTOR_CLONES

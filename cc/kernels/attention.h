@@ -12,6 +12,7 @@
 // 0..start + t. Only those positions are read, so a decode step costs O(position), not O(max_len).
 
 #include <cstddef>
+#include <memory>
 #include <vector>
 
 #include "cc/kernels/status.h"
@@ -20,7 +21,13 @@ namespace tvlm {
 
 class KVCache {
  public:
-  KVCache(int heads, int dim, int max_len);
+  KVCache(int heads, int dim, int max_len);  // sizes as Create checks them
+
+  // A zeroed cache, or an error naming the sizes when they are not positive or the cache would
+  // exceed kMaxBytes (the sizes come from a model file: a corrupt one must not take all memory).
+  // One layer of a 7B-class model (8 KV heads of 128) at 32k positions takes 256 MiB.
+  static Status Create(int heads, int dim, int max_len, std::unique_ptr<KVCache>* cache);
+  static constexpr size_t kMaxBytes = size_t{1} << 30;
 
   static constexpr int kTile = 16;  // positions per key tile
 

@@ -70,7 +70,8 @@ void ThreadPool::ParallelFor(size_t n, size_t grain,
   if (n == 0) return;
   grain = std::max<size_t>(1, grain);
   const size_t units = (n + grain - 1) / grain;
-  if (num_threads_ == 1 || units == 1) {
+  std::unique_lock<std::mutex> owner(caller_, std::defer_lock);
+  if (num_threads_ == 1 || units == 1 || !owner.try_lock()) {
     fn(0, n);
     return;
   }

@@ -13,7 +13,9 @@
 namespace tvlm {
 
 // Persistent workers for the kernels' parallel loops. A decode step calls a matmul every ~0.1 ms,
-// so workers spin briefly before sleeping and no thread is created per call. One caller at a time.
+// so workers spin briefly before sleeping and no thread is created per call. Interpreters share
+// pools (SharedThreadPool): a ParallelFor that finds the pool busy runs inline on its caller
+// instead of waiting, which keeps both callers busy on a machine whose cores are taken anyway.
 class ThreadPool {
  public:
   explicit ThreadPool(int num_threads);  // 1 = run inline on the caller
@@ -33,6 +35,7 @@ class ThreadPool {
 
   const int num_threads_;
   std::vector<std::thread> workers_;
+  std::mutex caller_;  // held by the one ParallelFor that owns the workers
   std::mutex mu_;
   std::condition_variable wake_;
   bool stop_ = false;                    // guarded by mu_

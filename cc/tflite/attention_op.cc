@@ -31,7 +31,11 @@ class CacheRegistry {
     std::lock_guard<std::mutex> lock(mutex_);
     Entry& entry = entries_[key];
     if (entry.cache == nullptr) {
-      entry.cache = std::make_unique<KVCache>(heads, dim, max_len);
+      const Status status = KVCache::Create(heads, dim, max_len, &entry.cache);
+      if (!status.ok()) {
+        entries_.erase(key);
+        return status;
+      }
     } else if (entry.cache->heads() != heads || entry.cache->dim() != dim ||
                entry.cache->max_len() != max_len) {
       return Status::Error("cache " + std::to_string(key.second) + " is [" +

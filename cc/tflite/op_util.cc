@@ -44,9 +44,14 @@ TfLiteStatus CheckTensor(TfLiteContext* context, const char* op, const TfLiteTen
 
 TfLiteStatus CheckIndices(TfLiteContext* context, const char* op, const std::vector<int>& inputs,
                           size_t required) {
-  for (size_t i = 0; i < required; ++i) {
-    if (inputs[i] < 0 || static_cast<size_t>(inputs[i]) >= context->tensors_size) {
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i] < 0 && (i < required || inputs[i] != -1)) {
       return Fail(context, op, "input " + std::to_string(i) + " is missing");
+    }
+    if (inputs[i] >= 0 && static_cast<size_t>(inputs[i]) >= context->tensors_size) {
+      return Fail(context, op, "input " + std::to_string(i) + " is tensor " +
+                                   std::to_string(inputs[i]) + ", outside the " +
+                                   std::to_string(context->tensors_size) + " tensors");
     }
   }
   return kTfLiteOk;
@@ -103,7 +108,9 @@ TfLiteStatus BindNode(TfLiteContext* context, const char* op, const TfLiteNode* 
     return Fail(context, op, "expects " + count + " inputs (" + inputs + "), got " +
                                  std::to_string(n));
   }
-  if (indices->output < 0) return Fail(context, op, "expects exactly 1 output");
+  if (indices->output < 0 || static_cast<size_t>(indices->output) >= context->tensors_size) {
+    return Fail(context, op, "expects exactly 1 output");
+  }
   return CheckIndices(context, op, indices->inputs, min_inputs);
 }
 

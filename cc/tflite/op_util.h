@@ -22,7 +22,8 @@ const char* TypeName(TfLiteType type);
 TfLiteStatus CheckTensor(TfLiteContext* context, const char* op, const TfLiteTensor* t,
                          const char* what, TfLiteType type, int rank);
 
-// Fails unless every index is a tensor of the context ("input <i> is missing").
+// Fails unless the first `required` inputs are tensors of the context ("input <i> is missing") and
+// every other one is a tensor too or -1 (an absent optional input).
 TfLiteStatus CheckIndices(TfLiteContext* context, const char* op, const std::vector<int>& inputs,
                           size_t required);
 

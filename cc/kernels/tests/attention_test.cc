@@ -71,5 +71,21 @@ TEST(KVCacheTest, RejectsPositionsOutsideTheCacheAndRaggedRows) {
   EXPECT_EQ(s.message(), "3 query rows are not a multiple of 2 tokens");
 }
 
+// Sizes come from a model file: a corrupt one (found by //cc/tflite/fuzz:ops_fuzz: max_len 2^31 - 1,
+// whose tile count wrapped to a negative int) gets an error, not an allocation of everything.
+TEST(KVCacheTest, CreateRejectsEmptyAndHugeCaches) {
+  std::unique_ptr<KVCache> cache;
+  Status s = KVCache::Create(8, 64, 2147483647, &cache);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "a KV cache of 8 heads, 64 dims, 2147483647 positions would take "
+                         "8388607 MiB, more than the 1024 MiB limit");
+  EXPECT_EQ(cache, nullptr);
+  s = KVCache::Create(2, 0, 16, &cache);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "a KV cache of 2 heads, 0 dims, 16 positions is empty or negative");
+  ASSERT_TRUE(KVCache::Create(2, 16, 40, &cache).ok());
+  EXPECT_EQ(cache->max_len(), 40);
+}
+
 }  // namespace
 }  // namespace tvlm

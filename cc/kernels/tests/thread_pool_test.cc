@@ -1,6 +1,7 @@
 #include "cc/kernels/thread_pool.h"
 
 #include <atomic>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -39,6 +40,24 @@ TEST(ThreadPoolTest, ReusesWorkersAcrossManyCalls) {
     pool.ParallelFor(10, 1, [&](size_t begin, size_t end) { total.fetch_add(end - begin); });
   }
   EXPECT_EQ(total.load(), 100000u);
+}
+
+// Two interpreters share a pool (SharedThreadPool): two callers at once must each cover their own
+// range exactly once (one on the workers, the other inline).
+TEST(ThreadPoolTest, TwoCallersAtOnceEachCoverTheirRange) {
+  ThreadPool pool(2);
+  std::atomic<size_t> totals[2] = {{0}, {0}};
+  auto caller = [&](int who) {
+    for (int call = 0; call < 2000; ++call) {
+      pool.ParallelFor(100 + who, 1,
+                       [&](size_t begin, size_t end) { totals[who].fetch_add(end - begin); });
+    }
+  };
+  std::thread a(caller, 0), b(caller, 1);
+  a.join();
+  b.join();
+  EXPECT_EQ(totals[0].load(), 2000u * 100);
+  EXPECT_EQ(totals[1].load(), 2000u * 101);
 }
 
 TEST(ThreadPoolTest, NullPoolRunsInline) {

@@ -128,7 +128,8 @@ class FakeInterpreter {
     impl_->error_ = buffer;
   }
 
-  static inline FakeInterpreter* impl_ = nullptr;  // the one running a node (tests are serial)
+  // The one running a node on this thread (one interpreter per thread, as in TFLite).
+  static inline thread_local FakeInterpreter* impl_ = nullptr;
   std::vector<TfLiteTensor> tensors_;
   std::vector<Node> nodes_;
   TfLiteContext context_{};

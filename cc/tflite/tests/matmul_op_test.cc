@@ -172,8 +172,15 @@ TEST(MatMulOpTest, RejectsMalformedNodesWithAClearMessage) {
   FakeInterpreter interp;
   const int xi = interp.AddTensor(kTfLiteFloat32, {1, 10}, x.data(), 40, false);
   std::vector<float> y;
+  EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, -1, 98}, 0, &y), kTfLiteError);
+  EXPECT_EQ(interp.error(), "TernaryMatMul: input 1 is missing");
   EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, 99, 98}, 0, &y), kTfLiteError);
-  EXPECT_NE(interp.error().find("input 1 is missing"), std::string::npos) << interp.error();
+  EXPECT_EQ(interp.error(), "TernaryMatMul: input 1 is tensor 99, outside the 1 tensors");
+  // The optional bias too (found by //cc/tflite/fuzz:ops_fuzz: it was read without a check).
+  const int pi = interp.AddTensor(kTfLiteUInt8, {4, 3}, packed.data(), 12, true);
+  const int si = interp.AddTensor(kTfLiteFloat32, {4}, scale.data(), 16, true);
+  EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si, 1000}, xi, &y), kTfLiteError);
+  EXPECT_EQ(interp.error(), "TernaryMatMul: input 3 is tensor 1000, outside the 3 tensors");
 }
 
 }  // namespace
