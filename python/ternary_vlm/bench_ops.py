@@ -10,13 +10,12 @@ last-level cache), plus the packed-weight bandwidth the ternary op achieves and 
 """
 
 import json
-import os
 import time
 
 import numpy as np
 from absl import app, flags, logging
 
-from ternary_vlm import litert, packing, tflite_model, tflite_rewrite
+from ternary_vlm import atomic, litert, packing, tflite_model, tflite_rewrite
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts.")
@@ -110,9 +109,8 @@ def plot(rows, path):
     ax.set_title("Single-op LiteRT latency, 1 thread, cold weights")
     ax.legend()
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with atomic.output_file(path) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def main(argv):
@@ -152,10 +150,8 @@ def main(argv):
               f"| {r['int8_fc'] / r['ternary_a8']:9.2f}x | {r['fp32_fc'] / r['binary']:10.2f}x "
               f"| {r['ternary_gbps']:9.1f} |")
     if FLAGS.json:
-        tmp = FLAGS.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"memcpy_gbps": bandwidth, "invoke_overhead_ms": overhead, "rows": rows}, f, indent=1)
-        os.replace(tmp, FLAGS.json)
+        atomic.write_text(FLAGS.json, json.dumps(
+            {"memcpy_gbps": bandwidth, "invoke_overhead_ms": overhead, "rows": rows}, indent=1))
     if FLAGS.plot:
         plot(rows, FLAGS.plot)
 

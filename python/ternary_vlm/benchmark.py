@@ -35,6 +35,8 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
+from ternary_vlm import atomic
+
 MODELS = ("demo", "smollm2")
 DEFAULT_VARIANTS = ("fp32", "int8", "ternary", "binary", "ternary_int8", "ternary_a8", "ternary_unpack_op",
                     "ternary_unpack_builtin", "fp32/variables", "int8/variables")
@@ -409,7 +411,7 @@ def benchmark_model(name: str, workdir: str, launcher: Launcher) -> dict:
         exported = export.convert(model, variant=variant, quantized=layers, max_len=max_len, prefill_len=prefill_len,
                                   kv_cache=kv_cache)
         path = os.path.join(workdir, f"{name}-{variant}-{kv_cache}.tflite")
-        export.write_atomically(path, exported.content)
+        atomic.write_bytes(path, exported.content)
         row = {"variant": spec, "kv_cache": kv_cache, "weights": how, "export_s": time.time() - start,
                "file_mb": os.path.getsize(path) / 1e6, "custom_ops": exported.replacements}
         del exported
@@ -458,7 +460,7 @@ def benchmark_model(name: str, workdir: str, launcher: Launcher) -> dict:
         del model, layers
         gc.collect()
         if FLAGS.json:  # partial results survive a later failure (e.g. the OOM killer during a conversion)
-            _atomic_write(user_path(FLAGS.json) + ".partial", json.dumps(result, indent=1).encode())
+            atomic.write_bytes(user_path(FLAGS.json) + ".partial", json.dumps(result, indent=1).encode())
     return result
 
 
@@ -603,20 +605,12 @@ def write_md_section(path: str, section: str) -> None:
         new = old.split(MARKER_BEGIN, 1)[0] + block
     else:
         new = old.rstrip("\n") + "\n\n" + block
-    _atomic_write(path, new.encode())
+    atomic.write_bytes(path, new.encode())
 
 
 def user_path(path: str) -> str:
     """Relative paths are the caller's: `bazel run` starts us in the runfiles tree."""
     return os.path.join(os.environ.get("BUILD_WORKING_DIRECTORY", ""), path)
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def plot(results: dict, path: str) -> None:
@@ -646,9 +640,8 @@ def plot(results: dict, path: str) -> None:
         ax.grid(True, which="both", lw=0.3)
     fig.suptitle("Exported models on LiteRT: memory vs perplexity (marker area ~ decode tok/s, 1 thread)")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with atomic.output_file(path) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def main(argv):
@@ -751,7 +744,7 @@ def report(results: dict, meta: dict) -> None:
     text = markdown(results, meta)
     print("\n" + text)
     if FLAGS.json:
-        _atomic_write(user_path(FLAGS.json), json.dumps({"meta": meta, "models": results, "targets": targets(results)},
+        atomic.write_bytes(user_path(FLAGS.json), json.dumps({"meta": meta, "models": results, "targets": targets(results)},
                                              indent=1).encode())
     if FLAGS.plot:
         plot(results, user_path(FLAGS.plot))

@@ -40,9 +40,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 
 
+from ternary_vlm import atomic
 from ternary_vlm.errors import TernaryVLMError
 
 VARIANTS = ("fp32", "int8", "ternary", "binary", "ternary_int8", "binary_int8", "ternary_a8", "ternary_unpack_op",
@@ -356,22 +356,6 @@ def _part(layer_name: str) -> str:
     return "vision" if layer_name.startswith(("vision_model.", "connector.")) else "text"
 
 
-def write_atomically(path: str, content: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".tflite")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would surprise whoever copies the file to a device
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def export_path(path: str, variant: str, out: str, max_len: int | None = None,
                 prefill_len: int | None = None, kv_cache: str | None = None) -> ExportResult:
     """Loads a checkpoint (directory or GGUF), converts it and writes `out` atomically."""
@@ -383,5 +367,5 @@ def export_path(path: str, variant: str, out: str, max_len: int | None = None,
     max_len = max_len or min(loaded.text_config.max_position_embeddings, 512)
     result = convert(loaded.model, variant=variant, quantized=quantized, max_len=max_len,
                      prefill_len=prefill_len, kv_cache=kv_cache)
-    write_atomically(out, result.content)
+    atomic.write_bytes(out, result.content)
     return result

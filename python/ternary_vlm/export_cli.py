@@ -5,7 +5,6 @@
 """
 
 import os
-import sys
 
 from absl import app, flags, logging
 
@@ -24,23 +23,18 @@ flags.DEFINE_enum("kv_cache", None, KV_CACHES, "op: our KVCacheAttention op owns
                   "ternary_unpack_builtin); variables: stock resource variables, builtin ops only.")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        if not FLAGS.model:
-            raise TernaryVLMError("--model is required")
-        variant_format(FLAGS.variant)
-        model = user_path(FLAGS.model)
-        out = user_path(FLAGS.out or os.path.basename(os.path.normpath(model)) + f"-{FLAGS.variant}.tflite")
-        result = export_path(model, FLAGS.variant, out, FLAGS.max_len, FLAGS.prefill_len,
-                             FLAGS.kv_cache)
-    except (TernaryVLMError, FileNotFoundError) as e:
-        sys.exit(f"export: {e}")
+def run():
+    if not FLAGS.model:
+        raise TernaryVLMError("--model is required")
+    variant_format(FLAGS.variant)
+    model = user_path(FLAGS.model)
+    out = user_path(FLAGS.out or os.path.basename(os.path.normpath(model)) + f"-{FLAGS.variant}.tflite")
+    result = export_path(model, FLAGS.variant, out, FLAGS.max_len, FLAGS.prefill_len, FLAGS.kv_cache)
     for key, n in result.replacements.items():
         logging.info("%s: %d quantized layers -> custom ops", key, n)
     print(f"wrote {out} ({os.path.getsize(out) / 1e6:.2f} MB)")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from ternary_vlm.cli import main_of
+    app.run(main_of("export", run))

@@ -20,7 +20,7 @@ import numpy as np
 from absl import app, flags, logging
 from flax import nnx
 
-from ternary_vlm import demo_model, evaluate, train
+from ternary_vlm import atomic, demo_model, evaluate, train
 from ternary_vlm.convert import load_model
 from ternary_vlm.convert.gguf_loader import smollm2_gguf_path
 from ternary_vlm.data.batches import Batcher
@@ -110,8 +110,8 @@ def plot(results, path):
         ax.set_title(f"{mode} demo VLM: initialization vs QAT steps")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=110)
-    os.replace(path + ".tmp.png", path)
+    with atomic.output_file(path) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def main(argv):
@@ -128,9 +128,7 @@ def main(argv):
     summary = {"steps": FLAGS.steps, "eval_every": FLAGS.eval_every, "minutes": (time.time() - start) / 60,
                "demo": results, "smollm2_post_init_ppl": smollm2}
     name = "init_experiment_smollm2.json" if FLAGS.smollm2_only else "init_experiment.json"
-    with open(os.path.join(out_dir, name + ".tmp"), "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(os.path.join(out_dir, name + ".tmp"), os.path.join(out_dir, name))
+    atomic.write_text(os.path.join(out_dir, name), json.dumps(summary, indent=1))
     if results:
         plot(results, os.path.join(out_dir, "init_curves.png"))
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+from ternary_vlm import atomic
 
 
 def plot_curves(curves: dict[str, list[dict]], path: str, x: str = "wall_s") -> None:
@@ -33,8 +32,6 @@ def plot_curves(curves: dict[str, list[dict]], path: str, x: str = "wall_s") -> 
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
+    with atomic.output_file(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)

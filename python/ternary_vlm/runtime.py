@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import struct
 import os
 from typing import Any, Iterator, Sequence
 
@@ -28,12 +29,23 @@ METADATA_KEY = "ternary_vlm"  # JSON written by export: max_len, prefill_len, im
 
 def read_metadata(content: bytes) -> dict:
     """The exporter's JSON metadata from the flatbuffer, without unpacking the weights."""
-    model = schema.Model.GetRootAsModel(content, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry.Name() is not None and entry.Name().decode() == METADATA_KEY:
-            return json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
-    raise TernaryVLMError(f"not a ternary_vlm export (no {METADATA_KEY!r} metadata)")
+    if len(content) < 8 or content[4:8] != b"TFL3":
+        raise TernaryVLMError("not a .tflite file (no TFL3 identifier)")
+    try:
+        model = schema.Model.GetRootAsModel(content, 0)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if entry.Name() is not None and entry.Name().decode() == METADATA_KEY:
+                meta = json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+                break
+        else:
+            raise TernaryVLMError(f"not a ternary_vlm export (no {METADATA_KEY!r} metadata)")
+    # What the flatbuffers reader raises on offsets that point outside the file, and bad text or JSON.
+    except (struct.error, IndexError, ValueError, TypeError, AttributeError) as e:
+        raise TernaryVLMError(f"corrupt .tflite file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if not isinstance(meta, dict):
+        raise TernaryVLMError(f"corrupt .tflite file ({METADATA_KEY!r} metadata is not a JSON object)")
+    return meta
 
 
 @dataclasses.dataclass

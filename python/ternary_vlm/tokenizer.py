@@ -72,11 +72,22 @@ class Tokenizer:
         kind = meta.get("tokenizer.ggml.model")
         if kind != "gpt2":
             raise CheckpointError(f"GGUF: unsupported tokenizer model {kind!r} (supported: gpt2, byte-level BPE)")
-        tokens = meta["tokenizer.ggml.tokens"]
+        tokens, merges = meta.get("tokenizer.ggml.tokens"), meta.get("tokenizer.ggml.merges", [])
+        for key, value in (("tokens", tokens), ("merges", merges)):
+            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+                raise CheckpointError(f"GGUF: tokenizer.ggml.{key} must be a list of strings")
         vocab = {t: i for i, t in enumerate(tokens)}
-        merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", [])]
-        backend = tokenizers.Tokenizer(models.BPE(vocab, merges, fuse_unk=False, continuing_subword_prefix="",
-                                                  end_of_word_suffix=""))
+        merges = [tuple(m.split(" ", 1)) for m in merges]
+        if any(len(m) != 2 for m in merges):
+            raise CheckpointError("GGUF: tokenizer.ggml.merges holds an entry that is not two tokens")
+        for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
+            if key in meta and not (isinstance(meta[key], int) and 0 <= meta[key] < len(tokens)):
+                raise CheckpointError(f"GGUF: {key} {meta[key]!r} is not a token of the {len(tokens)}")
+        try:
+            bpe = models.BPE(vocab, merges, fuse_unk=False, continuing_subword_prefix="", end_of_word_suffix="")
+        except Exception as e:  # noqa: BLE001 -- tokenizers raises a bare Exception (e.g. a merge of unknown tokens)
+            raise CheckpointError(f"GGUF: unusable BPE vocabulary ({str(e).splitlines()[0]})") from None
+        backend = tokenizers.Tokenizer(bpe)
         byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         if meta.get("tokenizer.ggml.pre") == "smollm":
             # llama.cpp's "smollm" pre-tokenizer (and SmolLM2's tokenizer.json): digits one by one, then GPT-2.

@@ -8,7 +8,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from PIL import Image
 
-from ternary_vlm import demo_model, export, processing
+from ternary_vlm import atomic, demo_model, export, processing
 from ternary_vlm.convert import load_model
 from ternary_vlm.data import scenes
 from ternary_vlm.models.generation import Generator
@@ -31,7 +31,7 @@ class DemoExportTest(parameterized.TestCase):
         result = export.convert(loaded.model, variant=mode, max_len=MAX_LEN, prefill_len=PREFILL_LEN)
         self.assertEqual(result.replacements, result.expected)
         path = os.path.join(tempfile.mkdtemp(), f"{mode}.tflite")
-        export.write_atomically(path, result.content)
+        atomic.write_bytes(path, result.content)
 
         gen, rt = Generator(loaded.model), Runtime(path)
         want_features = np.asarray(gen.image_features(pixels))

@@ -11,7 +11,7 @@ from flax import nnx
 
 from safetensors.numpy import save_file
 
-from ternary_vlm import export, packing, tflite_rewrite
+from ternary_vlm import atomic, export, packing, tflite_rewrite
 from ternary_vlm.convert import writer
 from ternary_vlm.errors import TernaryVLMError
 from ternary_vlm.models import layers
@@ -97,7 +97,7 @@ class ExportTest(absltest.TestCase):
         for variant, model in cls.models.items():
             result = export.convert(model, variant=variant, max_len=MAX_LEN, prefill_len=PREFILL_LEN)
             cls.paths[variant] = os.path.join(cls.dir, f"{variant}.tflite")
-            export.write_atomically(cls.paths[variant], result.content)
+            atomic.write_bytes(cls.paths[variant], result.content)
             cls.results[variant] = result
 
     def test_signatures_and_decode_logits_match_flax(self):
@@ -201,7 +201,7 @@ class ExportTest(absltest.TestCase):
         stock = export.convert(self.models["fp32"], variant="fp32", max_len=MAX_LEN, prefill_len=PREFILL_LEN,
                                kv_cache="variables")
         stock_path = os.path.join(self.dir, "fp32-variables.tflite")
-        export.write_atomically(stock_path, stock.content)
+        atomic.write_bytes(stock_path, stock.content)
         variable_ops = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
         for path, kv_cache in ((self.paths["fp32"], "op"), (stock_path, "variables")):
             content = read(path)
@@ -275,7 +275,7 @@ class ExportTest(absltest.TestCase):
         result = export.convert(model, variant="ternary", max_len=16, prefill_len=8)
         self.assertEqual(result.replacements, {"prefill": 14, "decode": 14, "reset": 0})
         path = os.path.join(self.dir, "text.tflite")
-        export.write_atomically(path, result.content)
+        atomic.write_bytes(path, result.content)
         want = list(Generator(model).generate([3, 4, 5], max_new_tokens=6, max_len=16))
         self.assertEqual(list(Runtime(path).generate([3, 4, 5], max_new_tokens=6)), want)
 

@@ -120,6 +120,47 @@ class LoaderErrorsTest(absltest.TestCase):
             f.truncate(1000)  # inside the metadata
         self.assertIn("truncated or corrupt GGUF file", self._error(path))
 
+    # Found by //tests/python:readers_fuzz_test; each was a hang, a stack trace or a silent wrong model.
+    def test_layer_count_beyond_the_checkpoint_fails_before_building(self):
+        d = self._copy("many_layers")
+        config_path = os.path.join(d, "config.json")
+        config = json.load(open(config_path))
+        config["text_config"]["num_hidden_layers"] = 10 ** 6  # building it would take hours
+        with open(config_path, "w") as f:
+            json.dump(config, f)
+        self.assertEqual(self._error(d), "text_config.num_hidden_layers is 1000000, but the checkpoint holds 3 "
+                                         "such layers")
+
+    def test_non_integer_or_huge_sizes(self):
+        for value, message in (("x", "hidden_size must be an integer, got 'x'"),
+                               (2 ** 40, f"hidden_size must be an integer in 1..{2 ** 24}, got {2 ** 40}")):
+            d = self._copy(f"size_{value}")
+            config_path = os.path.join(d, "config.json")
+            config = json.load(open(config_path))
+            config["text_config"]["hidden_size"] = value
+            with open(config_path, "w") as f:
+                json.dump(config, f)
+            self.assertIn(message, self._error(d))
+
+    def test_nan_weight_is_named(self):
+        d = self._copy("nan")
+        path = os.path.join(d, "model.safetensors")
+        tensors = load_file(path)
+        tensors["model.text_model.layers.0.self_attn.k_proj.weight"][1, 2] = np.nan
+        save_file(tensors, path)
+        self.assertEqual(self._error(d), "tensor 'model.text_model.layers.0.self_attn.k_proj.weight' holds NaN or "
+                                         "infinite values")
+
+    def test_tflite_that_is_not_one(self):
+        from ternary_vlm import runtime
+        from ternary_vlm.errors import TernaryVLMError
+
+        for content, message in ((b"", "not a .tflite file (no TFL3 identifier)"),
+                                 (b"\x10\x00\x00\x00TFL3\xff\xff", "corrupt .tflite file")):
+            with self.assertRaises(TernaryVLMError) as ctx:
+                runtime.read_metadata(content)
+            self.assertIn(message, str(ctx.exception))
+
     def test_generate_cli_prints_one_line(self):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
         result = subprocess.run([sys.executable, "-m", "ternary_vlm.generate", f"--model={self.base}"],

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 
 from absl import app, flags
 
@@ -29,7 +27,7 @@ flags.DEFINE_string("json", None, "Also write the results here.")
 
 
 def run() -> dict:
-    from ternary_vlm import evaluate
+    from ternary_vlm import atomic, evaluate
     from ternary_vlm.convert import load_model, model_path
     from ternary_vlm.data import eval_texts, user_data
     from ternary_vlm.errors import TernaryVLMError
@@ -56,11 +54,7 @@ def run() -> dict:
     if len(results) == 1:
         out.update(next(iter(results.values())))
     if FLAGS.json:
-        target = os.path.abspath(user_path(FLAGS.json))
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(out, f, indent=1)
-        os.replace(tmp, target)
+        atomic.write_text(user_path(FLAGS.json), json.dumps(out, indent=1))
     return out
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ternary_vlm.errors import CheckpointError
-from ternary_vlm.models.config import TextConfig
+from ternary_vlm.models.config import TextConfig, as_integer
 
 SUPPORTED_ARCHITECTURES = ("llama",)
 
@@ -84,25 +84,32 @@ class GGUFCheckpoint:
     def _config(self) -> TextConfig:
         m = self.meta
 
-        def need(key):
-            if f"llama.{key}" not in m:
+        def integer(key, default=None):
+            if f"llama.{key}" not in m and default is None:
                 raise CheckpointError(f"{self.name}: missing GGUF metadata llama.{key}")
-            return m[f"llama.{key}"]
+            return as_integer(m.get(f"llama.{key}", default), f"llama.{key}", self.name)
 
-        heads = int(need("attention.head_count"))
-        hidden = int(need("embedding_length"))
-        vocab = m.get("llama.vocab_size") or len(m.get("tokenizer.ggml.tokens", ()))
+        def number(key, default):
+            value = m.get(f"llama.{key}", default)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise CheckpointError(f"{self.name}: GGUF metadata llama.{key} must be a number, got {value!r}")
+            return float(value)
+
+        heads = integer("attention.head_count")
+        hidden = integer("embedding_length")
+        tokens = m.get("tokenizer.ggml.tokens", ())
+        vocab = integer("vocab_size", len(tokens) if isinstance(tokens, list) else 0)
         if not vocab:
             raise CheckpointError(f"{self.name}: missing GGUF metadata llama.vocab_size")
         eos = m.get("tokenizer.ggml.eos_token_id")
         return TextConfig(
-            vocab_size=int(vocab), hidden_size=hidden, intermediate_size=int(need("feed_forward_length")),
-            num_hidden_layers=int(need("block_count")), num_attention_heads=heads,
-            num_key_value_heads=int(m.get("llama.attention.head_count_kv", heads)),
-            head_dim=int(m.get("llama.attention.key_length", hidden // heads)),
-            rms_norm_eps=float(m.get("llama.attention.layer_norm_rms_epsilon", 1e-5)),
-            rope_theta=float(m.get("llama.rope.freq_base", 10000.0)),
-            max_position_embeddings=int(m.get("llama.context_length", 2048)),
+            vocab_size=vocab, hidden_size=hidden, intermediate_size=integer("feed_forward_length"),
+            num_hidden_layers=integer("block_count"), num_attention_heads=heads,
+            num_key_value_heads=integer("attention.head_count_kv", heads),
+            head_dim=integer("attention.key_length", hidden // max(heads, 1)),
+            rms_norm_eps=number("attention.layer_norm_rms_epsilon", 1e-5),
+            rope_theta=number("rope.freq_base", 10000.0),
+            max_position_embeddings=integer("context_length", 2048),
             tie_word_embeddings="output.weight" not in self._tensors,
             bos_token_id=m.get("tokenizer.ggml.bos_token_id"), eos_token_id=eos,
             pad_token_id=m.get("tokenizer.ggml.padding_token_id"))

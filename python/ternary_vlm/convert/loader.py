@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import Any, Callable
 
 import jax.numpy as jnp
@@ -77,12 +78,29 @@ def fill_params(make_model: Callable[[], nnx.Module], names: Callable[[tuple], s
         if found != tuple(want.shape) and not reshape:
             raise CheckpointError(f"tensor {name!r} has shape {found}, expected {tuple(want.shape)}")
         array = np.asarray(get(name))
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise CheckpointError(f"tensor {name!r} holds NaN or infinite values")
         if reshape:  # Conv2d [D, C, p, p] -> linear over channel-major flattened patches [D, C*p*p]
             array = array.reshape(want.shape)
         filled.append((path, var.replace(jnp.asarray(array.astype(want.dtype, copy=False)))))
         if used is not None:
             used.add(name)
     return nnx.merge(graphdef, nnx.from_flat_state(filled))
+
+
+def check_layer_counts(config: VLMConfig | TextConfig, names) -> None:
+    """Fails unless the checkpoint's tensor `names` hold every layer the config declares; checked before the
+    model is built, whose size the config sets (a corrupt num_hidden_layers of 10^9 would never finish)."""
+    text = config.text if isinstance(config, VLMConfig) else config
+    stacks = [("num_hidden_layers", text.num_hidden_layers, r"(?:.*\.)?layers\.(\d+)\.")]
+    if isinstance(config, VLMConfig):
+        stacks = [("text_config.num_hidden_layers", text.num_hidden_layers, r".*text_model\.layers\.(\d+)\."),
+                  ("vision_config.num_hidden_layers", config.vision.num_hidden_layers,
+                   r".*encoder\.layers\.(\d+)\.")]
+    for key, declared, pattern in stacks:
+        found = {int(m.group(1)) for n in names if (m := re.fullmatch(pattern + ".*", n))}
+        if declared - 1 not in found:
+            raise CheckpointError(f"{key} is {declared}, but the checkpoint holds {len(found)} such layers")
 
 
 def load_model(path: str) -> LoadedModel:
@@ -112,6 +130,7 @@ def load_directory(directory: str) -> LoadedModel:
         raise CheckpointError(f"{config_path}: not a model config")
     config = config_from_dict(raw, where="config.json")
     checkpoint = SafetensorsCheckpoint(directory)
+    check_layer_counts(config, checkpoint.keys())
     shape_of = lambda name: checkpoint.shape(name) if name in checkpoint else None  # noqa: E731
 
     is_vlm = isinstance(config, VLMConfig)
@@ -141,6 +160,7 @@ def load_gguf(path: str) -> LoadedModel:
     checkpoint = GGUFCheckpoint(path)
     config = checkpoint.config
     tensors = checkpoint.tensors()
+    check_layer_counts(config, tensors)
     model = fill_params(lambda: LlamaDecoder(config, rngs=nnx.Rngs(0)), _dotted,
                         lambda name: tuple(int(d) for d in reversed(tensors[name].shape)) if name in tensors else None,
                         lambda name: checkpoint.get(tensors[name]))

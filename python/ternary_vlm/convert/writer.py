@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Callable
 
 import numpy as np
 from flax import nnx
 from safetensors.numpy import save_file
 
+from ternary_vlm import atomic
 from ternary_vlm.convert.loader import hf_tensor_name
 from ternary_vlm.models import layers
 
@@ -44,25 +43,9 @@ def state_dict(model: nnx.Module, config: dict) -> dict[str, np.ndarray]:
 def save_directory(model: nnx.Module, config: dict, out_dir: str,
                    write_extras: Callable[[str], None] | None = None) -> None:
     """Writes config (a config.json dict), the weights and whatever write_extras(tmp_dir) adds."""
-    out_dir = os.path.abspath(out_dir)
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(out_dir) + "-", dir=parent)
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary directory
-    try:
+    with atomic.output_directory(out_dir) as tmp:
         save_file(state_dict(model, config), os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(config, f, indent=1)
         if write_extras:
             write_extras(tmp)
-        if os.path.exists(out_dir):
-            old = out_dir + ".old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

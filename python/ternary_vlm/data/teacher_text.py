@@ -13,7 +13,6 @@ resumes at the first missing shard.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +20,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
+from ternary_vlm import atomic
 from ternary_vlm.models.llama import LlamaDecoder
 
 
@@ -66,9 +66,7 @@ def generate(model: LlamaDecoder, special_ids: set[int], rows: int, length: int,
             rng = np.random.default_rng([seed, s])
             first = jnp.asarray(rng.choice(allowed, size=batch))
             tokens = np.asarray(sample(first, jax.random.key(int(rng.integers(1 << 31)))), np.int32)
-            fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npy.tmp")
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, tokens)
-            os.replace(tmp, path)
+            with atomic.output_file(path) as tmp:
+                np.save(tmp, tokens)
         out.append(np.load(path))
     return np.concatenate(out)[:rows]

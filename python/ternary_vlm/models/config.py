@@ -7,6 +7,7 @@ defaults of the corresponding transformers config classes.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from ternary_vlm.errors import CheckpointError
@@ -14,6 +15,23 @@ from ternary_vlm.errors import CheckpointError
 VLM_TYPES = ("smolvlm", "idefics3")
 TEXT_TYPES = ("llama",)
 SUPPORTED_TYPES = VLM_TYPES + TEXT_TYPES
+# Bound on every size in a config (Llama-3-405B's largest is 128256): a corrupt config.json must give an
+# error, not a model whose construction takes all memory.
+MAX_SIZE = 2 ** 24
+
+
+def _check_fields(cfg) -> None:
+    """Sizes (int fields) must be integers in 1..MAX_SIZE (token ids, *_id, from 0), eps/theta (float fields)
+    finite and positive."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        low = 0 if f.name.endswith("_id") else 1
+        if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or
+                                not low <= value <= MAX_SIZE):
+            raise CheckpointError(f"config: {f.name} must be an integer in {low}..{MAX_SIZE}, got {value!r}")
+        if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float)) or
+                                  not math.isfinite(value) or value <= 0):
+            raise CheckpointError(f"config: {f.name} must be a positive number, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +56,7 @@ class TextConfig:
     pad_token_id: int | None = None
 
     def __post_init__(self):
+        _check_fields(self)
         if self.num_attention_heads % self.num_key_value_heads:
             raise CheckpointError(f"config: num_attention_heads ({self.num_attention_heads}) is not a multiple of "
                                   f"num_key_value_heads ({self.num_key_value_heads})")
@@ -59,6 +78,9 @@ class VisionConfig:
     hidden_act: str = "gelu_pytorch_tanh"
     layer_norm_eps: float = 1e-6
 
+    def __post_init__(self):
+        _check_fields(self)
+
     @property
     def patches_per_side(self) -> int:
         return self.image_size // self.patch_size
@@ -73,6 +95,9 @@ class VLMConfig:
     vision: VisionConfig
     scale_factor: int = 2
     image_token_id: int = 128257
+
+    def __post_init__(self):
+        _check_fields(self)
 
     @property
     def image_seq_len(self) -> int:
@@ -94,10 +119,23 @@ def _pick(cls, d: dict[str, Any], **overrides):
 def _rope_theta(d: dict[str, Any], where: str) -> float:
     # transformers 5 writes rope_parameters = {rope_type, rope_theta}; 4.x wrote rope_theta (+ rope_scaling).
     params = d.get("rope_parameters") or d.get("rope_scaling") or {}
+    if not isinstance(params, dict):
+        raise CheckpointError(f"{where}: rope_parameters must be an object, got {params!r}")
     rope_type = params.get("rope_type", params.get("type", "default"))
     if rope_type != "default":
         raise CheckpointError(f"{where}: unsupported RoPE type {rope_type!r} (supported: 'default')")
-    return float(params.get("rope_theta", d.get("rope_theta", 10000.0)))
+    theta = params.get("rope_theta", d.get("rope_theta", 10000.0))
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)):
+        raise CheckpointError(f"{where}: rope_theta must be a number, got {theta!r}")
+    return float(theta)
+
+
+def as_integer(value, key: str, where: str) -> int:
+    """An integral JSON value (7 or 7.0) as int, else a CheckpointError naming the key."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+            value != int(value):
+        raise CheckpointError(f"{where}: {key} must be an integer, got {value!r}")
+    return int(value)
 
 
 def text_config_dict(cfg: TextConfig) -> dict[str, Any]:
@@ -113,13 +151,13 @@ def text_config_from_dict(d: dict[str, Any], *, tie_word_embeddings: bool | None
         raise CheckpointError(f"{where}: unsupported text hidden_act {act!r} (supported: silu)")
     if d.get("pretraining_tp", 1) not in (1, None):
         raise CheckpointError(f"{where}: pretraining_tp={d['pretraining_tp']} is not supported")
-    heads = int(d.get("num_attention_heads", 32))
-    hidden = int(d.get("hidden_size", 4096))
+    heads = as_integer(d.get("num_attention_heads", 32), "num_attention_heads", where)
+    hidden = as_integer(d.get("hidden_size", 4096), "hidden_size", where)
     kw = _pick(TextConfig, d)
     kw.pop("rope_theta", None)
     kw["num_attention_heads"] = heads
-    kw["num_key_value_heads"] = int(d.get("num_key_value_heads") or heads)
-    kw["head_dim"] = int(d.get("head_dim") or hidden // heads)
+    kw["num_key_value_heads"] = as_integer(d.get("num_key_value_heads") or heads, "num_key_value_heads", where)
+    kw["head_dim"] = as_integer(d.get("head_dim") or hidden // max(heads, 1), "head_dim", where)
     kw["rope_theta"] = _rope_theta(d, where)
     if tie_word_embeddings is not None:
         kw["tie_word_embeddings"] = bool(tie_word_embeddings)
@@ -162,8 +200,8 @@ def config_from_dict(d: dict[str, Any], where: str = "config.json") -> VLMConfig
     cfg = VLMConfig(model_type=model_type,
                     text=text_config_from_dict(text, tie_word_embeddings=tie, where=where),
                     vision=vision,
-                    scale_factor=int(d.get("scale_factor", 2)),
-                    image_token_id=int(d.get("image_token_id", 128257)))
+                    scale_factor=as_integer(d.get("scale_factor", 2), "scale_factor", where),
+                    image_token_id=as_integer(d.get("image_token_id", 128257), "image_token_id", where))
     side = vision.patches_per_side
     if side % cfg.scale_factor:
         raise CheckpointError(f"{where}: patches per side ({side}) is not a multiple of scale_factor "
