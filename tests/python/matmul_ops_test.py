@@ -1,6 +1,7 @@
 """TernaryMatMul / BinaryMatMul in stock LiteRT (through the delegate plugin) against numpy."""
 
 import itertools
+import threading
 
 import numpy as np
 from absl.testing import absltest, parameterized
@@ -138,6 +139,44 @@ class MalformedModelTest(parameterized.TestCase):
         with absltest.mock.patch.dict("os.environ", {"TERNARY_VLM_OPS_LIBRARY": "/nonexistent/lib.so"}):
             with self.assertRaisesRegex(FileNotFoundError, "/nonexistent/lib.so"):
                 litert.ops_library()
+
+
+class TwoInterpretersTest(absltest.TestCase):
+    """Two interpreters with our op in two threads at once (an app serving two users): both use the op
+    library's shared 2-thread pool, and each must compute what it computes alone, bit for bit."""
+
+    def test_concurrent_invokes_match_solo_runs(self):
+        rng = np.random.default_rng(5)
+        models, inputs = [], []
+        for activations in ("float32", "int8"):
+            w, scale, bias = random_layer(rng, packing.TERNARY, 1024, 512, True)  # 2^19 MACs: the pool splits it
+            packed = packing.pack(w, packing.TERNARY)
+            models.append(tflite_model.quantized_matmul_model(packing.TERNARY, (1, 512), packed, scale, bias,
+                                                              activations=activations))
+            inputs.append(rng.normal(size=(200, 1, 512)).astype(np.float32))
+
+        def run_all(model, xs, out):
+            interp = litert.interpreter(model_content=model, num_threads=2)
+            x_index, y_index = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+            for x in xs:
+                interp.set_tensor(x_index, x)
+                interp.invoke()
+                out.append(interp.get_tensor(y_index).copy())
+
+        alone = []
+        for model, xs in zip(models, inputs):
+            alone.append([])
+            run_all(model, xs, alone[-1])
+        together = [[], []]
+        threads = [threading.Thread(target=run_all, args=(m, xs, out)) for m, xs, out in zip(models, inputs, together)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for name, got, want in zip(("float32", "int8"), together, alone):
+            self.assertEqual(len(got), len(want), name)
+            for step, (g, w) in enumerate(zip(got, want)):
+                np.testing.assert_array_equal(g, w, err_msg=f"{name} activations, step {step}")
 
 
 if __name__ == "__main__":
