@@ -70,7 +70,12 @@ def cc_fuzz_test(name, srcs, deps, corpus, seconds = 20):
             "//conditions:default": [],
         }),
         data = corpus,
-        args = ["$(rootpath %s)" % f for f in corpus],
+        # libFuzzer would run seed files given one by one and stop; it takes the corpus folder from the
+        # command line instead (see .bazelrc's fuzz config).
+        args = select({
+            "//tools/fuzz:libfuzzer": [],
+            "//conditions:default": ["$(rootpath %s)" % f for f in corpus],
+        }),
         env = {"FUZZ_SECONDS": str(seconds)},
         linkstatic = True,
         tags = ["fuzz"],
