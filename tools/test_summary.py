@@ -3,7 +3,9 @@
 Reads each run's build event protocol file (--build_event_json_file) to find the test.xml of
 every test that ran (cached or not); a target that failed to build counts as one failure, a
 target skipped as incompatible with the platform (host-only under --config=aarch64) not at all.
-Exits non-zero if anything failed or nothing ran.
+A skipped test case is listed and counts as neither; a test target that ran no test case at all
+(a filter that matched nothing, registrations dropped by the linker) counts as a failure, since it
+would otherwise pass silently. Exits non-zero if anything failed or nothing ran.
 """
 
 import json
@@ -13,17 +15,22 @@ import xml.etree.ElementTree as ET
 
 
 def count_xml(path):
+    """(passed, failed, names of skipped cases) of one test.xml."""
     root = ET.parse(path).getroot()
-    passed = failed = 0
+    passed, failed, skipped = 0, 0, []
     for case in root.iter("testcase"):
         if case.find("failure") is not None or case.find("error") is not None:
             failed += 1
         elif case.find("skipped") is None and case.get("status") != "notrun":
             passed += 1
-    return passed, failed
+        else:
+            skipped.append(f"{case.get('classname', '')}.{case.get('name', '')}")
+    return passed, failed, skipped
 
 
-def count_run(bep_path):
+def count_run(bep_path, skipped: list, empty: list):
+    """(passed, failed) of one Bazel run; appends "label: case" of skipped cases to `skipped` and the labels
+    of test targets that ran no case to `empty`."""
     passed = failed = 0
     tested = set()
     completed_tests = {}
@@ -36,7 +43,11 @@ def count_run(bep_path):
             result = event.get("testResult", {})
             xml = [o for o in result.get("testActionOutput", []) if o.get("name") == "test.xml"]
             if xml:
-                p, f = count_xml(urllib.parse.urlparse(xml[0]["uri"]).path)
+                p, f, s = count_xml(urllib.parse.urlparse(xml[0]["uri"]).path)
+                skipped.extend(f"{label}: {case}" for case in s)
+                if p + f + len(s) == 0 and result.get("status") == "PASSED":
+                    empty.append(label)
+                    f = 1
             else:
                 p, f = 0, 0
             if result.get("status") != "PASSED" and f == 0:
@@ -54,9 +65,14 @@ def count_run(bep_path):
 
 def main(paths):
     passed = failed = 0
+    skipped, empty = [], []
     for path in paths:
-        p, f = count_run(path)
+        p, f = count_run(path, skipped, empty)
         passed, failed = passed + p, failed + f
+    for label in empty:
+        print(f"ran no test case (counted as failed): {label}")
+    for case in skipped:
+        print(f"skipped: {case}")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed or not passed else 0
 

@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <iostream>
 #include <random>
+#include <set>
+#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -31,7 +35,7 @@ std::vector<float> RandomFloats(size_t count, float lo, float hi, std::mt19937& 
 }
 
 std::vector<float> RunKernel(const MatMulKernel& kernel, const std::vector<float>& x, size_t m,
-                       const std::vector<float>& scale, const float* bias, ThreadPool* pool) {
+                             const std::vector<float>& scale, const float* bias, ThreadPool* pool) {
   std::vector<float> y(m * kernel.n(), NAN);
   std::vector<uint8_t> scratch(kernel.ScratchBytes(m) + 1);
   // Misaligned on purpose: kernels must not rely on the caller's alignment.
@@ -65,7 +69,8 @@ void QuantizeForTest(const std::vector<float>& x, size_t m, size_t k, std::vecto
     for (size_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(x[i * k + c]));
     if (amax == 0.0f) continue;
     const float inv = 127.0f / amax;
-    for (size_t c = 0; c < k; ++c) (*q)[i * k + c] = static_cast<int>(std::rint(x[i * k + c] * inv));
+    for (size_t c = 0; c < k; ++c)
+      (*q)[i * k + c] = static_cast<int>(std::rint(x[i * k + c] * inv));
     (*s)[i] = amax / 127.0f;
   }
 }
@@ -74,67 +79,82 @@ using Param = std::tuple<Isa, Activations, WeightFormat, int>;
 
 class MatMulTest : public ::testing::TestWithParam<Param> {};
 
+// The kernel for (isa, act, format) against the reference and an independent naive product, for one
+// [n, k] weight matrix and each activation row count in ms.
+void CheckShape(Isa isa, Activations act, WeightFormat format, ThreadPool* pool, size_t k, size_t n,
+                const std::vector<size_t>& ms, std::mt19937& rng) {
+  const std::vector<int8_t> w = RandomWeights(format, n * k, rng);
+  std::vector<uint8_t> packed(n * RowBytes(format, k));
+  ASSERT_TRUE(Pack(format, w.data(), n, k, packed.data()).ok());
+  std::unique_ptr<MatMulKernel> kernel, reference;
+  ASSERT_TRUE(
+      MatMulKernel::Create(format, act, isa, packed.data(), packed.size(), n, k, &kernel).ok());
+  ASSERT_TRUE(MatMulKernel::Create(format, act, Isa::kReference, packed.data(), packed.size(), n, k,
+                                   &reference)
+                  .ok());
+  EXPECT_EQ(kernel->isa(), isa);
+  EXPECT_EQ(kernel->activations(), act);
+  EXPECT_EQ(kernel->n(), n);
+  EXPECT_EQ(kernel->k(), k);
+  EXPECT_EQ(kernel->format(), format);
+  const std::vector<float> scale = RandomFloats(n, 0.5f, 2.0f, rng);
+  const std::vector<float> bias = RandomFloats(n, -1.0f, 1.0f, rng);
+  for (size_t m : ms) {
+    std::vector<float> x = RandomFloats(m * k, -1.0f, 1.0f, rng);
+    if (m == 3) std::fill(x.begin() + k, x.begin() + 2 * k, 0.0f);  // an all-zero row
+    std::vector<int> q;
+    std::vector<float> s;
+    QuantizeForTest(x, m, k, &q, &s);
+    for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
+      SCOPED_TRACE("k=" + std::to_string(k) + " n=" + std::to_string(n) +
+                   " m=" + std::to_string(m) + (b ? " bias" : " no bias"));
+      // The reference against an independent naive product of the int8 weights.
+      std::vector<float> naive(m * n);
+      for (size_t i = 0; i < m; ++i) {
+        for (size_t r = 0; r < n; ++r) {
+          double acc = 0.0;
+          for (size_t c = 0; c < k; ++c) {
+            acc += act == Activations::kInt8 ? double{s[i]} * q[i * k + c] * w[r * k + c]
+                                             : double{x[i * k + c]} * w[r * k + c];
+          }
+          naive[i * n + r] = static_cast<float>(acc * scale[r] + (b ? b[r] : 0.0));
+        }
+      }
+      const std::vector<float> want = RunKernel(*reference, x, m, scale, b, nullptr);
+      ExpectClose(want, naive);
+      const std::vector<float> got = RunKernel(*kernel, x, m, scale, b, pool);
+      if (act == Activations::kInt8) {
+        // Exact integer sums and the same float epilogue: bit for bit.
+        for (size_t e = 0; e < got.size(); ++e) ASSERT_EQ(got[e], want[e]) << "at " << e;
+      } else {
+        // Against the exact (double) product: the reference's own k-order float sums drift
+        // ~1e-5 at k = 2500, so kernels summing in another order are judged by the truth.
+        ExpectClose(got, naive);
+      }
+    }
+  }
+}
+
 TEST_P(MatMulTest, MatchesReferenceOnRaggedShapes) {
-  const Isa isa = std::get<0>(GetParam());
-  const Activations act = std::get<1>(GetParam());
-  const WeightFormat format = std::get<2>(GetParam());
   ThreadPool pool(std::get<3>(GetParam()));
   std::mt19937 rng(42);
   // k = 2500 spans several K chunks of the m > 1 table-lookup paths.
   for (size_t k : {1, 3, 7, 33, 100, 577, 1000, 2500}) {
     for (size_t n : {1, 5, 17, 67, 130}) {
-      const std::vector<int8_t> w = RandomWeights(format, n * k, rng);
-      std::vector<uint8_t> packed(n * RowBytes(format, k));
-      ASSERT_TRUE(Pack(format, w.data(), n, k, packed.data()).ok());
-      std::unique_ptr<MatMulKernel> kernel, reference;
-      ASSERT_TRUE(
-          MatMulKernel::Create(format, act, isa, packed.data(), packed.size(), n, k, &kernel).ok());
-      ASSERT_TRUE(MatMulKernel::Create(format, act, Isa::kReference, packed.data(), packed.size(),
-                                       n, k, &reference)
-                      .ok());
-      EXPECT_EQ(kernel->isa(), isa);
-      EXPECT_EQ(kernel->activations(), act);
-      EXPECT_EQ(kernel->n(), n);
-      EXPECT_EQ(kernel->k(), k);
-      EXPECT_EQ(kernel->format(), format);
-      const std::vector<float> scale = RandomFloats(n, 0.5f, 2.0f, rng);
-      const std::vector<float> bias = RandomFloats(n, -1.0f, 1.0f, rng);
-      for (size_t m : {1, 3, 4, 9, 17}) {
-        std::vector<float> x = RandomFloats(m * k, -1.0f, 1.0f, rng);
-        if (m == 3) std::fill(x.begin() + k, x.begin() + 2 * k, 0.0f);  // an all-zero row
-        std::vector<int> q;
-        std::vector<float> s;
-        QuantizeForTest(x, m, k, &q, &s);
-        for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
-          SCOPED_TRACE("k=" + std::to_string(k) + " n=" + std::to_string(n) +
-                       " m=" + std::to_string(m) + (b ? " bias" : " no bias"));
-          // The reference against an independent naive product of the int8 weights.
-          std::vector<float> naive(m * n);
-          for (size_t i = 0; i < m; ++i) {
-            for (size_t r = 0; r < n; ++r) {
-              double acc = 0.0;
-              for (size_t c = 0; c < k; ++c) {
-                acc += act == Activations::kInt8 ? double{s[i]} * q[i * k + c] * w[r * k + c]
-                                                 : double{x[i * k + c]} * w[r * k + c];
-              }
-              naive[i * n + r] = static_cast<float>(acc * scale[r] + (b ? b[r] : 0.0));
-            }
-          }
-          const std::vector<float> want = RunKernel(*reference, x, m, scale, b, nullptr);
-          ExpectClose(want, naive);
-          const std::vector<float> got = RunKernel(*kernel, x, m, scale, b, &pool);
-          if (act == Activations::kInt8) {
-            // Exact integer sums and the same float epilogue: bit for bit.
-            for (size_t e = 0; e < got.size(); ++e) ASSERT_EQ(got[e], want[e]) << "at " << e;
-          } else {
-            // Against the exact (double) product: the reference's own k-order float sums drift
-            // ~1e-5 at k = 2500, so kernels summing in another order are judged by the truth.
-            ExpectClose(got, naive);
-          }
-        }
-      }
+      CheckShape(std::get<0>(GetParam()), std::get<1>(GetParam()), std::get<2>(GetParam()), &pool,
+                 k, n, {1, 3, 4, 9, 17}, rng);
     }
   }
+}
+
+// For m > 1 the table-lookup kernels walk weight rows in slabs of ~512 KiB (lut_walk.h): at k =
+// 2500 a ternary slab is ~840 rows, a binary one ~1680, so n = 2048 crosses two or three slab
+// boundaries.
+TEST_P(MatMulTest, MatchesReferenceAcrossWeightSlabs) {
+  ThreadPool pool(std::get<3>(GetParam()));
+  std::mt19937 rng(7);
+  CheckShape(std::get<0>(GetParam()), std::get<1>(GetParam()), std::get<2>(GetParam()), &pool, 2500,
+             2048, {2, 5}, rng);
 }
 
 std::vector<Param> AllParams() {
@@ -160,8 +180,9 @@ INSTANTIATE_TEST_SUITE_P(AllIsas, MatMulTest, ::testing::ValuesIn(AllParams()),
 TEST(MatMulCreateTest, RejectsWrongByteCountNamingBoth) {
   std::vector<uint8_t> packed(10 * RowBytes(WeightFormat::kTernary2, 33) - 1, 0x55);
   std::unique_ptr<MatMulKernel> kernel;
-  const Status status = MatMulKernel::Create(WeightFormat::kTernary2, Activations::kFloat32,
-                                             Isa::kReference, packed.data(), packed.size(), 10, 33, &kernel);
+  const Status status =
+      MatMulKernel::Create(WeightFormat::kTernary2, Activations::kFloat32, Isa::kReference,
+                           packed.data(), packed.size(), 10, 33, &kernel);
   ASSERT_FALSE(status.ok());
   EXPECT_NE(status.message().find("need 90"), std::string::npos) << status.message();
   EXPECT_NE(status.message().find("found 89"), std::string::npos) << status.message();
@@ -171,30 +192,51 @@ TEST(MatMulCreateTest, RejectsWrongByteCountNamingBoth) {
 TEST(MatMulCreateTest, RejectsInvalidCodesAndPadding) {
   std::unique_ptr<MatMulKernel> kernel;
   for (Activations act : {Activations::kFloat32, Activations::kInt8}) {
-  for (Isa isa : AvailableIsas(act)) {
-    // 0b11 is no ternary code.
-    std::vector<uint8_t> ternary(2 * RowBytes(WeightFormat::kTernary2, 8), 0x55);
-    ternary[3] = 0x57;
-    Status status = MatMulKernel::Create(WeightFormat::kTernary2, act, isa, ternary.data(),
-                                         ternary.size(), 2, 8, &kernel);
-    ASSERT_FALSE(status.ok());
-    EXPECT_NE(status.message().find("invalid ternary code"), std::string::npos);
-    // k = 6: the last two codes of each row are padding and must be zero weights (0b01).
-    ternary.assign(2 * RowBytes(WeightFormat::kTernary2, 6), 0x55);
-    ternary[1] = 0x95;
-    status = MatMulKernel::Create(WeightFormat::kTernary2, act, isa, ternary.data(), ternary.size(), 2,
-                                  6, &kernel);
-    ASSERT_FALSE(status.ok());
-    EXPECT_NE(status.message().find("padding"), std::string::npos);
-    // k = 5: bits 5..7 of each binary row byte are padding and must be 0.
-    std::vector<uint8_t> binary = {0x1F, 0x3F};
-    status = MatMulKernel::Create(WeightFormat::kBinary1, act, isa, binary.data(), binary.size(), 2, 5,
-                                  &kernel);
-    ASSERT_FALSE(status.ok());
-    EXPECT_NE(status.message().find("padding"), std::string::npos);
-  }
+    for (Isa isa : AvailableIsas(act)) {
+      // 0b11 is no ternary code.
+      std::vector<uint8_t> ternary(2 * RowBytes(WeightFormat::kTernary2, 8), 0x55);
+      ternary[3] = 0x57;
+      Status status = MatMulKernel::Create(WeightFormat::kTernary2, act, isa, ternary.data(),
+                                           ternary.size(), 2, 8, &kernel);
+      ASSERT_FALSE(status.ok());
+      EXPECT_NE(status.message().find("invalid ternary code"), std::string::npos);
+      // k = 6: the last two codes of each row are padding and must be zero weights (0b01).
+      ternary.assign(2 * RowBytes(WeightFormat::kTernary2, 6), 0x55);
+      ternary[1] = 0x95;
+      status = MatMulKernel::Create(WeightFormat::kTernary2, act, isa, ternary.data(),
+                                    ternary.size(), 2, 6, &kernel);
+      ASSERT_FALSE(status.ok());
+      EXPECT_NE(status.message().find("padding"), std::string::npos);
+      // k = 5: bits 5..7 of each binary row byte are padding and must be 0.
+      std::vector<uint8_t> binary = {0x1F, 0x3F};
+      status = MatMulKernel::Create(WeightFormat::kBinary1, act, isa, binary.data(), binary.size(),
+                                    2, 5, &kernel);
+      ASSERT_FALSE(status.ok());
+      EXPECT_NE(status.message().find("padding"), std::string::npos);
+    }
   }
   EXPECT_EQ(kernel, nullptr);
+}
+
+// The sweeps above run every ISA this CPU offers, so on another CPU a kernel would drop out
+// silently. This prints what ran and, when TVLM_REQUIRE_ISAS lists "activations:isa" pairs (CI
+// derives them from /proc/cpuinfo, .ci/run), fails unless each of them ran.
+TEST(MatMulIsaTest, ReportsTheIsasItRanAndHasEveryRequiredOne) {
+  std::set<std::string> ran;
+  for (Activations act : {Activations::kFloat32, Activations::kInt8}) {
+    for (Isa isa : AvailableIsas(act))
+      ran.insert(std::string(ActivationsName(act)) + ":" + IsaName(isa));
+  }
+  std::string list;
+  for (const std::string& r : ran) list += (list.empty() ? "" : ",") + r;
+  std::cout << "kernels run: " << list << std::endl;
+  ::testing::Test::RecordProperty("isas", list);
+  const char* required = std::getenv("TVLM_REQUIRE_ISAS");
+  std::stringstream wanted(required ? required : "");
+  for (std::string r; std::getline(wanted, r, ',');) {
+    if (!r.empty())
+      EXPECT_TRUE(ran.count(r)) << "required kernel " << r << " did not run (ran: " << list << ")";
+  }
 }
 
 TEST(MatMulCreateTest, IsaNamesAndBest) {
