@@ -2,7 +2,9 @@
 // the positions a query may see, and bad positions/shapes rejected with a message.
 #include "cc/kernels/attention.h"
 
+#include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cc/kernels/tests/attention_reference.h"
@@ -39,6 +41,32 @@ TEST(KVCacheTest, PrefillThenDecodeMatchesReference) {
   const Status last = cache.Write(std::vector<float>(heads * dim).data(),
                                   std::vector<float>(heads * dim).data(), 1, max_len - 1);
   EXPECT_TRUE(last.ok()) << last.message();
+}
+
+// Every decode step to the last slot of a cache spanning several 16-position key tiles, with head
+// dims that are not a multiple of 4 (the dot products' scalar tails), each output value checked.
+TEST(KVCacheTest, DecodesToTheLastPositionAcrossTilesWithOddHeadDims) {
+  for (int dim : {5, 18, 67}) {
+    std::mt19937 rng(dim);
+    const int heads = 2, max_len = 37, groups = 2;  // tiles [0,16) [16,32) [32,37)
+    KVCache cache(heads, dim, max_len);
+    ReferenceConversation reference(heads, dim);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
+    int position = 0;
+    for (int t = 3; position + t <= max_len; position += t, t = 1) {  // a 3-token prefill, then decode
+      const int rows = groups * t;
+      auto q = RandomFloats(&rng, static_cast<size_t>(heads) * rows * dim, 2.0f);
+      auto k = RandomFloats(&rng, static_cast<size_t>(heads) * dim * t, 2.0f);
+      auto v = RandomFloats(&rng, static_cast<size_t>(heads) * t * dim);
+      ASSERT_TRUE(cache.Write(k.data(), v.data(), t, position).ok());
+      reference.Write(k, v, t, position);
+      std::vector<float> out(q.size());
+      ASSERT_TRUE(cache.Attend(q.data(), rows, t, position, scale, out.data()).ok());
+      SCOPED_TRACE("dim " + std::to_string(dim) + ", position " + std::to_string(position));
+      ExpectNear(out, reference.Attend(q, rows, t, position, scale), "step");
+    }
+    EXPECT_EQ(position, max_len);
+  }
 }
 
 TEST(KVCacheTest, QueriesNeverSeeLaterPositions) {
