@@ -645,6 +645,8 @@ def plot(results: dict, path: str) -> None:
 
 
 def main(argv):
+    from ternary_vlm.cli import unwind_on_sigterm
+    unwind_on_sigterm()  # the export folder is removed on SIGTERM too (the finally below)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from ternary_vlm import export

@@ -10,7 +10,12 @@ from absl import app
 
 
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C, so atomic writes remove their temporaries
+    raise KeyboardInterrupt
+
+
+def unwind_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so atomic writes and `finally` blocks remove their temporaries."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def main_of(name: str, run: Callable[[], object]) -> Callable[[list[str]], None]:
@@ -21,7 +26,7 @@ def main_of(name: str, run: Callable[[], object]) -> Callable[[list[str]], None]
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         from ternary_vlm.errors import TernaryVLMError
-        signal.signal(signal.SIGTERM, _interrupt)
+        unwind_on_sigterm()
         try:
             run()
         except (TernaryVLMError, FileNotFoundError) as e:
