@@ -157,6 +157,50 @@ TEST_P(MatMulTest, MatchesReferenceAcrossWeightSlabs) {
              2048, {2, 5}, rng);
 }
 
+// Non-finite activations have a defined result (matmul.h): every output of their row is non-finite
+// and the other rows are untouched; a row of huge values (~1e30, whose products still fit in float)
+// gives what the reference gives, exactly with int8 activations (the row scale absorbs the
+// magnitude).
+TEST_P(MatMulTest, NonFiniteAndHugeActivations) {
+  const Isa isa = std::get<0>(GetParam());
+  const Activations act = std::get<1>(GetParam());
+  const WeightFormat format = std::get<2>(GetParam());
+  ThreadPool pool(std::get<3>(GetParam()));
+  std::mt19937 rng(11);
+  const size_t n = 67, k = 577, m = 4;
+  const std::vector<int8_t> w = RandomWeights(format, n * k, rng);
+  std::vector<uint8_t> packed(n * RowBytes(format, k));
+  ASSERT_TRUE(Pack(format, w.data(), n, k, packed.data()).ok());
+  std::unique_ptr<MatMulKernel> kernel, reference;
+  ASSERT_TRUE(
+      MatMulKernel::Create(format, act, isa, packed.data(), packed.size(), n, k, &kernel).ok());
+  ASSERT_TRUE(MatMulKernel::Create(format, act, Isa::kReference, packed.data(), packed.size(), n, k,
+                                   &reference)
+                  .ok());
+  const std::vector<float> scale = RandomFloats(n, 0.5f, 2.0f, rng);
+  std::vector<float> x = RandomFloats(m * k, -1.0f, 1.0f, rng);
+  x[0 * k + 5] = INFINITY;                               // row 0: +inf
+  x[1 * k + 300] = NAN;                                  // row 1: NaN
+  for (size_t c = 0; c < k; ++c) x[2 * k + c] *= 1e30f;  // row 2: huge, finite
+  const std::vector<float> got = RunKernel(*kernel, x, m, scale, nullptr, &pool);
+  const std::vector<float> want = RunKernel(*reference, x, m, scale, nullptr, nullptr);
+  float huge_max = 0.0f;
+  for (size_t r = 0; r < n; ++r) huge_max = std::max(huge_max, std::fabs(want[2 * n + r]));
+  ASSERT_TRUE(std::isfinite(huge_max));
+  for (size_t r = 0; r < n; ++r) {
+    EXPECT_FALSE(std::isfinite(got[0 * n + r])) << "inf row, output " << r;
+    EXPECT_FALSE(std::isfinite(got[1 * n + r])) << "NaN row, output " << r;
+    EXPECT_TRUE(std::isfinite(got[3 * n + r])) << "finite row, output " << r;
+    if (act == Activations::kInt8) {
+      EXPECT_TRUE(std::isfinite(got[2 * n + r])) << "huge row, output " << r;
+      EXPECT_EQ(got[2 * n + r], want[2 * n + r]) << "huge row, output " << r;
+      EXPECT_EQ(got[3 * n + r], want[3 * n + r]) << "finite row, output " << r;
+    } else {
+      EXPECT_NEAR(got[2 * n + r], want[2 * n + r], 1e-5 * huge_max) << "huge row, output " << r;
+    }
+  }
+}
+
 std::vector<Param> AllParams() {
   std::vector<Param> params;
   for (Activations act : {Activations::kFloat32, Activations::kInt8}) {
