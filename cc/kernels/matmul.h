@@ -11,8 +11,10 @@
 //             round half to even; cc/kernels/a8_layout.h) and Σ q·t is exact in int32 (W2A8, as
 //             BitNet b1.58 and bitnet.cpp's I2_S; LiteRT's dynamic-range int8 FULLY_CONNECTED
 //             quantizes its input rows the same way). Every kernel equals the reference exactly.
-// A non-finite activation (inf, NaN) makes every output of its row non-finite and leaves the other
-// rows as they are (with int8 activations the row comes out NaN); sums that overflow float give inf.
+// A non-finite activation (inf, NaN) makes every output that meets it through a non-zero weight
+// non-finite (with int8 activations its whole row comes out NaN) and leaves other rows as they are;
+// through a zero weight it may be skipped (NEON's masked ternary kernel) or give NaN (0 * inf, the
+// reference and the table-lookup kernels). Sums that overflow float give inf.
 
 #include <cstddef>
 #include <cstdint>
