@@ -5,7 +5,8 @@ every test that ran (cached or not); a target that failed to build counts as one
 target skipped as incompatible with the platform (host-only under --config=aarch64) not at all.
 A skipped test case is listed and counts as neither; a test target that ran no test case at all
 (a filter that matched nothing, registrations dropped by the linker) counts as a failure, since it
-would otherwise pass silently. Exits non-zero if anything failed or nothing ran.
+would otherwise pass silently; so does a run whose build failed (its tests are reported as skipped).
+Exits non-zero if anything failed or nothing ran.
 """
 
 import json
@@ -30,7 +31,7 @@ def count_xml(path):
 
 def count_run(bep_path, skipped: list, empty: list):
     """(passed, failed) of one Bazel run; appends "label: case" of skipped cases to `skipped` and the labels
-    of test targets that ran no case to `empty`."""
+    of test targets that ran no case (or the run, if its build failed) to `empty`."""
     passed = failed = 0
     tested = set()
     completed_tests = {}
@@ -53,6 +54,11 @@ def count_run(bep_path, skipped: list, empty: list):
             if result.get("status") != "PASSED" and f == 0:
                 f = 1  # crashed or timed out before writing a failing test case
             passed, failed = passed + p, failed + f
+        elif "buildFinished" in ident:
+            code = event.get("finished", {}).get("exitCode", {}).get("name", "SUCCESS")
+            if code not in ("SUCCESS", "TESTS_FAILED"):
+                empty.append(f"{bep_path} (build {code})")
+                failed += 1
         elif "targetCompleted" in ident and event.get("completed", {}).get("testSize"):
             completed_tests[ident["targetCompleted"]["label"]] = event["completed"].get("success", False)
         elif "targetCompleted" in ident and event.get("aborted", {}).get("reason", "SKIPPED") != "SKIPPED":

@@ -1,5 +1,5 @@
 """tools/test_summary.py on hand-made build event files: counts, a skipped case listed, a target that ran no
-test case counted as failed, a target that did not build counted once."""
+test case counted as failed, a target that did not build counted once, a run whose build failed counted."""
 
 import json
 import os
@@ -35,15 +35,21 @@ class TestSummaryTest(absltest.TestCase):
                                           "testActionOutput": [{"name": "test.xml", "uri": f"file://{path}"}]}})
         events.append({"id": {"targetCompleted": {"label": "//t:broken"}},
                        "completed": {"success": False, "testSize": "SMALL"}})
+        events.append({"id": {"buildFinished": {}}, "finished": {"exitCode": {"name": "TESTS_FAILED"}}})
         bep = os.path.join(d, "run.json")
         with open(bep, "w") as f:
             f.write("\n".join(json.dumps(e) for e in events) + "\n")
-        result = subprocess.run([sys.executable, SCRIPT, bep], capture_output=True, text=True)
+        # A second run whose build failed: its tests never ran, which must not pass as "0 failed".
+        broken_build = os.path.join(d, "arm.json")
+        with open(broken_build, "w") as f:
+            f.write(json.dumps({"id": {"buildFinished": {}}, "finished": {"exitCode": {"name": "BUILD_FAILURE"}}}))
+        result = subprocess.run([sys.executable, SCRIPT, bep, broken_build], capture_output=True, text=True)
         self.assertEqual(result.returncode, 1)
         self.assertEqual(result.stdout.splitlines(), [
             "ran no test case (counted as failed): //t:empty",
+            f"ran no test case (counted as failed): {broken_build} (build BUILD_FAILURE)",
             "skipped: //t:mixed: B.later",
-            "2 passed, 3 failed",  # bad, empty, broken
+            "2 passed, 4 failed",  # bad, empty, broken, the failed build
         ])
 
 

@@ -14,9 +14,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <fstream>
 #include <iterator>
-#include <exception>
 #include <random>
 #include <string>
 #include <vector>
@@ -67,30 +67,31 @@ void AddSeeds(const std::string& path, std::vector<std::vector<uint8_t>>* seeds)
 // insert or erase bytes, or splice in part of another seed.
 std::vector<uint8_t> Mutate(std::vector<uint8_t> x, const std::vector<std::vector<uint8_t>>& seeds,
                             std::mt19937_64& rng) {
-  const int count = 1 + rng() % 4;
-  for (int i = 0; i < count; ++i) {
-    const size_t at = x.empty() ? 0 : rng() % x.size();
-    switch (rng() % 6) {
+  // Uniform in [0, n) as a size_t (rng() is 64-bit, size_t 32-bit on armv7).
+  auto below = [&rng](size_t n) { return static_cast<size_t>(rng() % n); };
+  const size_t count = 1 + below(4);
+  for (size_t i = 0; i < count; ++i) {
+    const size_t at = x.empty() ? 0 : below(x.size());
+    switch (below(6)) {
       case 0:
-        if (!x.empty()) x[at] ^= 1u << (rng() % 8);
+        if (!x.empty()) x[at] ^= 1u << below(8);
         break;
       case 1:
         if (!x.empty()) x[at] = static_cast<uint8_t>(rng());
         break;
       case 2:
-        if (!x.empty()) x[at] = (const uint8_t[]){0, 1, 0x7f, 0x80, 0xff}[rng() % 5];
+        if (!x.empty()) x[at] = (const uint8_t[]){0, 1, 0x7f, 0x80, 0xff}[below(5)];
         break;
       case 3:
-        x.insert(x.begin() + at, 1 + rng() % 8, static_cast<uint8_t>(rng()));
+        x.insert(x.begin() + at, 1 + below(8), static_cast<uint8_t>(rng()));
         break;
       case 4:
-        if (!x.empty()) x.erase(x.begin() + at, x.begin() + std::min(x.size(), at + 1 + rng() % 8));
+        if (!x.empty()) x.erase(x.begin() + at, x.begin() + std::min(x.size(), at + 1 + below(8)));
         break;
       default: {
-        const auto& other = seeds[rng() % seeds.size()];
+        const auto& other = seeds[below(seeds.size())];
         if (!other.empty()) {
-          const size_t from = rng() % other.size(),
-                       n = std::min<size_t>(other.size() - from, 1 + rng() % 16);
+          const size_t from = below(other.size()), n = std::min(other.size() - from, 1 + below(16));
           x.insert(x.begin() + at, other.begin() + from, other.begin() + from + n);
         }
       }
@@ -124,7 +125,8 @@ int main(int argc, char** argv) {
   std::mt19937_64 rng(0x7e57);
   size_t runs = seeds.size() - 1;
   while (elapsed() < seconds) {
-    for (int i = 0; i < 64; ++i, ++runs) Run(Mutate(seeds[rng() % seeds.size()], seeds, rng));
+    for (int i = 0; i < 64; ++i, ++runs)
+      Run(Mutate(seeds[static_cast<size_t>(rng() % seeds.size())], seeds, rng));
   }
   std::printf("fuzz: %zu inputs (%zu seeds) in %.1f s, no crash\n", runs, seeds.size() - 1,
               elapsed());
