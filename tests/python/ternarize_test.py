@@ -11,6 +11,9 @@ from safetensors.numpy import load_file
 from cli_runner import run_module
 
 from ternary_vlm import packing
+from ternary_vlm.convert import load_model
+from ternary_vlm.models.generation import Generator
+from ternary_vlm.runtime import Runtime
 
 
 def run(*flags):
@@ -38,7 +41,16 @@ class TernarizeCliTest(absltest.TestCase):
                 codes = packing.unpack(packed[name + ".packed"], dequant.shape[1], packing.TERNARY)
                 # The float weights written are exactly scale * codes: one model, two encodings.
                 np.testing.assert_array_equal(dequant, scale[:, None] * codes.astype(np.float32), err_msg=name)
-            self.assertGreater(os.path.getsize(os.path.join(out, "model-ternary.tflite")), 0)
+            # The .tflite it wrote computes what the checkpoint it wrote computes (TernaryMatMul on float
+            # activations against Flax on scale * codes: equal up to float32 summation order).
+            loaded = load_model(out)
+            runtime = Runtime(os.path.join(out, "model-ternary.tflite"))
+            ids = loaded.tokenizer.encode("A small red circle above a blue square.")
+            generator = Generator(loaded.model)
+            want, _ = generator.prefill(ids, generator.text_model().init_cache(1, runtime.max_len))
+            want, got = np.asarray(want), runtime.prefill(ids)
+            self.assertLessEqual(np.abs(got - want).max(), 1e-4 * np.abs(want).max())
+            self.assertEqual(int(np.argmax(got[0])), int(np.argmax(want[0])))
             report = json.load(open(os.path.join(out, "report.json")))
             self.assertIn("after_qat", report)
             self.assertEqual(len(report["layers"]), len(q["layers"]))
