@@ -31,6 +31,14 @@ class SmolLM2ArtifactTest(absltest.TestCase):
         for layer in q["layers"][:7]:
             a = np.abs(weights[f"model.{layer}.weight"])  # every row: values in {-α, 0, α}
             self.assertTrue(np.all((a == 0) | (a == a.max(axis=1, keepdims=True))), layer)
+        # Compacting the rebuilt directory again gives back the shipped files (compact.write / materialize agree).
+        again = os.path.join(tempfile.mkdtemp(), "again")
+        compact.write(path, "smollm2", again)
+        for name in ("quantized.safetensors", "changed.safetensors"):
+            got, want = load_file(os.path.join(again, name)), load_file(str(src / name))
+            self.assertEqual(sorted(got), sorted(want), name)
+            for key in want:
+                np.testing.assert_array_equal(got[key], want[key], err_msg=key)
         loaded = load_model(path)
         report = json.load(open(src / "report.json"))
         last = report["curve"][-1]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from ternary_vlm import atomic
 from ternary_vlm.errors import CheckpointError
 
 ARTIFACTS = Path(__file__).resolve().parent.parent.parent / "artifacts"
@@ -48,20 +49,13 @@ def write(ternarize_dir: str, base_flag: str, dest: str) -> None:
     changed = {name: t for name, t in trained.items()
                if name.removeprefix("model.").removesuffix(".weight") not in layers
                and not (name in base and np.array_equal(base[name], t))}
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(dest)))
-    os.chmod(tmp, 0o755)
-    try:
+    with atomic.output_directory(dest) as tmp:
         for name in _COPIED:
             shutil.copy(os.path.join(ternarize_dir, name), tmp)
         config["quantization_config"]["base"] = base_flag
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(config, f, indent=1)
         save_file(changed, os.path.join(tmp, "changed.safetensors"))
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _cache_root() -> Path:
@@ -108,7 +102,12 @@ def materialize_dir(src: Path, name: str) -> str:
             shutil.copy(src / f, tmp)
         save_file(tensors, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save(tmp)
-        os.replace(tmp, target)
+        os.rename(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        # Another process (tests run in parallel) materialized the same digest first: same content, use it.
+        if not (target / "model.safetensors").exists():
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
