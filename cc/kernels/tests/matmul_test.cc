@@ -79,19 +79,35 @@ using Param = std::tuple<Isa, Activations, WeightFormat, int>;
 
 class MatMulTest : public ::testing::TestWithParam<Param> {};
 
+// Random [n, k] weights and the kernel for (isa, act, format) built from them, with the reference
+// kernel of the same weights.
+struct Kernels {
+  std::vector<int8_t> w;
+  std::unique_ptr<MatMulKernel> kernel, reference;
+};
+void MakeKernels(Isa isa, Activations act, WeightFormat format, size_t n, size_t k,
+                 std::mt19937& rng, Kernels* out) {
+  out->w = RandomWeights(format, n * k, rng);
+  std::vector<uint8_t> packed(n * RowBytes(format, k));
+  ASSERT_TRUE(Pack(format, out->w.data(), n, k, packed.data()).ok());
+  ASSERT_TRUE(
+      MatMulKernel::Create(format, act, isa, packed.data(), packed.size(), n, k, &out->kernel)
+          .ok());
+  ASSERT_TRUE(MatMulKernel::Create(format, act, Isa::kReference, packed.data(), packed.size(), n, k,
+                                   &out->reference)
+                  .ok());
+}
+
 // The kernel for (isa, act, format) against the reference and an independent naive product, for one
 // [n, k] weight matrix and each activation row count in ms.
 void CheckShape(Isa isa, Activations act, WeightFormat format, ThreadPool* pool, size_t k, size_t n,
                 const std::vector<size_t>& ms, std::mt19937& rng) {
-  const std::vector<int8_t> w = RandomWeights(format, n * k, rng);
-  std::vector<uint8_t> packed(n * RowBytes(format, k));
-  ASSERT_TRUE(Pack(format, w.data(), n, k, packed.data()).ok());
-  std::unique_ptr<MatMulKernel> kernel, reference;
-  ASSERT_TRUE(
-      MatMulKernel::Create(format, act, isa, packed.data(), packed.size(), n, k, &kernel).ok());
-  ASSERT_TRUE(MatMulKernel::Create(format, act, Isa::kReference, packed.data(), packed.size(), n, k,
-                                   &reference)
-                  .ok());
+  Kernels made;
+  MakeKernels(isa, act, format, n, k, rng, &made);
+  if (::testing::Test::HasFatalFailure()) return;
+  const std::vector<int8_t>& w = made.w;
+  const MatMulKernel* kernel = made.kernel.get();
+  const MatMulKernel* reference = made.reference.get();
   EXPECT_EQ(kernel->isa(), isa);
   EXPECT_EQ(kernel->activations(), act);
   EXPECT_EQ(kernel->n(), n);
@@ -169,15 +185,12 @@ TEST_P(MatMulTest, NonFiniteAndHugeActivations) {
   ThreadPool pool(std::get<3>(GetParam()));
   std::mt19937 rng(11);
   const size_t n = 67, k = 577, m = 4;
-  const std::vector<int8_t> w = RandomWeights(format, n * k, rng);
-  std::vector<uint8_t> packed(n * RowBytes(format, k));
-  ASSERT_TRUE(Pack(format, w.data(), n, k, packed.data()).ok());
-  std::unique_ptr<MatMulKernel> kernel, reference;
-  ASSERT_TRUE(
-      MatMulKernel::Create(format, act, isa, packed.data(), packed.size(), n, k, &kernel).ok());
-  ASSERT_TRUE(MatMulKernel::Create(format, act, Isa::kReference, packed.data(), packed.size(), n, k,
-                                   &reference)
-                  .ok());
+  Kernels made;
+  MakeKernels(isa, act, format, n, k, rng, &made);
+  if (::testing::Test::HasFatalFailure()) return;
+  const std::vector<int8_t>& w = made.w;
+  const MatMulKernel* kernel = made.kernel.get();
+  const MatMulKernel* reference = made.reference.get();
   const std::vector<float> scale = RandomFloats(n, 0.5f, 2.0f, rng);
   std::vector<float> x = RandomFloats(m * k, -1.0f, 1.0f, rng);
   x[0 * k + 5] = INFINITY;                               // row 0: +inf
