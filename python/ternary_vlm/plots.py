@@ -1,19 +1,33 @@
-"""Plots of ternarization curves: held-out perplexity against the compute spent (train/text_recipe.Curve points)."""
+"""Figures: the shared way to make and write one (subplots, save), and the ternarization curves (held-out
+perplexity against the compute spent, train/text_recipe.Curve points)."""
 
 from __future__ import annotations
 
 from ternary_vlm import atomic
 
 
-def plot_curves(curves: dict[str, list[dict]], path: str, x: str = "wall_s") -> None:
-    """One panel per held-out text; one line per curve (label -> points), the float model's perplexity dashed.
-    Written atomically."""
+def subplots(*args, **kwargs):
+    """matplotlib's subplots on the file-only Agg backend (imported here: only plotting pays for it)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt.subplots(*args, **kwargs)
 
+
+def save(fig, path: str) -> None:
+    """Lays out, writes the PNG atomically and frees the figure."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    with atomic.output_file(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(curves: dict[str, list[dict]], path: str, x: str = "wall_s") -> None:
+    """One panel per held-out text; one line per curve (label -> points), the float model's perplexity dashed.
+    Written atomically."""
     texts = sorted({k for points in curves.values() for p in points for k in p if k.startswith("ppl_")})
-    fig, axes = plt.subplots(1, len(texts), figsize=(5 * len(texts), 4), squeeze=False)
+    fig, axes = subplots(1, len(texts), figsize=(5 * len(texts), 4), squeeze=False)
     for ax, text in zip(axes[0], texts):
         for label, points in curves.items():
             float_point = next((p for p in points if p["stage"] == "float"), None)
@@ -31,7 +45,4 @@ def plot_curves(curves: dict[str, list[dict]], path: str, x: str = "wall_s") -> 
         ax.set_ylabel("perplexity")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic.output_file(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save(fig, path)

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from ternary_vlm import litert  # from the runfiles' python/ (added to sys.path by the caller)
+from ternary_vlm.runtime import litert  # from the runfiles' python/ (added to sys.path by the caller)
 
 
 def main(cases_path):

@@ -8,7 +8,9 @@ import os
 import numpy as np
 from absl import app, flags
 
-from ternary_vlm import litert, packing, tflite_model
+from ternary_vlm.runtime import litert
+from ternary_vlm.quant import packing
+from ternary_vlm.export.tflite import builder
 
 flags.DEFINE_string("out", None, "Output .npz", required=True)
 flags.DEFINE_integer("cases", 24, "Number of models.")
@@ -27,7 +29,7 @@ def main(argv):
         bias = rng.normal(size=n).astype(np.float32) if i % 3 else None
         x = rng.normal(size=(m, k)).astype(np.float32)
         activations = ("float32", "float32", "int8", "int8")[i % 4]
-        model = tflite_model.quantized_matmul_model(fmt, x.shape, packing.pack(w, fmt), scale, bias, activations)
+        model = builder.quantized_matmul_model(fmt, x.shape, packing.pack(w, fmt), scale, bias, activations)
         interp = litert.interpreter(model_content=model)
         interp.set_tensor(interp.get_input_details()[0]["index"], x)
         interp.invoke()

@@ -11,8 +11,10 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from ternary_vlm import demo_model, export, processing
-from ternary_vlm.convert import load_model
+from ternary_vlm import export
+from ternary_vlm.checkpoints import demo_model
+from ternary_vlm.checkpoints import processing
+from ternary_vlm.checkpoints.loader import load_model
 from ternary_vlm.data import scenes
 from ternary_vlm.quant.apply import quantize_model
 from ternary_vlm.runtime import Runtime
@@ -27,9 +29,9 @@ def main(argv):
     arrays = {}
     for mode in VARIANTS:
         loaded = load_model(demo_model.default_checkpoint())
-        quantize_model(loaded.model, "binary" if mode.startswith("binary") else "ternary", "kmeans", [],
+        quantize_model(loaded.model, export.parse(mode).scheme.mode, "kmeans", [],
                        loaded.text_config.num_hidden_layers)
-        content = export.convert(loaded.model, variant=mode, max_len=64, prefill_len=40).content
+        content = export.convert(loaded.model, export.parse(mode), max_len=64, prefill_len=40).content
         scene = scenes.example(0, "test", 5, demo_model.IMAGE_SIZE)
         ids, pixels = processing.build_inputs(loaded.tokenizer, "Describe the image.",
                                               image=Image.fromarray(scene.image),

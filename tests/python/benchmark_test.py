@@ -29,7 +29,7 @@ class BenchmarkTest(absltest.TestCase):
                     "\ntrailing section\n")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         proc = subprocess.run(
-            [sys.executable, "-m", "ternary_vlm.benchmark", "--models=demo", f"--variants={','.join(VARIANTS)}",
+            [sys.executable, "-m", "ternary_vlm.cli.benchmark", "--models=demo", f"--variants={','.join(VARIANTS)}",
              "--threads=1", "--decode_steps=4", "--warmup=1", "--timing_runs=1", "--scenes=2", "--text_windows=1",
              "--text_window=32", f"--json={out_json}", f"--plot={out_png}", f"--out_md={out_md}"],
             env=env, capture_output=True, text=True, timeout=600)

@@ -5,8 +5,9 @@ import os
 
 from absl.testing import absltest
 
-from ternary_vlm import demo_model, evaluate
-from ternary_vlm.convert import load_model
+from ternary_vlm.checkpoints import demo_model
+from ternary_vlm.train import evaluate
+from ternary_vlm.checkpoints.loader import load_model
 from ternary_vlm.data import scenes
 from ternary_vlm.data.batches import Batcher
 

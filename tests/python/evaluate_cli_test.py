@@ -13,8 +13,8 @@ from absl.testing import absltest
 
 import tiny_checkpoints
 from cli_runner import run_module
-from ternary_vlm import demo_model
-from ternary_vlm.tokenizer import Tokenizer
+from ternary_vlm.checkpoints import demo_model
+from ternary_vlm.checkpoints.tokenizer import Tokenizer
 
 TEXT = "\n\n".join(f"Line {i}: the quick brown fox jumps over {i % 7} lazy dogs." for i in range(40))
 

@@ -8,10 +8,13 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from PIL import Image
 
-from ternary_vlm import atomic, demo_model, export, processing, tflite_rewrite
-from ternary_vlm.convert import load_model
+from ternary_vlm import atomic, export
+from ternary_vlm.checkpoints import demo_model
+from ternary_vlm.checkpoints import processing
+from ternary_vlm.export import tflite
+from ternary_vlm.checkpoints.loader import load_model
 from ternary_vlm.data import scenes
-from ternary_vlm.models.generation import Generator
+from ternary_vlm.models.decoding import Generator
 from ternary_vlm.quant.apply import quantize_model, quantized_layers
 from ternary_vlm.runtime import Runtime
 
@@ -28,7 +31,7 @@ class DemoExportTest(parameterized.TestCase):
         ids, pixels = processing.build_inputs(loaded.tokenizer, "Describe the image.",
                                               image=Image.fromarray(scene.image),
                                               image_processor=loaded.image_processor, vlm_config=loaded.config)
-        result = export.convert(loaded.model, variant=mode, max_len=MAX_LEN, prefill_len=PREFILL_LEN)
+        result = export.convert(loaded.model, export.parse(mode), max_len=MAX_LEN, prefill_len=PREFILL_LEN)
         path = os.path.join(tempfile.mkdtemp(), f"{mode}.tflite")
         atomic.write_bytes(path, result.content)
         # Every quantized layer of the Flax model is one custom op in each signature that runs it, counted in
@@ -38,9 +41,9 @@ class DemoExportTest(parameterized.TestCase):
         per_signature = {"encode_image": in_vision, "prefill": len(paths) - in_vision, "decode": len(paths) - in_vision}
         with open(path, "rb") as f:
             content = f.read()
-        ops = tflite_rewrite.op_histogram(content)
+        ops = tflite.op_histogram(content)
         op = {"ternary": "TernaryMatMul", "binary": "BinaryMatMul"}[mode]
-        signatures = tflite_rewrite.signature_subgraphs(content)
+        signatures = tflite.signature_subgraphs(content)
         self.assertLessEqual(set(per_signature), set(signatures))
         for key, index in signatures.items():  # others (reset) run no layer
             self.assertEqual(ops[index][op], per_signature.get(key, 0), key)

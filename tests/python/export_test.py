@@ -11,12 +11,15 @@ from flax import nnx
 
 from safetensors.numpy import save_file
 
-from ternary_vlm import atomic, export, litert, packing, tflite_rewrite
-from ternary_vlm.convert import writer
+from ternary_vlm import atomic, export
+from ternary_vlm.runtime import litert
+from ternary_vlm.quant import packing
+from ternary_vlm.export import tflite
+from ternary_vlm.checkpoints import writer
 from ternary_vlm.errors import TernaryVLMError
 from ternary_vlm.models import layers
 from ternary_vlm.models.config import config_from_dict
-from ternary_vlm.models.generation import Generator
+from ternary_vlm.models.decoding import Generator
 from ternary_vlm.models.llama import LlamaDecoder
 from ternary_vlm.models.smolvlm import SmolVLM
 from ternary_vlm.quant.apply import quantize_model, quantized_layers
@@ -96,7 +99,7 @@ class ExportTest(absltest.TestCase):
                       "ternary_unpack_op": make_model("ternary"), "ternary_unpack_builtin": make_model("ternary")}
         cls.paths, cls.results = {}, {}
         for variant, model in cls.models.items():
-            result = export.convert(model, variant=variant, max_len=MAX_LEN, prefill_len=PREFILL_LEN)
+            result = export.convert(model, export.parse(variant), max_len=MAX_LEN, prefill_len=PREFILL_LEN)
             cls.paths[variant] = os.path.join(cls.dir, f"{variant}.tflite")
             atomic.write_bytes(cls.paths[variant], result.content)
             cls.results[variant] = result
@@ -117,7 +120,7 @@ class ExportTest(absltest.TestCase):
                 print(f"{variant}: max |logit diff| {diff:.2e} (max |logit| {scale:.2f}) over prefill + "
                       f"{DECODE_STEPS} decode steps, max |image feature diff| {feature_diff:.2e}, "
                       f"{os.path.getsize(self.paths[variant])} bytes")
-                bound = TOLERANCE[variant] * (scale if variant in export.INT8_VARIANTS else 1)
+                bound = TOLERANCE[variant] * (scale if export.parse(variant).int8_rest else 1)
                 self.assertLessEqual(diff, bound)
                 self.assertLessEqual(feature_diff, bound)
 
@@ -131,18 +134,18 @@ class ExportTest(absltest.TestCase):
             self.assertEqual(result.replacements, {"encode_image": len(names - text), "prefill": len(text),
                                                    "decode": len(text), "reset": 0})
             content = read(self.paths[variant])
-            histograms = tflite_rewrite.op_histogram(content)
-            for key, index in tflite_rewrite.signature_subgraphs(content).items():
+            histograms = tflite.op_histogram(content)
+            for key, index in tflite.signature_subgraphs(content).items():
                 self.assertEqual(histograms[index][op], result.replacements[key], key)
                 # Only the tied LM head (the embedding table) stays a float FULLY_CONNECTED.
                 self.assertEqual(histograms[index]["FULLY_CONNECTED"], int(key in ("prefill", "decode")), key)
             self.assert_only_packed_weights(content, model)
             # ternary_a8's ops quantize their input rows (cc/tflite/matmul_op.h); the others take it as it is.
             want = [ord(c) for c in "activations=int8"] if variant == "ternary_a8" else None
-            parsed = tflite_rewrite.read_model(content)
+            parsed = tflite.read_model(content)
             for subgraph in parsed.subgraphs:
                 for o in subgraph.operators:
-                    if tflite_rewrite.opcode_name(parsed, o) == op:
+                    if tflite.opcode_name(parsed, o) == op:
                         self.assertEqual(None if o.customOptions is None else list(o.customOptions), want)
 
     def test_ternary_a8_ops_equal_an_emulation_of_their_int8_arithmetic(self):
@@ -150,7 +153,7 @@ class ExportTest(absltest.TestCase):
         equals numpy doing what the op documents (cc/kernels/a8_layout.h): per row q = round-half-even(x · (127 /
         max|x|)) in float32, exact integer Σ q·t, then y = Σ · (max|x| / 127) · α + bias."""
         content = read(self.paths["ternary_a8"])
-        parsed = tflite_rewrite.read_model(content)
+        parsed = tflite.read_model(content)
         interp = litert.interpreter(model_content=content, preserve_all_tensors=True)
         features = np.zeros((PREFILL_LEN, 32), np.float32)
         features[:4] = interp.get_signature_runner("encode_image")(pixel_values=pixels())["image_features"]
@@ -160,12 +163,12 @@ class ExportTest(absltest.TestCase):
                 "prefill": lambda r: r(ids=ids, image_features=features, length=np.asarray(len(PROMPT), np.int32)),
                 "decode": lambda r: r(token=np.asarray([[7]], np.int32), position=np.asarray(len(PROMPT), np.int32))}
         float_gap = 0.0
-        subgraphs = tflite_rewrite.signature_subgraphs(content)
+        subgraphs = tflite.signature_subgraphs(content)
         for key, index in ((key, subgraphs[key]) for key in runs):  # in the order a conversation runs them
             if runs[key]:
                 runs[key](interp.get_signature_runner(key))
             ops = [o for o in parsed.subgraphs[index].operators
-                   if tflite_rewrite.opcode_name(parsed, o) == "TernaryMatMul"]
+                   if tflite.opcode_name(parsed, o) == "TernaryMatMul"]
             self.assertEqual(len(ops), self.results["ternary_a8"].replacements[key], key)
             for o in ops:
                 x, packed, alpha = (interp.get_tensor(int(i), index) for i in o.inputs[:3])
@@ -191,7 +194,7 @@ class ExportTest(absltest.TestCase):
         """No float or int8 copy of a quantized weight is left; each packed matrix is stored once (shared by
         prefill and decode)."""
         buffers = Counter(np.asarray(b.data, np.uint8).tobytes()
-                          for b in tflite_rewrite.read_model(content).buffers if b.data is not None)
+                          for b in tflite.read_model(content).buffers if b.data is not None)
         for _, q in quantized_layers(model):
             codes, scale = q.codes(), np.asarray(q.scale[...], np.float32)
             self.assertNotIn((scale[:, None] * codes).astype(np.float32).tobytes(), buffers, q.name)
@@ -216,8 +219,8 @@ class ExportTest(absltest.TestCase):
                 np.testing.assert_allclose(np.concatenate(got), np.concatenate(fused), rtol=0, atol=1e-5)
                 self.assertEqual(self.results[variant].replacements, self.results["ternary"].replacements)
                 content = read(self.paths[variant])
-                histograms = tflite_rewrite.op_histogram(content)
-                for key, index in tflite_rewrite.signature_subgraphs(content).items():
+                histograms = tflite.op_histogram(content)
+                for key, index in tflite.signature_subgraphs(content).items():
                     quantized = len(names - text) if key == "encode_image" else len(text) * (key != "reset")
                     self.assertEqual(histograms[index]["TernaryMatMul"], 0, key)
                     for op in ops:
@@ -243,15 +246,15 @@ class ExportTest(absltest.TestCase):
         decode, no resource variable is left in any signature, and the logits equal the stock-ops export's
         (kv_cache=variables). Two interpreters of one file keep separate caches."""
         layers = CONFIG["text_config"]["num_hidden_layers"]
-        stock = export.convert(self.models["fp32"], variant="fp32", max_len=MAX_LEN, prefill_len=PREFILL_LEN,
-                               kv_cache="variables")
+        stock = export.convert(self.models["fp32"], export.parse("fp32/variables"), max_len=MAX_LEN,
+                               prefill_len=PREFILL_LEN)
         stock_path = os.path.join(self.dir, "fp32-variables.tflite")
         atomic.write_bytes(stock_path, stock.content)
         variable_ops = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
         for path, kv_cache in ((self.paths["fp32"], "op"), (stock_path, "variables")):
             content = read(path)
-            histograms = tflite_rewrite.op_histogram(content)
-            for key, index in tflite_rewrite.signature_subgraphs(content).items():
+            histograms = tflite.op_histogram(content)
+            for key, index in tflite.signature_subgraphs(content).items():
                 text = key in ("prefill", "decode")
                 self.assertEqual(histograms[index]["KVCacheAttention"], layers * text * (kv_cache == "op"), key)
                 if kv_cache == "op":  # (the vision encoder's attention keeps its BATCH_MATMULs)
@@ -268,30 +271,29 @@ class ExportTest(absltest.TestCase):
         b.prefill([2, 9, 9, 4, 4, 8, 1], b.image_features(pixels(1)))  # another conversation in between
         np.testing.assert_allclose(a.decode(tokens[0], len(PROMPT)), want[1], rtol=0, atol=1e-5)
         with self.assertRaisesRegex(TernaryVLMError, "builtin ops only"):
-            export.convert(self.models["ternary_unpack_builtin"], variant="ternary_unpack_builtin",
-                           max_len=MAX_LEN, kv_cache="op")
+            export.parse("ternary_unpack_builtin", kv_cache="op")
         with self.assertRaisesRegex(TernaryVLMError, "unknown kv_cache 'disk'"):
-            export.convert(self.models["fp32"], variant="fp32", max_len=MAX_LEN, kv_cache="disk")
+            export.parse("fp32/disk")
 
     def test_kv_cache_rewrite_refuses_an_attention_it_does_not_recognise(self):
         """A decode attention traced in another shape (here: softmax beta 0.5) is not rewritten, and since its cache
         variables are then read outside the pattern the rewrite fails rather than leave two caches."""
-        stock = export.convert(self.models["fp32"], variant="fp32", max_len=MAX_LEN, prefill_len=PREFILL_LEN,
-                               kv_cache="variables")
-        model = tflite_rewrite.read_model(stock.content)
-        decode = model.subgraphs[tflite_rewrite.signature_subgraphs(stock.content)["decode"]]
+        stock = export.convert(self.models["fp32"], export.parse("fp32/variables"), max_len=MAX_LEN,
+                               prefill_len=PREFILL_LEN)
+        model = tflite.read_model(stock.content)
+        decode = model.subgraphs[tflite.signature_subgraphs(stock.content)["decode"]]
         for op in decode.operators:
-            if tflite_rewrite.opcode_name(model, op) == "SOFTMAX":
+            if tflite.opcode_name(model, op) == "SOFTMAX":
                 op.builtinOptions.beta = 0.5
         with self.assertRaisesRegex(ValueError, r"KV cache variable \S+ is read outside the attention pattern"):
-            tflite_rewrite.kv_cache_attention(tflite_rewrite.write_model(model))
+            tflite.kv_cache_attention(tflite.write_model(model))
 
     def test_int8_variants_store_the_tied_embedding_once_in_int8(self):
         vocab, hidden = CONFIG["text_config"]["vocab_size"], CONFIG["text_config"]["hidden_size"]
         for variant in ("int8", "ternary_int8", "ternary_a8"):
             with self.subTest(variant=variant):
                 content = read(self.paths[variant])
-                sizes = Counter(len(b.data) for b in tflite_rewrite.read_model(content).buffers if b.data is not None)
+                sizes = Counter(len(b.data) for b in tflite.read_model(content).buffers if b.data is not None)
                 self.assertEqual(sizes[vocab * hidden * 4], 0)  # no float embedding table
                 self.assertEqual(sizes[vocab * hidden], 1)  # one int8 table: lookup and LM head
 
@@ -317,7 +319,7 @@ class ExportTest(absltest.TestCase):
         cfg = config_from_dict(CONFIG["text_config"] | {"model_type": "llama", "tie_word_embeddings": True})
         model = spread(LlamaDecoder(cfg, rngs=nnx.Rngs(1)))
         quantize_model(model, "ternary", "kmeans", [], 2)
-        result = export.convert(model, variant="ternary", max_len=16, prefill_len=8)
+        result = export.convert(model, export.parse("ternary"), max_len=16, prefill_len=8)
         self.assertEqual(result.replacements, {"prefill": 14, "decode": 14, "reset": 0})
         path = os.path.join(self.dir, "text.tflite")
         atomic.write_bytes(path, result.content)
@@ -339,7 +341,7 @@ class ExportTest(absltest.TestCase):
                 os.path.join(directory, "quantized.safetensors"))
         directory, out = os.path.join(self.dir, "tern"), os.path.join(self.dir, "tern.tflite")
         writer.save_directory(model, config, directory, extras)
-        result = export.export_path(directory, "ternary", out, MAX_LEN, PREFILL_LEN)
+        result = export.export_path(directory, export.parse("ternary"), out, MAX_LEN, PREFILL_LEN)
         self.assertEqual(result.replacements, self.results["ternary"].replacements)
         tokens = [3, 1, 4]
         want_features, want = tflite_logits(self.paths["ternary"], tokens)
@@ -349,14 +351,16 @@ class ExportTest(absltest.TestCase):
 
     def test_float_model_has_no_ternary_variant(self):
         with self.assertRaisesRegex(TernaryVLMError, "needs a quantized model"):
-            export.convert(make_model(), variant="ternary", max_len=MAX_LEN)
+            export.convert(make_model(), export.parse("ternary"), max_len=MAX_LEN)
 
     def test_bad_inputs_give_one_line_errors(self):
         out = os.path.join(self.dir, "never.tflite")
-        for args, pattern in (((os.path.join(self.dir, "missing"), "fp32"), "no such file"),
-                              ((self.dir, "ternary3"), "unknown variant 'ternary3'")):
+        for export_it, pattern in (
+                (lambda: export.export_path(os.path.join(self.dir, "missing"), export.parse("fp32"), out),
+                 "no such file"),
+                (lambda: export.export_path(self.dir, export.parse("ternary3"), out), "unknown variant 'ternary3'")):
             with self.assertRaisesRegex(TernaryVLMError, pattern) as e:
-                export.export_path(*args, out)
+                export_it()
             self.assertNotIn("\n", str(e.exception))
         self.assertFalse(os.path.exists(out))
 

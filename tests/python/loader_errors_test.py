@@ -12,8 +12,8 @@ from absl.testing import absltest
 from safetensors.numpy import load_file, save_file
 
 import tiny_checkpoints
-from ternary_vlm.convert import load_model
-from ternary_vlm.convert.gguf_loader import smollm2_gguf_path
+from ternary_vlm.checkpoints.loader import load_model
+from ternary_vlm.checkpoints.gguf import smollm2_gguf_path
 from ternary_vlm.errors import CheckpointError
 
 
@@ -163,7 +163,7 @@ class LoaderErrorsTest(absltest.TestCase):
 
     def test_generate_cli_prints_one_line(self):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-        result = subprocess.run([sys.executable, "-m", "ternary_vlm.generate", f"--model={self.base}"],
+        result = subprocess.run([sys.executable, "-m", "ternary_vlm.cli.generate", f"--model={self.base}"],
                                 capture_output=True, text=True, env=env, timeout=120)
         self.assertNotEqual(result.returncode, 0)
         lines = [l for l in result.stderr.splitlines() if l.startswith("generate:")]

@@ -6,7 +6,9 @@ import threading
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from ternary_vlm import litert, packing, tflite_model
+from ternary_vlm.runtime import litert
+from ternary_vlm.quant import packing
+from ternary_vlm.export.tflite import builder
 
 
 def random_layer(rng, fmt, n, k, with_bias):
@@ -37,7 +39,7 @@ class MatMulOpsTest(parameterized.TestCase):
         for k, n, with_bias in itertools.product([5, 33, 100, 577], [1, 7, 67], [False, True]):
             w, scale, bias = random_layer(rng, fmt, n, k, with_bias)
             x = rng.normal(size=(m, k)).astype(np.float32)
-            model = tflite_model.quantized_matmul_model(fmt, x.shape, packing.pack(w, fmt), scale, bias)
+            model = builder.quantized_matmul_model(fmt, x.shape, packing.pack(w, fmt), scale, bias)
             y = run(model, x, threads)
             want = numpy_matmul(x, w, scale, bias)
             self.assertEqual(y.shape, (m, n))
@@ -50,7 +52,7 @@ class MatMulOpsTest(parameterized.TestCase):
         for m, k, n in [(1, 577, 67), (3, 100, 7), (17, 33, 130)]:
             w, scale, bias = random_layer(rng, fmt, n, k, True)
             x = rng.normal(size=(m, k)).astype(np.float32)
-            model = tflite_model.quantized_matmul_model(fmt, x.shape, packing.pack(w, fmt), scale, bias,
+            model = builder.quantized_matmul_model(fmt, x.shape, packing.pack(w, fmt), scale, bias,
                                                         activations="int8")
             # Per row: s = max|x| / 127, q = round-half-even(x * (127 / max|x|)) in float32, Σ q·w in integers.
             amax = np.abs(x).max(axis=1, keepdims=True)
@@ -66,7 +68,7 @@ class MatMulOpsTest(parameterized.TestCase):
         rng = np.random.default_rng(1)
         w, scale, bias = random_layer(rng, packing.TERNARY, 9, 70, True)
         x = rng.normal(size=(2, 3, 70)).astype(np.float32)
-        model = tflite_model.quantized_matmul_model(packing.TERNARY, x.shape,
+        model = builder.quantized_matmul_model(packing.TERNARY, x.shape,
                                                     packing.pack(w, packing.TERNARY), scale, bias)
         np.testing.assert_allclose(run(model, x), numpy_matmul(x, w, scale, bias), rtol=1e-5, atol=1e-5)
 
@@ -76,7 +78,7 @@ class MalformedModelTest(parameterized.TestCase):
 
     def builder_model(self, x_dtype=np.float32, x_shape=(2, 10), packed=None, scale_n=6,
                       bias_n=None, packed_constant=True):
-        b = tflite_model.ModelBuilder()
+        b = builder.ModelBuilder()
         x = b.tensor("x", x_shape, x_dtype)
         if packed is None:
             packed = np.full((6, 3), 0x55, np.uint8)
@@ -86,7 +88,7 @@ class MalformedModelTest(parameterized.TestCase):
         if bias_n is not None:
             inputs.append(b.tensor("bias", [bias_n], np.float32, np.zeros(bias_n)))
         y = b.tensor("y", [2, 6], np.float32)
-        b.op(tflite_model.schema.BuiltinOperator.CUSTOM, inputs, [y], custom_name="TernaryMatMul")
+        b.op(builder.schema.BuiltinOperator.CUSTOM, inputs, [y], custom_name="TernaryMatMul")
         return b.build([x] + ([] if packed_constant else [p]), [y])
 
     @parameterized.named_parameters(
@@ -120,7 +122,7 @@ class MalformedModelTest(parameterized.TestCase):
             scale_n = max(1, n + int(rng.integers(-1, 2)) * int(rng.random() < 0.3))
             bad_packed = np.resize(packed, (rows, cols))
             x = rng.normal(size=(2, k)).astype(np.float32)
-            model = tflite_model.quantized_matmul_model(
+            model = builder.quantized_matmul_model(
                 fmt, x.shape, bad_packed, np.resize(scale, scale_n), None if bias is None else np.resize(bias, scale_n))
             if rows != scale_n or cols != packing.row_bytes(fmt, k):
                 with self.assertRaisesRegex((RuntimeError, ValueError), "MatMul: .*expected"):
@@ -151,7 +153,7 @@ class TwoInterpretersTest(absltest.TestCase):
         for activations in ("float32", "int8"):
             w, scale, bias = random_layer(rng, packing.TERNARY, 1024, 512, True)  # 2^19 MACs: the pool splits it
             packed = packing.pack(w, packing.TERNARY)
-            models.append(tflite_model.quantized_matmul_model(packing.TERNARY, (1, 512), packed, scale, bias,
+            models.append(builder.quantized_matmul_model(packing.TERNARY, (1, 512), packed, scale, bias,
                                                               activations=activations))
             inputs.append(rng.normal(size=(200, 1, 512)).astype(np.float32))
 

@@ -3,7 +3,7 @@
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from ternary_vlm import packing
+from ternary_vlm.quant import packing
 
 
 def numpy_pack(values, fmt):

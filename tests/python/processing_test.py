@@ -13,10 +13,10 @@ from absl.testing import absltest, parameterized  # noqa: E402
 from PIL import Image  # noqa: E402
 from tokenizers import AddedToken  # noqa: E402
 
-from ternary_vlm import processing  # noqa: E402
-from ternary_vlm.convert.gguf_loader import GGUFCheckpoint, smollm2_gguf_path  # noqa: E402
+from ternary_vlm.checkpoints import processing  # noqa: E402
+from ternary_vlm.checkpoints.gguf import GGUFCheckpoint, smollm2_gguf_path  # noqa: E402
 from ternary_vlm.models.config import config_from_dict  # noqa: E402
-from ternary_vlm.tokenizer import Tokenizer  # noqa: E402
+from ternary_vlm.checkpoints.tokenizer import Tokenizer  # noqa: E402
 
 VLM_CONFIG = {"model_type": "smolvlm", "scale_factor": 2, "image_token_id": 0,
               "text_config": {"vocab_size": 49300, "hidden_size": 32, "num_attention_heads": 4},

@@ -6,7 +6,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from flax import nnx
 
-from ternary_vlm import packing
+from ternary_vlm.quant import packing
 from ternary_vlm.models import layers
 from ternary_vlm.quant import init as qinit
 from ternary_vlm.quant import layers as qlayers

@@ -20,8 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tiny_checkpoints
-from ternary_vlm import runtime, tflite_model, tflite_rewrite
-from ternary_vlm.convert import load_model
+from ternary_vlm import runtime
+from ternary_vlm.export.tflite import builder
+from ternary_vlm.export import tflite
+from ternary_vlm.checkpoints.loader import load_model
 from ternary_vlm.errors import TernaryVLMError
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
@@ -97,11 +99,11 @@ class ReadersFuzzTest(absltest.TestCase):
         write_gguf(cls.gguf)
         cls.hf = os.path.join(cls.base, "hf")
         tiny_checkpoints.make_llama(cls.hf)
-        builder = tflite_model.ModelBuilder()
-        x = builder.tensor("x", [1, 4], np.float32)
-        y = builder.tensor("y", [1, 4], np.float32)
-        builder.op(0, [x, x], [y])  # ADD
-        cls.tflite = tflite_rewrite.add_metadata(builder.build([x], [y]), runtime.METADATA_KEY,
+        model = builder.ModelBuilder()
+        x = model.tensor("x", [1, 4], np.float32)
+        y = model.tensor("y", [1, 4], np.float32)
+        model.op(0, [x, x], [y])  # ADD
+        cls.tflite = tflite.add_metadata(model.build([x], [y]), runtime.METADATA_KEY,
                                                  json.dumps({"max_len": 8}).encode())
 
     @classmethod

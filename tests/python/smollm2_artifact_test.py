@@ -10,8 +10,10 @@ import numpy as np
 from absl.testing import absltest
 from safetensors.numpy import load_file
 
-from ternary_vlm import evaluate, packing
-from ternary_vlm.convert import load_model, model_path
+from ternary_vlm.train import evaluate
+from ternary_vlm.quant import packing
+from ternary_vlm.checkpoints import model_path
+from ternary_vlm.checkpoints.loader import load_model
 from ternary_vlm.quant import compact
 from ternary_vlm.train.text_recipe import eval_tokens
 

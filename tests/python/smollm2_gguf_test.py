@@ -17,9 +17,9 @@ import transformers  # noqa: E402
 import transformers.modeling_utils  # noqa: E402
 from absl.testing import absltest  # noqa: E402
 
-from ternary_vlm.convert import load_model  # noqa: E402
-from ternary_vlm.convert.gguf_loader import smollm2_gguf_path  # noqa: E402
-from ternary_vlm.models.generation import Generator  # noqa: E402
+from ternary_vlm.checkpoints.loader import load_model  # noqa: E402
+from ternary_vlm.checkpoints.gguf import smollm2_gguf_path  # noqa: E402
+from ternary_vlm.models.decoding import Generator  # noqa: E402
 from ternary_vlm.models.llama import LlamaDecoder  # noqa: E402
 
 PROMPT = "What is the capital of France? Answer in one sentence."

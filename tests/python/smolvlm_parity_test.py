@@ -9,12 +9,12 @@ import torch
 from absl.testing import absltest, parameterized
 
 import tiny_checkpoints
-from ternary_vlm.convert import load_model
+from ternary_vlm.checkpoints.loader import load_model
 from flax import nnx
 
 from ternary_vlm.models import layers
 from ternary_vlm.models.config import config_from_dict
-from ternary_vlm.models.generation import Generator
+from ternary_vlm.models.decoding import Generator
 from ternary_vlm.models.smolvlm import SmolVLM
 
 TOL = 1e-4

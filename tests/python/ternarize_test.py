@@ -10,14 +10,14 @@ from safetensors.numpy import load_file
 
 from cli_runner import run_module
 
-from ternary_vlm import packing
-from ternary_vlm.convert import load_model
-from ternary_vlm.models.generation import Generator
+from ternary_vlm.quant import packing
+from ternary_vlm.checkpoints.loader import load_model
+from ternary_vlm.models.decoding import Generator
 from ternary_vlm.runtime import Runtime
 
 
 def run(*flags):
-    return run_module("ternary_vlm.ternarize", *flags)
+    return run_module("ternary_vlm.cli.ternarize", *flags)
 
 
 class TernarizeCliTest(absltest.TestCase):

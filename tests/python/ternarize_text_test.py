@@ -16,10 +16,11 @@ from safetensors.numpy import load_file
 
 import tiny_checkpoints
 from cli_runner import run_module
-from ternary_vlm import demo_model, packing
-from ternary_vlm.convert import load_model
+from ternary_vlm.checkpoints import demo_model
+from ternary_vlm.quant import packing
+from ternary_vlm.checkpoints.loader import load_model
 from ternary_vlm.data import teacher_text
-from ternary_vlm.models.generation import Generator
+from ternary_vlm.models.decoding import Generator
 from ternary_vlm.quant import compact
 from ternary_vlm.quant.apply import quantize_model
 from ternary_vlm.runtime import Runtime
@@ -37,7 +38,7 @@ def tiny_llama(directory):
 
 
 def run(*flags):
-    return run_module("ternary_vlm.ternarize", *flags)
+    return run_module("ternary_vlm.cli.ternarize", *flags)
 
 
 class TernarizeTextTest(absltest.TestCase):

@@ -1,4 +1,4 @@
-"""tflite_rewrite.int8_embeddings on hand-built models: the float embedding table leaves the file, the lookup
+"""tflite.int8_embeddings on hand-built models: the float embedding table leaves the file, the lookup
 returns int8 rows x their step (numpy reference), and a tied table reuses the LM head's int8 weights."""
 
 import numpy as np
@@ -6,8 +6,8 @@ from absl.testing import absltest
 from ai_edge_litert import interpreter as stock
 from ai_edge_litert import schema_py_generated as schema
 
-from ternary_vlm import tflite_rewrite
-from ternary_vlm.tflite_model import ModelBuilder
+from ternary_vlm.export import tflite
+from ternary_vlm.export.tflite.builder import ModelBuilder
 
 V, D = 50, 12
 
@@ -42,7 +42,7 @@ def run(content, ids):
 
 
 def float_buffers(content, nbytes):
-    return [b for b in tflite_rewrite.read_model(content).buffers
+    return [b for b in tflite.read_model(content).buffers
             if b.data is not None and len(b.data) == nbytes]
 
 
@@ -56,7 +56,7 @@ class Int8EmbeddingsTest(absltest.TestCase):
         self.ids = [3, 49, 3]
 
     def test_untied_table_is_quantized_per_row(self):
-        content, counts = tflite_rewrite.int8_embeddings(embedding_model(self.table))
+        content, counts = tflite.int8_embeddings(embedding_model(self.table))
         self.assertEqual(counts, [1])
         self.assertEmpty(float_buffers(content, V * D * 4))  # the float table is gone
         (rows,) = run(content, self.ids)
@@ -66,10 +66,10 @@ class Int8EmbeddingsTest(absltest.TestCase):
 
     def test_tied_table_reads_the_lm_head_int8_weights(self):
         original = embedding_model(self.table, (self.codes, self.steps))
-        content, counts = tflite_rewrite.int8_embeddings(original)
+        content, counts = tflite.int8_embeddings(original)
         self.assertEqual(counts, [1])
         self.assertEmpty(float_buffers(content, V * D * 4))
-        model = tflite_rewrite.read_model(content)
+        model = tflite.read_model(content)
         int8_buffers = [b for b in model.buffers if b.data is not None and len(b.data) == V * D]
         self.assertLen(int8_buffers, 1)  # one int8 copy, shared by the lookup and the LM head
         rows, logits = run(content, self.ids)
@@ -86,7 +86,7 @@ class Int8EmbeddingsTest(absltest.TestCase):
         out = b.tensor("out", [1, 3, D], np.float32)
         b.op(schema.BuiltinOperator.GATHER_ND, [params, ids], [out], schema.BuiltinOptions.GatherNdOptions,
              schema.GatherNdOptionsT())
-        _, counts = tflite_rewrite.int8_embeddings(b.build([params, ids], [out]))
+        _, counts = tflite.int8_embeddings(b.build([params, ids], [out]))
         self.assertEqual(counts, [0])
 
 

@@ -27,8 +27,10 @@ flags.DEFINE_string("json", None, "Also write the results here.")
 
 
 def run() -> dict:
-    from ternary_vlm import atomic, evaluate
-    from ternary_vlm.convert import load_model, model_path
+    from ternary_vlm import atomic
+    from ternary_vlm.train import evaluate
+    from ternary_vlm.checkpoints import model_path
+    from ternary_vlm.checkpoints.loader import load_model
     from ternary_vlm.data import eval_texts, user_data
     from ternary_vlm.errors import TernaryVLMError
     from ternary_vlm.paths import user_path

@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
-from ternary_vlm import processing
+from ternary_vlm.checkpoints import processing
 from ternary_vlm.data import scenes, text
 
 CAPTION_PROMPT = "Describe the image."

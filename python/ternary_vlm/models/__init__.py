@@ -5,5 +5,6 @@
   llama.py    the text decoder (RMSNorm, RoPE, GQA, SwiGLU) with a fixed-size KV cache
   siglip.py   the SigLIP-style vision encoder
   smolvlm.py  vision encoder + pixel-shuffle connector + text decoder
-  generation.py  prefill + decode loop, greedy or temperature sampling (host side)
+  decoding.py  the one prefill / decode step pair (jitted by Generator, traced by export) and the Generator
+  sampling.py  next-token choice and the one token loop, on the host (numpy only; the LiteRT runtime's too)
 """

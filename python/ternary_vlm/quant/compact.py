@@ -30,8 +30,9 @@ _COPIED = ("quantized.safetensors", "config.json", "report.json", "report.md")
 
 
 def _base_tensors(base_flag: str) -> tuple[dict[str, np.ndarray], object]:
-    from ternary_vlm.convert import load_model, model_path
-    from ternary_vlm.convert import writer
+    from ternary_vlm.checkpoints import model_path
+    from ternary_vlm.checkpoints.loader import load_model
+    from ternary_vlm.checkpoints import writer
     from ternary_vlm.models.config import text_config_dict
 
     loaded = load_model(model_path(base_flag))
@@ -77,7 +78,7 @@ def materialize(name: str) -> str:
 
 def materialize_dir(src: Path, name: str) -> str:
     """The ternarize output directory of the compact artifact in `src` (cached under `name` + a digest)."""
-    from ternary_vlm import packing
+    from ternary_vlm.quant import packing
 
     src = Path(src)
     digest = hashlib.sha256(b"".join((src / f).read_bytes() for f in ("config.json", "quantized.safetensors",

@@ -13,8 +13,8 @@ from flax import nnx
 
 from ternary_vlm.models import layers
 from ternary_vlm.quant import init as qinit
+from ternary_vlm.quant import schemes
 
-MODES = ("ternary", "binary")
 
 
 def codes(w: jax.Array, scale: jax.Array, mode: str) -> jax.Array:
@@ -32,8 +32,7 @@ def fake_quant(w: jax.Array, scale: jax.Array, mode: str) -> jax.Array:
 
 class QuantLinear(nnx.Module):
     def __init__(self, weight: np.ndarray, bias, scale: np.ndarray, mode: str, name: str = ""):
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
+        schemes.by_mode(mode)  # unknown modes fail here
         self.out_features, self.in_features = weight.shape
         self.mode, self.name = mode, name
         self.weight = nnx.Param(jnp.asarray(weight, jnp.float32))

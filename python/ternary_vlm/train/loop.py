@@ -166,14 +166,14 @@ def logits_of(model, batch) -> jax.Array:
 
 def lm_loss(model, batch):
     """Cross-entropy on the masked positions of a Batch dict."""
-    from ternary_vlm import losses
+    from ternary_vlm.train import losses
     return losses.cross_entropy(logits_of(model, batch), batch["labels"], batch["mask"]), {}
 
 
 def distillation_loss(weight: float) -> LossFn:
     """Cross-entropy + weight · KL(frozen teacher || student) on the masked positions (QAT); the teacher
     is train()'s frozen module."""
-    from ternary_vlm import losses
+    from ternary_vlm.train import losses
 
     def loss_fn(model, batch, teacher):
         logits = logits_of(model, batch)

@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from ternary_vlm import evaluate
+from ternary_vlm.train import evaluate
 from ternary_vlm.data import eval_texts, user_data
 from ternary_vlm.train import blockwise, loop
 

@@ -13,7 +13,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from ternary_vlm import atomic
-from ternary_vlm.convert.loader import hf_tensor_name
+from ternary_vlm.checkpoints.loader import hf_tensor_name
 from ternary_vlm.models import layers
 
 

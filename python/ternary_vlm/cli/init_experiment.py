@@ -20,9 +20,11 @@ import numpy as np
 from absl import app, flags, logging
 from flax import nnx
 
-from ternary_vlm import atomic, demo_model, evaluate, train
-from ternary_vlm.convert import load_model
-from ternary_vlm.convert.gguf_loader import smollm2_gguf_path
+from ternary_vlm import atomic, train
+from ternary_vlm.checkpoints import demo_model
+from ternary_vlm.train import evaluate
+from ternary_vlm.checkpoints.loader import load_model
+from ternary_vlm.checkpoints.gguf import smollm2_gguf_path
 from ternary_vlm.data.batches import Batcher
 from ternary_vlm.quant.apply import quantize_model
 
@@ -92,10 +94,8 @@ def smollm2_post_init(inits, modes):
 
 
 def plot(results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(FLAGS.modes), figsize=(6 * len(FLAGS.modes), 4.2), squeeze=False)
+    from ternary_vlm import plots
+    fig, axes = plots.subplots(1, len(FLAGS.modes), figsize=(6 * len(FLAGS.modes), 4.2), squeeze=False)
     for ax, mode in zip(axes[0], FLAGS.modes):
         fp = None
         for init in FLAGS.inits:
@@ -109,9 +109,7 @@ def plot(results, path):
         ax.set_ylabel("caption perplexity (validation)")
         ax.set_title(f"{mode} demo VLM: initialization vs QAT steps")
         ax.legend()
-    fig.tight_layout()
-    with atomic.output_file(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+    plots.save(fig, path)
 
 
 def main(argv):

@@ -11,36 +11,26 @@ import dataclasses
 import json
 import os
 import re
-from typing import Any, Callable
+from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import nnx
 
-from ternary_vlm.convert.safetensors_loader import SafetensorsCheckpoint
+from ternary_vlm.checkpoints.huggingface import SafetensorsCheckpoint
+from ternary_vlm.checkpoints.processing import Processing, load_processing
 from ternary_vlm.errors import CheckpointError
 from ternary_vlm.models.config import SUPPORTED_TYPES, TextConfig, VLMConfig, config_from_dict
 from ternary_vlm.models.llama import LlamaDecoder
 from ternary_vlm.models.smolvlm import SmolVLM
-from ternary_vlm.tokenizer import Tokenizer
+from ternary_vlm.checkpoints.tokenizer import Tokenizer
 
 
 @dataclasses.dataclass
-class LoadedModel:
-    model: nnx.Module                # SmolVLM or LlamaDecoder
-    config: VLMConfig | TextConfig
-    tokenizer: Tokenizer | None
-    image_processor: Any = None      # processing.ImageProcessor for VLMs with a preprocessor_config.json
-    path: str = ""
-
-    @property
-    def is_vlm(self) -> bool:
-        return isinstance(self.config, VLMConfig)
-
-    @property
-    def text_config(self) -> TextConfig:
-        return self.config.text if self.is_vlm else self.config
+class LoadedModel(Processing):
+    """A checkpoint's Flax model (SmolVLM or LlamaDecoder) with its config, tokenizer and image processor."""
+    model: nnx.Module = None
 
 
 def _dotted(path: tuple) -> str:
@@ -144,18 +134,11 @@ def load_directory(directory: str) -> LoadedModel:
     if unused:
         logging.warning("%d checkpoint tensors unused, e.g. %s", len(unused), ", ".join(unused[:3]))
 
-    tokenizer = Tokenizer.from_directory(directory) if os.path.exists(
-        os.path.join(directory, "tokenizer.json")) else None
-    image_processor = None
-    if isinstance(config, VLMConfig):
-        from ternary_vlm.processing import ImageProcessor
-        if os.path.exists(os.path.join(directory, "preprocessor_config.json")):
-            image_processor = ImageProcessor.from_directory(directory, config)
-    return LoadedModel(model, config, tokenizer, image_processor, directory)
+    return LoadedModel(**vars(load_processing(directory)), model=model)
 
 
 def load_gguf(path: str) -> LoadedModel:
-    from ternary_vlm.convert.gguf_loader import GGUFCheckpoint
+    from ternary_vlm.checkpoints.gguf import GGUFCheckpoint
 
     checkpoint = GGUFCheckpoint(path)
     config = checkpoint.config
@@ -164,7 +147,7 @@ def load_gguf(path: str) -> LoadedModel:
     model = fill_params(lambda: LlamaDecoder(config, rngs=nnx.Rngs(0)), _dotted,
                         lambda name: tuple(int(d) for d in reversed(tensors[name].shape)) if name in tensors else None,
                         lambda name: checkpoint.get(tensors[name]))
-    return LoadedModel(model, config, Tokenizer.from_gguf_metadata(checkpoint.meta), None, path)
+    return LoadedModel(config, Tokenizer.from_gguf_metadata(checkpoint.meta), None, path, model=model)
 
 
 __all__ = ["LoadedModel", "load_model", "load_directory", "load_gguf", "fill_params", "hf_tensor_name",

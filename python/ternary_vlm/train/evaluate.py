@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from flax import nnx
 
-from ternary_vlm import losses
+from ternary_vlm.train import losses
 from ternary_vlm.data.batches import Batcher
 from ternary_vlm.train import logits_of
 

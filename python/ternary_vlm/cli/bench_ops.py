@@ -15,7 +15,12 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from ternary_vlm import atomic, litert, packing, tflite_model, tflite_rewrite
+from ternary_vlm import atomic
+from ternary_vlm.runtime import litert
+from ternary_vlm.quant import packing
+from ternary_vlm.export.tflite import builder
+from ternary_vlm.export import tflite
+from ternary_vlm.quant.artifact import QuantizedLayer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts.")
@@ -36,24 +41,24 @@ def build_models(k, n, m, rng):
     scale = rng.uniform(0.01, 0.05, n).astype(np.float32)
     dense = (w * scale[:, None]).astype(np.float32)
     shape = (m, k)
-    fc = tflite_model.fully_connected_model(shape, dense)
-    layer = tflite_rewrite.QuantizedLayer("w", w, scale, packing.pack(w, packing.TERNARY), packing.TERNARY)
+    fc = builder.fully_connected_model(shape, dense)
+    layer = QuantizedLayer("w", w, scale, packing.pack(w, packing.TERNARY), packing.TERNARY)
 
     def unpacked(strategy):  # the export's own rewrite of this FULLY_CONNECTED
-        model, counts = tflite_rewrite.replace_quantized(fc, [layer], strategy)
+        model, counts = tflite.replace_quantized(fc, [layer], strategy)
         assert counts == [{"w": 1}], counts
         return model, n * packing.row_bytes(packing.TERNARY, k)
 
     packed = packing.pack(w, packing.TERNARY)
     return {
-        "ternary": (tflite_model.quantized_matmul_model(packing.TERNARY, shape, packed, scale),
+        "ternary": (builder.quantized_matmul_model(packing.TERNARY, shape, packed, scale),
                     n * packing.row_bytes(packing.TERNARY, k)),
-        "ternary_a8": (tflite_model.quantized_matmul_model(packing.TERNARY, shape, packed, scale, activations="int8"),
+        "ternary_a8": (builder.quantized_matmul_model(packing.TERNARY, shape, packed, scale, activations="int8"),
                        n * packing.row_bytes(packing.TERNARY, k)),
-        "binary": (tflite_model.quantized_matmul_model(packing.BINARY, shape, packing.pack(signs, packing.BINARY), scale),
+        "binary": (builder.quantized_matmul_model(packing.BINARY, shape, packing.pack(signs, packing.BINARY), scale),
                    n * packing.row_bytes(packing.BINARY, k)),
-        "fp32_fc": (tflite_model.fully_connected_model(shape, dense), 4 * n * k),
-        "int8_fc": (tflite_model.fully_connected_model(shape, dense, int8=True), n * k),
+        "fp32_fc": (builder.fully_connected_model(shape, dense), 4 * n * k),
+        "int8_fc": (builder.fully_connected_model(shape, dense, int8=True), n * k),
         "unpack_op_fc": unpacked("unpack_op"),
         "unpack_builtin_fc": unpacked("unpack_builtin"),
     }
@@ -88,17 +93,15 @@ def memcpy_gbps():
 
 def invoke_overhead_ms():
     x = np.zeros((1, 4), np.float32)
-    model = tflite_model.fully_connected_model(x.shape, np.ones((4, 4), np.float32))
+    model = builder.fully_connected_model(x.shape, np.ones((4, 4), np.float32))
     return time_model(model, 1 << 30, x, 1)
 
 
 def plot(rows, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ternary_vlm import plots
     groups = [r for r in rows if r["threads"] == 1]
     labels = [f"{r['k']}x{r['n']}\nM={r['m']}" for r in groups]
-    fig, ax = plt.subplots(figsize=(max(8, len(groups)), 4.5))
+    fig, ax = plots.subplots(figsize=(max(8, len(groups)), 4.5))
     width = 0.2
     for i, variant in enumerate(("ternary", "ternary_a8", "binary", "int8_fc")):
         ax.bar(np.arange(len(groups)) + (i - 1.5) * width,
@@ -108,9 +111,7 @@ def plot(rows, path):
     ax.set_ylabel("speed-up over fp32 FULLY_CONNECTED (XNNPACK)")
     ax.set_title("Single-op LiteRT latency, 1 thread, cold weights")
     ax.legend()
-    fig.tight_layout()
-    with atomic.output_file(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+    plots.save(fig, path)
 
 
 def main(argv):

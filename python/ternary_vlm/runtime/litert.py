@@ -10,7 +10,7 @@ from pathlib import Path
 from ai_edge_litert import interpreter as litert
 
 # Next to the package in Bazel runfiles; TERNARY_VLM_OPS_LIBRARY overrides (e.g. an installed copy).
-_RUNFILES_LIBRARY = Path(__file__).parent.parent.parent / "cc" / "libternary_ops.so"
+_RUNFILES_LIBRARY = Path(__file__).parents[3] / "cc" / "libternary_ops.so"
 
 
 def ops_library() -> str:

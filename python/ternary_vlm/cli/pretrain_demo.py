@@ -14,12 +14,15 @@ import time
 from absl import app, flags, logging
 from flax import nnx
 
-from ternary_vlm import demo_model, evaluate, processing, train
-from ternary_vlm.convert import writer
+from ternary_vlm import train
+from ternary_vlm.checkpoints import demo_model
+from ternary_vlm.train import evaluate
+from ternary_vlm.checkpoints import processing
+from ternary_vlm.checkpoints import writer
 from ternary_vlm.data.batches import Batcher
 from ternary_vlm.models.config import config_from_dict
 from ternary_vlm.models.smolvlm import SmolVLM
-from ternary_vlm.tokenizer import Tokenizer
+from ternary_vlm.checkpoints.tokenizer import Tokenizer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 1200, "Optimizer steps.")

@@ -28,17 +28,18 @@ flags.DEFINE_string("tflite", None, "Run this exported .tflite on LiteRT instead
 
 
 def run() -> None:
-    from ternary_vlm.convert import load_model, model_path
+    from ternary_vlm.checkpoints import model_path
+    from ternary_vlm.checkpoints.loader import load_model
     from ternary_vlm.errors import TernaryVLMError
-    from ternary_vlm.models.generation import Generator
-    from ternary_vlm import demo_model
+    from ternary_vlm.models.decoding import Generator
+    from ternary_vlm.checkpoints import demo_model
     from ternary_vlm.paths import user_path
-    from ternary_vlm.processing import build_inputs
+    from ternary_vlm.checkpoints.processing import build_inputs
 
     path = model_path(FLAGS.model)
     start = time.time()
     if FLAGS.tflite:  # config, tokenizer and processor only: the weights are in the .tflite
-        from ternary_vlm.runtime import load_processing
+        from ternary_vlm.checkpoints.processing import load_processing
         loaded = load_processing(path)
     else:
         loaded = load_model(path)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from ternary_vlm import processing
+from ternary_vlm.checkpoints import processing
 from ternary_vlm.data import scenes, text
 
 # In Bazel runfiles and in the source tree alike: python/demo_vlm next to the package.
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "demo_vlm"
+CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "demo_vlm"
 IMAGE_SIZE = 48
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<end_of_utterance>",
                   "<image>", "<fake_token_around_image>", "<global-img>"]

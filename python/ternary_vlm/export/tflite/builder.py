@@ -8,7 +8,7 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from ternary_vlm import packing
+from ternary_vlm.quant import schemes
 
 _TYPES = {
     np.dtype(np.float32): schema.TensorType.FLOAT32,
@@ -16,7 +16,6 @@ _TYPES = {
     np.dtype(np.uint8): schema.TensorType.UINT8,
     np.dtype(np.int8): schema.TensorType.INT8,
 }
-CUSTOM_OPS = {packing.TERNARY: "TernaryMatMul", packing.BINARY: "BinaryMatMul"}
 # What those ops do with their float input (cc/tflite/matmul_op.h): float32 multiplies it as it is, int8
 # quantizes each row to int8 first (W2A8). The op reads its custom options as this text.
 ACTIVATIONS = ("float32", "int8")
@@ -93,7 +92,7 @@ def quantized_matmul_model(fmt, x_shape, packed, scale, bias=None, activations="
     if bias is not None:
         inputs.append(b.tensor("bias", [n], np.float32, bias))
     y = b.tensor("y", list(x_shape[:-1]) + [n], np.float32)
-    b.op(schema.BuiltinOperator.CUSTOM, inputs, [y], custom_name=CUSTOM_OPS[fmt],
+    b.op(schema.BuiltinOperator.CUSTOM, inputs, [y], custom_name=schemes.by_format(fmt).custom_op,
          custom_options=matmul_options(activations))
     return b.build([x], [y])
 

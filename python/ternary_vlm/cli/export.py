@@ -1,4 +1,4 @@
-"""Command line of export.py (kept apart so the library defines no flags).
+"""Command line of the exporter (export/exporter.py).
 
   tools/bazel run //python:export -- --model=DIR --variant=ternary --out=model.tflite
   tools/bazel run //python:export -- --model=SmolLM2.gguf --variant=int8 --out=smollm2-int8.tflite
@@ -9,7 +9,7 @@ import os
 from absl import app, flags, logging
 
 from ternary_vlm.errors import TernaryVLMError
-from ternary_vlm.export import KV_CACHES, VARIANTS, export_path, variant_format
+from ternary_vlm.export import KV_CACHES, VARIANTS, export_path, parse
 from ternary_vlm.paths import user_path
 
 FLAGS = flags.FLAGS
@@ -26,10 +26,10 @@ flags.DEFINE_enum("kv_cache", None, KV_CACHES, "op: our KVCacheAttention op owns
 def run():
     if not FLAGS.model:
         raise TernaryVLMError("--model is required")
-    variant_format(FLAGS.variant)
+    variant = parse(FLAGS.variant, FLAGS.kv_cache)  # a bad variant fails before the (slow) load
     model = user_path(FLAGS.model)
     out = user_path(FLAGS.out or os.path.basename(os.path.normpath(model)) + f"-{FLAGS.variant}.tflite")
-    result = export_path(model, FLAGS.variant, out, FLAGS.max_len, FLAGS.prefill_len, FLAGS.kv_cache)
+    result = export_path(model, variant, out, FLAGS.max_len, FLAGS.prefill_len)
     for key, n in result.replacements.items():
         logging.info("%s: %d quantized layers -> custom ops", key, n)
     print(f"wrote {out} ({os.path.getsize(out) / 1e6:.2f} MB)")

@@ -5,11 +5,14 @@
                    (the vision encoder cuts these into patches: models.siglip.patchify)
   image_prompt     the <image> expansion: <fake_token_around_image><global-img><image>*seq_len... and, for
                    split images, one <row_r_col_c> block per tile, as Idefics3Processor/SmolVLMProcessor write it
+  load_processing  what generation needs of a checkpoint besides its weights (config, tokenizer, image
+                   processor): the part of a LoadedModel (checkpoints/loader.py) that needs no JAX
   build_prompt     chat template (the checkpoint's own, else SmolVLM's default) + image expansion -> token ids
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -18,9 +21,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ternary_vlm.checkpoints.tokenizer import Tokenizer, render_chat_template
 from ternary_vlm.errors import CheckpointError, TernaryVLMError
-from ternary_vlm.models.config import VLMConfig
-from ternary_vlm.tokenizer import Tokenizer, render_chat_template
+from ternary_vlm.models.config import VLMConfig, config_from_dict
 
 FAKE_IMAGE_TOKEN = "<fake_token_around_image>"
 IMAGE_TOKEN = "<image>"
@@ -195,3 +198,40 @@ def build_inputs(tokenizer: Tokenizer, prompt: str, *, image=None, image_process
         pixel_values, rows, cols = image_processor(image)
         text = expand_image_tokens(text, [(rows, cols)], vlm_config.image_seq_len)
     return tokenizer.encode(text), pixel_values
+
+
+@dataclasses.dataclass
+class Processing:
+    """What generation needs of a checkpoint besides its weights: config, tokenizer, image processor."""
+    config: Any
+    tokenizer: Any
+    image_processor: Any = None
+    path: str = ""
+
+    @property
+    def is_vlm(self) -> bool:
+        return isinstance(self.config, VLMConfig)
+
+    @property
+    def text_config(self):
+        return self.config.text if self.is_vlm else self.config
+
+
+def load_processing(path: str) -> Processing:
+    """Config, tokenizer and image processor of a model directory (no weights, no JAX) or a GGUF file
+    (its metadata; the GGUF reader lives beside the JAX loader)."""
+    if os.path.isfile(path):
+        from ternary_vlm.checkpoints.gguf import GGUFCheckpoint
+        checkpoint = GGUFCheckpoint(path)
+        return Processing(checkpoint.config, Tokenizer.from_gguf_metadata(checkpoint.meta), None, path)
+    config_path = os.path.join(path, "config.json")
+    try:
+        with open(config_path) as f:
+            config = config_from_dict(json.load(f))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{config_path}: unreadable ({e})") from None
+    tokenizer = Tokenizer.from_directory(path) if os.path.exists(os.path.join(path, "tokenizer.json")) else None
+    image_processor = None
+    if isinstance(config, VLMConfig) and os.path.exists(os.path.join(path, "preprocessor_config.json")):
+        image_processor = ImageProcessor.from_directory(path, config)
+    return Processing(config, tokenizer, image_processor, path)

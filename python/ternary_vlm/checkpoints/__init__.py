@@ -1,0 +1,24 @@
+"""Checkpoints in and out (no torch at run time).
+
+  model_path(flag)  (here) what a --model flag names: a path, `smollm2` (the pip GGUF), a named ternarized
+                    model (quant/compact.py: smollm2-ternary, smollm2-binary), or none (the demo VLM)
+  loader.py         load_model(path): a Hugging Face model directory (smolvlm / idefics3 / llama) or a llama
+                    GGUF file -> a Flax NNX model + tokenizer (LoadedModel)
+  huggingface.py, gguf.py  the two readers; writer.py  a Flax model -> a Hugging Face directory
+  processing.py     tokenizer / image inputs as transformers' processor makes them; load_processing (no JAX)
+  tokenizer.py      the tokenizers-library tokenizer and chat template
+  demo_model.py     the bundled demo VLM (python/demo_vlm)
+"""
+
+
+def model_path(flag: str | None) -> str:
+    """The checkpoint a --model flag names (one vocabulary for every CLI)."""
+    if flag == "smollm2":
+        from ternary_vlm.checkpoints.gguf import smollm2_gguf_path
+        return smollm2_gguf_path()
+    from ternary_vlm.quant import compact
+    if flag in compact.NAMES:
+        return compact.materialize(flag)
+    from ternary_vlm.checkpoints import demo_model
+    from ternary_vlm.paths import user_path
+    return user_path(flag) or demo_model.default_checkpoint()

@@ -1,0 +1,234 @@
+"""Model-level benchmark: every export variant of the demo VLM and SmolLM2-135M, run on LiteRT.
+
+  tools/bazel run //python:benchmark -- [--models=demo,smollm2] [--variants=fp32,int8,ternary,...]
+      [--demo_ternary=DIR] [--demo_binary=DIR] [--json=PATH] [--plot=PATH] [--out_md=docs/BENCHMARKS.md]
+
+For each model and variant, in one run: the model is exported with export.convert (the quantized variants come
+from a ternarize output given with --demo_ternary / --demo_binary, else from the float model quantized in memory
+with the k-means init and no training), written to a temporary directory, then measured:
+
+  file MB           size of the .tflite
+  peak RSS MB       ru_maxrss of a fresh child process (imports only LiteRT + numpy) that loads the model with
+                    litert.interpreter (via runtime.Runtime) and runs encode_image + prefill + the decode steps
+  encode / prefill  median ms of encode_image (VLMs) and of prefill for a fixed prompt (padded to --prefill_len)
+  decode tok/s      1 / median ms of decode over --decode_steps steps after --warmup steps, per thread count;
+                    each figure is the median over --processes fresh child processes
+  perplexity        computed with the .tflite itself (teacher forcing through prefill/decode): pydoc test-split
+                    text windows for both models; for the VLM also the caption perplexity on --scenes test scenes
+  caption accuracy  VLM: greedy runtime.generate on --scenes test scenes, exact token match (end of turn included)
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+from absl import app, flags, logging
+
+from ternary_vlm import atomic
+from ternary_vlm.bench import quality, report as reporting
+from ternary_vlm.bench.child import Launcher
+from ternary_vlm.bench.sources import MODEL_NAMES, Source, prompt_inputs, text_ids
+from ternary_vlm.paths import user_path
+
+MODELS = ("demo", "smollm2")
+DEFAULT_VARIANTS = ("fp32", "int8", "ternary", "binary", "ternary_int8", "ternary_a8", "ternary_unpack_op",
+                    "ternary_unpack_builtin", "fp32/variables", "int8/variables")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", list(MODELS), f"Models to benchmark: {', '.join(MODELS)}.")
+flags.DEFINE_list("variants", list(DEFAULT_VARIANTS), "Export variants (export/variants.py), each optionally with "
+                  "/<kv_cache> (op or variables; default: the variant's): e.g. int8/variables is the "
+                  "stock-LiteRT int8 model, no custom op at all.")
+flags.DEFINE_string("demo_ternary", None, "A ternarize output directory (mode ternary) for the demo VLM's "
+                    "ternary variants; default: quantize the float model in memory (k-means init, no QAT).")
+flags.DEFINE_string("demo_binary", None, "A ternarize output directory (mode binary) for the demo VLM's binary "
+                    "variants; default: quantize in memory (no QAT).")
+flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts for the decode speed.")
+flags.DEFINE_integer("decode_steps", 64, "Timed decode steps per thread count (median taken).", lower_bound=1)
+flags.DEFINE_integer("warmup", 8, "Untimed decode steps before the timed ones.", lower_bound=0)
+flags.DEFINE_integer("timing_runs", 5, "Timed runs of encode_image and prefill (median taken).", lower_bound=1)
+flags.DEFINE_integer("processes", 3, "Fresh measuring processes per variant and thread count; every speed and "
+                     "memory figure is the median over them (the machines here are shared and noisy).",
+                     lower_bound=1)
+flags.DEFINE_integer("text_windows", 2, "Pydoc test-split windows for the text perplexity (0 skips it).",
+                     lower_bound=0)
+flags.DEFINE_integer("text_window", 128, "Tokens per text window.", lower_bound=2)
+flags.DEFINE_integer("scenes", 32, "Test scenes for the VLM's caption perplexity and accuracy (0 skips them).",
+                     lower_bound=0)
+flags.DEFINE_list("max_len", ["demo:256", "smollm2:256"], "KV cache length per model (model:N).")
+flags.DEFINE_list("prefill_len", ["demo:64", "smollm2:64"], "Prefill capacity per model (model:N).")
+flags.DEFINE_integer("smollm2_layers", 0, "Export only SmolLM2's first N of its 30 decoder layers (embedding, final "
+                     "norm and LM head kept), for quick runs; 0 = all.", lower_bound=0)
+flags.DEFINE_string("export_dir", None, "Keep the .tflite files here (default: a temporary directory, removed).")
+flags.DEFINE_string("json", None, "Write every figure to this JSON file.")
+flags.DEFINE_string("plot", None, "Write a PNG: memory vs perplexity, marker size = decode tok/s.")
+flags.DEFINE_string("from_json", None, "Measure nothing: re-render the table, plot and markdown of an earlier --json.")
+flags.DEFINE_string("out_md", None, "Write/replace the model section (between <!-- model-benchmark --> markers) "
+                    "of this markdown file, e.g. docs/BENCHMARKS.md; other content is kept.")
+
+
+def _per_model(values, model: str) -> int:
+    table = dict(v.split(":", 1) for v in values)
+    return int(table[model])
+
+
+def benchmark_model(name: str, variants: list, workdir: str, launcher: Launcher) -> dict:
+    """Every figure of one model; variants: export.Variant values (parsed from --variants)."""
+    from ternary_vlm import export
+    from ternary_vlm.data import scenes
+    from ternary_vlm.data.batches import Batcher
+    from ternary_vlm.runtime import Runtime
+
+    source = Source(name, {"ternary": user_path(FLAGS.demo_ternary), "binary": user_path(FLAGS.demo_binary)})
+    loaded = source.loaded
+    max_len, prefill_len = _per_model(FLAGS.max_len, name), _per_model(FLAGS.prefill_len, name)
+    batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config if loaded.is_vlm else None, max_len)
+    inputs = prompt_inputs(source, batcher)
+    inputs_path = os.path.join(workdir, f"{name}-inputs.npz")
+    np.savez(inputs_path, **inputs)
+    stream = text_ids(source, batcher)
+    windows = min(FLAGS.text_windows, (len(stream) - 1) // FLAGS.text_window)
+    if name == "smollm2" and FLAGS.smollm2_layers:
+        source.truncate(FLAGS.smollm2_layers, stream, FLAGS.text_window, windows)
+    if FLAGS.text_window + 1 > max_len:
+        raise ValueError(f"--text_window {FLAGS.text_window} needs max_len > {FLAGS.text_window} ({name}: {max_len})")
+    rows, stop_ids = [], []
+    if loaded.is_vlm and FLAGS.scenes:
+        for i in range(FLAGS.scenes):
+            rows.append(batcher.scene_row(scenes.example(0, "test", i, loaded.config.vision.image_size), "caption"))
+        stop_ids = sorted({i for i in (loaded.tokenizer.eos_token_id,
+                                       loaded.tokenizer.token_to_id("<end_of_utterance>")) if i is not None})
+    cfg = loaded.text_config
+    result = {"model": name, "title": MODEL_NAMES[name], "path": source.path, "max_len": max_len,
+              "prefill_len": prefill_len, "prompt_tokens": int(len(inputs["ids"])),
+              "text_ppl_tokens": windows * FLAGS.text_window, "scenes": len(rows),
+              "params": int(sum(np.size(v) for v in _params(loaded.model))),
+              "layers": cfg.num_hidden_layers, "full_layers": source.full_layers,
+              "full_model_flax_text_ppl": source.full_model_ppl, "hidden_size": cfg.hidden_size, "vocab_size": cfg.vocab_size,
+              "variants": []}
+    if windows:  # the Flax float model on the same windows: a check of the export, not a TFLite figure
+        from ternary_vlm.train import evaluate
+        result["flax_float_text_ppl"] = evaluate.text_perplexity(loaded.model, stream, FLAGS.text_window,
+                                                                 batch_size=2, max_windows=windows)
+        logging.info("%s: Flax float text perplexity %.3f", name, result["flax_float_text_ppl"])
+    truth = {}  # id(model) -> float64 logits of the fixed prompt
+    for i, variant in enumerate(variants):
+        spec, kv_cache = variant.spec, variant.kv_cache
+        logging.info("%s %s: exporting (max_len %d, prefill_len %d)", name, spec, max_len, prefill_len)
+        model, layers, how = source.for_variant(variant)
+        start = time.time()
+        exported = export.convert(model, variant, quantized=layers, max_len=max_len, prefill_len=prefill_len)
+        path = os.path.join(workdir, f"{name}-{variant.name}-{kv_cache}.tflite")
+        atomic.write_bytes(path, exported.content)
+        row = {"variant": spec, "kv_cache": kv_cache, "weights": how, "export_s": time.time() - start,
+               "file_mb": os.path.getsize(path) / 1e6, "custom_ops": exported.replacements}
+        del exported
+        logging.info("%s %s: %.2f MB in %.0f s; measuring speed", name, spec, row["file_mb"], row["export_s"])
+        row["speed"] = {}
+        for threads in FLAGS.threads:
+            runs = [launcher.run([path, inputs_path, int(threads), FLAGS.decode_steps, FLAGS.warmup,
+                                  FLAGS.timing_runs]) for _ in range(FLAGS.processes)]
+            m = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+            m["decode_tok_s"] = 1e3 / m["decode_ms"]
+            row["speed"][threads] = m
+            logging.info("%s %s, %s thread(s), median of %d processes: %s", name, spec, threads, len(runs),
+                         ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
+        first = row["speed"][FLAGS.threads[0]]
+        row["rss_mb"] = first["rss_mb"]
+        row["prefill_ms"] = first["prefill_ms"]
+        if "encode_ms" in first:
+            row["encode_ms"] = first["encode_ms"]
+        row["decode_tok_s"] = {t: s["decode_tok_s"] for t, s in row["speed"].items()}
+        logging.info("%s %s: quality", name, spec)
+        start = time.time()
+        rt = Runtime(path, num_threads=int(FLAGS.threads[0]))
+        want = quality.flax_prefill_logits(model, inputs, max_len)
+        if id(model) not in truth:
+            truth[id(model)] = quality.flax64_prefill_logits(model, inputs)
+        got = rt.prefill(inputs["ids"], rt.image_features(inputs["pixel_values"]) if rt.is_vlm else None)
+        row["flax_logit_diff"] = float(np.abs(got - want).max())
+        row["flax_logit_max"] = float(np.abs(want).max())
+        row["f64_logit_diff"] = float(np.abs(got - truth[id(model)]).max())
+        row["flax_f32_vs_f64"] = float(np.abs(want - truth[id(model)]).max())
+        if windows:
+            row["text_ppl"] = quality.text_perplexity(rt, stream, FLAGS.text_window, windows)
+        if rows:
+            row.update(quality.caption_scores(rt, rows, stop_ids))
+        del rt
+        row["quality_s"] = time.time() - start
+        logging.info("%s %s: %s", name, spec, {k: row[k] for k in ("flax_logit_diff", "text_ppl", "caption_ppl",
+                                                                       "caption_accuracy") if k in row})
+        result["variants"].append(row)
+        if FLAGS.export_dir is None:
+            os.unlink(path)
+        needed = {v.scheme.mode for v in variants[i + 1:] if v.scheme}
+        for mode in list(source._quantized):  # free what no later variant needs: conversions peak at GBs
+            if mode not in needed:
+                del source._quantized[mode]
+        del model, layers
+        gc.collect()
+        if FLAGS.json:  # partial results survive a later failure (e.g. the OOM killer during a conversion)
+            atomic.write_bytes(user_path(FLAGS.json) + ".partial", json.dumps(result, indent=1).encode())
+    return result
+
+
+def _params(model):
+    from flax import nnx
+    return [v.get_value() for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param))]
+
+
+def main(argv):
+    from ternary_vlm.cli import unwind_on_sigterm
+    unwind_on_sigterm()  # the export folder is removed on SIGTERM too (the finally below)
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from ternary_vlm import export
+    from ternary_vlm.errors import TernaryVLMError
+    for m in FLAGS.models:
+        if m not in MODELS:
+            raise app.UsageError(f"unknown model {m!r} (known: {', '.join(MODELS)})")
+    try:
+        variants = [export.parse(spec) for spec in FLAGS.variants]
+    except TernaryVLMError as e:
+        raise app.UsageError(str(e)) from None
+    outputs = dict(json_path=user_path(FLAGS.json), plot_path=user_path(FLAGS.plot), md_path=user_path(FLAGS.out_md))
+    if FLAGS.from_json:
+        with open(user_path(FLAGS.from_json)) as f:
+            saved = json.load(f)
+        saved["meta"]["notes"] = [n for n in saved["meta"].get("notes", []) if "not measured" in n]
+        return reporting.report(saved["models"], saved["meta"], **outputs)
+    start = time.time()
+    workdir = user_path(FLAGS.export_dir) if FLAGS.export_dir else tempfile.mkdtemp(prefix="ternary_vlm_benchmark-")
+    os.makedirs(workdir, exist_ok=True)
+    launcher = Launcher()
+    baseline = launcher.run(["-", "-", 1, 0, 0, 0])["rss_mb"]
+    results, notes = {}, []
+    try:
+        for name in FLAGS.models:
+            try:
+                results[name] = benchmark_model(name, variants, workdir, launcher)
+            except MemoryError as e:  # measure what we can; the rest is stated
+                logging.error("%s failed: %s", name, e)
+                notes.append(f"{name}: not measured ({type(e).__name__}: {e})")
+    finally:
+        launcher.close()
+        if FLAGS.export_dir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    meta = {"command": "tools/bazel run //python:benchmark -- " + " ".join(sys.argv[1:]),
+            "machine": reporting.machine(), "baseline_rss_mb": baseline, "seconds": time.time() - start,
+            "decode_steps": FLAGS.decode_steps, "warmup": FLAGS.warmup, "processes": FLAGS.processes,
+            "notes": notes}
+    reporting.report(results, meta, **outputs)
+    if FLAGS.json and os.path.exists(user_path(FLAGS.json) + ".partial"):
+        os.unlink(user_path(FLAGS.json) + ".partial")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,14 @@
+"""The .tflite rewrite passes and the flatbuffer toolkit they share (the LiteRT wheel's schema; no JAX, no TF):
+
+  flatbuffer.py       read / write a model, op names, constants, metadata, signatures, op histograms
+  quantized.py        quantized FULLY_CONNECTEDs -> our matmul ops, or unpack-then-multiply (STRATEGIES)
+  int8_embeddings.py  embedding lookups read int8 rows (the int8 variants)
+  kv_cache.py         each layer's cache variables + attention -> one KVCacheAttention op
+  builder.py          small single-op models written from scratch (tests, op benchmarks)
+"""
+
+from ternary_vlm.export.tflite.flatbuffer import (add_metadata, buffer_array, op_histogram, opcode_name,  # noqa: F401
+                                                  read_model, signature_subgraphs, write_model)
+from ternary_vlm.export.tflite.int8_embeddings import int8_embeddings  # noqa: F401
+from ternary_vlm.export.tflite.kv_cache import KV_CACHE_OP, kv_cache_attention  # noqa: F401
+from ternary_vlm.export.tflite.quantized import STRATEGIES, UNPACK_OP, replace_quantized  # noqa: F401

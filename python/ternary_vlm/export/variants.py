@@ -1,0 +1,74 @@
+"""THE export-variant table: each variant is one row, parsed once from its name at the edge (CLI, benchmark
+spec) into a Variant that the exporter and the passes read; nothing below parses variant strings again.
+
+  scheme       the quantized layers' scheme (quant/schemes.py), None for float weights (fp32, int8)
+  activations  what the custom matmul ops do with their input (export/tflite/builder.ACTIVATIONS): float32,
+               or int8 (per-row W2A8)
+  strategy     how packed layers execute (export/tflite/quantized.py): fused op, or unpacked to float at
+               every invoke by our UnpackTernary op or by builtin ops only
+  int8_rest    the remaining float weights become TFLite dynamic-range int8 and the embedding lookup reads
+               int8 rows (for a tied LM head its own; export/tflite/int8_embeddings.py)
+  kv_cache     op (KVCacheAttention owns the cache) or variables (stock resource variables); the default is
+               the table's, a spec `name/kv_cache` overrides it
+
+A new variant is one row in VARIANTS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ternary_vlm.errors import TernaryVLMError
+from ternary_vlm.quant import schemes
+from ternary_vlm.quant.schemes import Scheme
+
+KV_CACHES = ("op", "variables")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str
+    scheme: Scheme | None = None
+    activations: str = "float32"
+    strategy: str = "fused"
+    int8_rest: bool = False
+    kv_cache: str = "op"
+
+    @property
+    def builtin_only(self) -> bool:
+        """Runs on a stock LiteRT without our op library."""
+        return self.strategy == "unpack_builtin"
+
+    @property
+    def spec(self) -> str:
+        """The name, with /kv_cache when it is not the table's default."""
+        default = VARIANTS[self.name].kv_cache
+        return self.name if self.kv_cache == default else f"{self.name}/{self.kv_cache}"
+
+
+VARIANTS = {v.name: v for v in (
+    Variant("fp32"),
+    Variant("int8", int8_rest=True),
+    Variant("ternary", schemes.TERNARY),
+    Variant("binary", schemes.BINARY),
+    Variant("ternary_int8", schemes.TERNARY, int8_rest=True),
+    Variant("binary_int8", schemes.BINARY, int8_rest=True),
+    Variant("ternary_a8", schemes.TERNARY, activations="int8", int8_rest=True),
+    Variant("ternary_unpack_op", schemes.TERNARY, strategy="unpack_op"),
+    Variant("ternary_unpack_builtin", schemes.TERNARY, strategy="unpack_builtin", kv_cache="variables"),
+)}
+
+
+def parse(spec: str, kv_cache: str | None = None) -> Variant:
+    """A variant from `name` or `name/kv_cache` (kv_cache= overrides), validated."""
+    name, _, spec_cache = spec.partition("/")
+    if name not in VARIANTS:
+        raise TernaryVLMError(f"unknown variant {name!r} (known: {', '.join(VARIANTS)})")
+    variant = VARIANTS[name]
+    kv_cache = kv_cache or spec_cache or variant.kv_cache
+    if kv_cache not in KV_CACHES:
+        raise TernaryVLMError(f"unknown kv_cache {kv_cache!r} (known: {', '.join(KV_CACHES)})")
+    if kv_cache == "op" and variant.builtin_only:
+        raise TernaryVLMError(f"{name} uses builtin ops only: it needs kv_cache=variables")
+    return dataclasses.replace(variant, kv_cache=kv_cache)
+
