@@ -20,9 +20,9 @@ TARGETS = ["//cc/..."]
 MUTATIONS = [
     ("packing table: ternary code 0b10 decoded as 0 instead of +1", "cc/kernels/packing.cc",
      "table[byte][j] = code == 3 ? 0.0f", "table[byte][j] = code >= 2 ? 0.0f"),
-    ("rounding: int8 activations truncated instead of rounded half to even", "cc/kernels/a8_layout.cc",
+    ("rounding: int8 activations truncated instead of rounded half to even", "cc/kernels/a8/layout.cc",
      "q[c] = static_cast<int8_t>((xi[c] * inv + kRound) - kRound);", "q[c] = static_cast<int8_t>(xi[c] * inv);"),
-    ("loop bound: the last activation of a row not quantized", "cc/kernels/a8_layout.cc",
+    ("loop bound: the last activation of a row not quantized", "cc/kernels/a8/layout.cc",
      "    for (size_t c = 0; c < k; ++c) {\n      // |x", "    for (size_t c = 0; c + 1 < k; ++c) {\n      // |x"),
     ("loop bound: the reference kernel skips the last input", "cc/kernels/reference.cc",
      "for (size_t c = 0; c < k_; ++c) acc += x[", "for (size_t c = 0; c + 1 < k_; ++c) acc += x["),

@@ -39,7 +39,7 @@ std::unique_ptr<Kernel> MakeLutKernelAvx2(WeightFormat format, const int8_t* w, 
 std::unique_ptr<Kernel> MakeBitPlaneKernelNeon(WeightFormat format, const int8_t* w, size_t n,
                                                size_t k);
 #endif
-// Int8 activations (a8_layout.h; binary weights are codes 0 and 2 of the same 2-bit layout):
+// Int8 activations (a8/layout.h; binary weights are codes 0 and 2 of the same 2-bit layout):
 std::unique_ptr<Kernel> MakeReferenceInt8Kernel(const int8_t* w, size_t n, size_t k);
 #if defined(__x86_64__)
 std::unique_ptr<Kernel> MakeA8KernelAvx512Vnni(const int8_t* w, size_t n, size_t k);

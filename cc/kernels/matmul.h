@@ -8,7 +8,7 @@
 //   kFloat32  as it is: every kernel matches the reference to ~1e-6 relative error (float
 //             accumulation in a different order).
 //   kInt8     each row of x is first quantized to int8 with its own scale (s = max|x| / 127,
-//             round half to even; cc/kernels/a8_layout.h) and Σ q·t is exact in int32 (W2A8, as
+//             round half to even; cc/kernels/a8/layout.h) and Σ q·t is exact in int32 (W2A8, as
 //             BitNet b1.58 and bitnet.cpp's I2_S; LiteRT's dynamic-range int8 FULLY_CONNECTED
 //             quantizes its input rows the same way). Every kernel equals the reference exactly.
 // A non-finite activation (inf, NaN) makes every output that meets it through a non-zero weight

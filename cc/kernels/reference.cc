@@ -4,7 +4,7 @@
 #include <memory>
 #include <vector>
 
-#include "cc/kernels/a8_layout.h"
+#include "cc/kernels/a8/layout.h"
 #include "cc/kernels/kernel.h"
 
 namespace tvlm {

@@ -150,7 +150,7 @@ class ExportTest(absltest.TestCase):
 
     def test_ternary_a8_ops_equal_an_emulation_of_their_int8_arithmetic(self):
         """Every TernaryMatMul of ternary_a8, in every signature, on the activations it really received: its output
-        equals numpy doing what the op documents (cc/kernels/a8_layout.h): per row q = round-half-even(x · (127 /
+        equals numpy doing what the op documents (cc/kernels/a8/layout.h): per row q = round-half-even(x · (127 /
         max|x|)) in float32, exact integer Σ q·t, then y = Σ · (max|x| / 127) · α + bias."""
         content = read(self.paths["ternary_a8"])
         parsed = tflite.read_model(content)

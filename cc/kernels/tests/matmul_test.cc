@@ -163,7 +163,7 @@ TEST_P(MatMulTest, MatchesReferenceOnRaggedShapes) {
   }
 }
 
-// For m > 1 the table-lookup kernels walk weight rows in slabs of ~512 KiB (lut_walk.h): at k =
+// For m > 1 the table-lookup kernels walk weight rows in slabs of ~512 KiB (f32/lut_walk.h): at k =
 // 2500 a ternary slab is ~840 rows, a binary one ~1680, so n = 2048 crosses two or three slab
 // boundaries.
 TEST_P(MatMulTest, MatchesReferenceAcrossWeightSlabs) {

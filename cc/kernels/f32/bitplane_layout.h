@@ -1,5 +1,5 @@
-#ifndef TERNARY_VLM_CC_KERNELS_BITPLANE_LAYOUT_H_
-#define TERNARY_VLM_CC_KERNELS_BITPLANE_LAYOUT_H_
+#ifndef TERNARY_VLM_CC_KERNELS_F32_BITPLANE_LAYOUT_H_
+#define TERNARY_VLM_CC_KERNELS_F32_BITPLANE_LAYOUT_H_
 
 // Bit-plane layout for kernels that turn weight bits into lane masks (NEON). Each row is
 // cut into 32-weight words; plane 0 has bit c set where weight c is +1, plane 1 (ternary only)
@@ -77,4 +77,4 @@ void BitPlaneLoop(const BitPlaneArgs& a, size_t m, size_t begin, size_t end, flo
 }  // namespace internal
 }  // namespace tvlm
 
-#endif  // TERNARY_VLM_CC_KERNELS_BITPLANE_LAYOUT_H_
+#endif  // TERNARY_VLM_CC_KERNELS_F32_BITPLANE_LAYOUT_H_

@@ -2,12 +2,12 @@
 // Only ARMv7 NEON intrinsics, so the same code serves AArch64 and 32-bit ARM.
 
 #if !defined(__ARM_NEON)
-#error "bitplane_neon.cc needs NEON (on 32-bit ARM: -mfpu=neon or neon-vfpv4)"
+#error "f32/bitplane_neon.cc needs NEON (on 32-bit ARM: -mfpu=neon or neon-vfpv4)"
 #endif
 
 #include <arm_neon.h>
 
-#include "cc/kernels/bitplane_layout.h"
+#include "cc/kernels/f32/bitplane_layout.h"
 
 namespace tvlm {
 namespace internal {

@@ -1,5 +1,5 @@
-#ifndef TERNARY_VLM_CC_KERNELS_LUT_LAYOUT_H_
-#define TERNARY_VLM_CC_KERNELS_LUT_LAYOUT_H_
+#ifndef TERNARY_VLM_CC_KERNELS_F32_LUT_LAYOUT_H_
+#define TERNARY_VLM_CC_KERNELS_F32_LUT_LAYOUT_H_
 
 // Table-lookup layout for 16-lane float permutes (AVX-512 vpermi2ps: 32 floats from two
 // registers, 5-bit index). A group of G consecutive weights of a row becomes one 5-bit index
@@ -46,4 +46,4 @@ int LutCoefficient(WeightFormat format, size_t index, size_t j);
 }  // namespace internal
 }  // namespace tvlm
 
-#endif  // TERNARY_VLM_CC_KERNELS_LUT_LAYOUT_H_
+#endif  // TERNARY_VLM_CC_KERNELS_F32_LUT_LAYOUT_H_

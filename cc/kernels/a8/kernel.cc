@@ -1,12 +1,13 @@
 // The int8-activation kernel object: quantizes x once per Run (Prepare), then the ISA loop
-// (a8_isa.h) runs each thread's rows over the shared A8Layout.
+// (isa.h) runs each thread's rows over the shared A8Layout.
+
+#include "cc/kernels/kernel.h"
 
 #include <memory>
 #include <vector>
 
-#include "cc/kernels/a8_isa.h"
-#include "cc/kernels/a8_layout.h"
-#include "cc/kernels/kernel.h"
+#include "cc/kernels/a8/isa.h"
+#include "cc/kernels/a8/layout.h"
 
 namespace tvlm {
 namespace internal {

@@ -6,11 +6,11 @@
 #include <memory>
 #include <vector>
 
+#include "cc/kernels/f32/lut8_avx2.h"
+#include "cc/kernels/f32/lut8_layout.h"
+#include "cc/kernels/f32/lut_avx512.h"
+#include "cc/kernels/f32/lut_layout.h"
 #include "cc/kernels/kernel.h"
-#include "cc/kernels/lut8_avx2.h"
-#include "cc/kernels/lut8_layout.h"
-#include "cc/kernels/lut_avx512.h"
-#include "cc/kernels/lut_layout.h"
 
 namespace tvlm {
 namespace internal {

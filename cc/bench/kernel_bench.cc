@@ -1,6 +1,6 @@
 // Cold-weight micro-benchmark of MatMulKernel on every ISA this CPU runs.
 //
-//   tools/bazel run //cc/kernels:kernel_bench -- [--threads=1,2] [--m=1,32] [--isa=avx512]
+//   tools/bazel run //cc/bench:kernel_bench -- [--threads=1,2] [--m=1,32] [--isa=avx512]
 //       [--activations=float32,int8] [--shapes=2048x8192,8192x2048] [--json=PATH]
 //
 // Each configuration rotates over enough copies of its weights (> 64 MB together) that none is

@@ -1,9 +1,9 @@
-#include "cc/kernels/lut_avx512.h"
+#include "cc/kernels/f32/lut_avx512.h"
 
 #include <immintrin.h>
 
-#include "cc/kernels/lut_layout.h"
-#include "cc/kernels/lut_walk.h"
+#include "cc/kernels/f32/lut_layout.h"
+#include "cc/kernels/f32/lut_walk.h"
 
 namespace tvlm {
 namespace internal {

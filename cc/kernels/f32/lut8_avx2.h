@@ -1,5 +1,5 @@
-#ifndef TERNARY_VLM_CC_KERNELS_LUT8_AVX2_H_
-#define TERNARY_VLM_CC_KERNELS_LUT8_AVX2_H_
+#ifndef TERNARY_VLM_CC_KERNELS_F32_LUT8_AVX2_H_
+#define TERNARY_VLM_CC_KERNELS_F32_LUT8_AVX2_H_
 
 // AVX2 loops over the Lut8Layout (lut8_layout.h). Only call where the CPU has AVX2 and FMA.
 // Plain pointers only: the translation unit is built with -mavx2 and must not emit inline
@@ -26,4 +26,4 @@ void Lut8DotAvx2(const Lut8Layout& layout, const uint32_t* words, const float* t
 }  // namespace internal
 }  // namespace tvlm
 
-#endif  // TERNARY_VLM_CC_KERNELS_LUT8_AVX2_H_
+#endif  // TERNARY_VLM_CC_KERNELS_F32_LUT8_AVX2_H_

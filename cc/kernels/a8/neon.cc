@@ -5,15 +5,15 @@
 // folded into one sum per row at the end.
 
 #if !defined(__ARM_NEON)
-#error "a8_neon.cc needs NEON (on 32-bit ARM: -mfpu=neon or neon-vfpv4)"
+#error "a8/neon.cc needs NEON (on 32-bit ARM: -mfpu=neon or neon-vfpv4)"
 #endif
 
 #include <arm_neon.h>
 
 #include <cstring>
 
-#include "cc/kernels/a8_isa.h"
-#include "cc/kernels/a8_layout.h"
+#include "cc/kernels/a8/isa.h"
+#include "cc/kernels/a8/layout.h"
 
 namespace tvlm {
 namespace internal {

@@ -1,4 +1,4 @@
-#include "cc/kernels/lut_layout.h"
+#include "cc/kernels/f32/lut_layout.h"
 
 namespace tvlm {
 namespace internal {

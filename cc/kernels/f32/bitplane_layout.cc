@@ -1,4 +1,4 @@
-#include "cc/kernels/bitplane_layout.h"
+#include "cc/kernels/f32/bitplane_layout.h"
 
 namespace tvlm {
 namespace internal {

@@ -4,7 +4,7 @@
 #include <memory>
 #include <vector>
 
-#include "cc/kernels/bitplane_layout.h"
+#include "cc/kernels/f32/bitplane_layout.h"
 #include "cc/kernels/kernel.h"
 
 namespace tvlm {

@@ -1,5 +1,5 @@
-#ifndef TERNARY_VLM_CC_KERNELS_LUT8_LAYOUT_H_
-#define TERNARY_VLM_CC_KERNELS_LUT8_LAYOUT_H_
+#ifndef TERNARY_VLM_CC_KERNELS_F32_LUT8_LAYOUT_H_
+#define TERNARY_VLM_CC_KERNELS_F32_LUT8_LAYOUT_H_
 
 // Table-lookup layout for 8-lane float permutes (AVX2 vpermps: 8 floats from one register,
 // 3-bit index). A group of 3 consecutive weights of a row becomes a 3-bit index (bit j for
@@ -55,4 +55,4 @@ inline int Lut8Coefficient(WeightFormat format, size_t index, size_t j) {
 }  // namespace internal
 }  // namespace tvlm
 
-#endif  // TERNARY_VLM_CC_KERNELS_LUT8_LAYOUT_H_
+#endif  // TERNARY_VLM_CC_KERNELS_F32_LUT8_LAYOUT_H_

@@ -1,5 +1,5 @@
-#ifndef TERNARY_VLM_CC_KERNELS_LUT_AVX512_H_
-#define TERNARY_VLM_CC_KERNELS_LUT_AVX512_H_
+#ifndef TERNARY_VLM_CC_KERNELS_F32_LUT_AVX512_H_
+#define TERNARY_VLM_CC_KERNELS_F32_LUT_AVX512_H_
 
 // AVX-512 loops over the LutLayout (lut_layout.h). Only call where the CPU has AVX-512F. Plain
 // pointers only: the translation unit is built with -mavx512f and must not emit inline library
@@ -26,4 +26,4 @@ void LutDotAvx512(const LutLayout& layout, const uint32_t* words, const float* t
 }  // namespace internal
 }  // namespace tvlm
 
-#endif  // TERNARY_VLM_CC_KERNELS_LUT_AVX512_H_
+#endif  // TERNARY_VLM_CC_KERNELS_F32_LUT_AVX512_H_

@@ -1,4 +1,4 @@
-#include "cc/kernels/a8_layout.h"
+#include "cc/kernels/a8/layout.h"
 
 #include <algorithm>
 #include <cstring>

@@ -1,7 +1,7 @@
 #ifndef TERNARY_VLM_CC_KERNELS_A8_ISA_H_
 #define TERNARY_VLM_CC_KERNELS_A8_ISA_H_
 
-// The ISA loops over A8Layout (a8_layout.h), one per instruction set, each in its own translation
+// The ISA loops over A8Layout (layout.h), one per instruction set, each in its own translation
 // unit built with that ISA's flags: call one only where the CPU has it. Plain pointers only, so no
 // inline library code built with those flags can be picked by the linker for other callers.
 //

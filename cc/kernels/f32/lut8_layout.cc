@@ -1,4 +1,4 @@
-#include "cc/kernels/lut8_layout.h"
+#include "cc/kernels/f32/lut8_layout.h"
 
 namespace tvlm {
 namespace internal {

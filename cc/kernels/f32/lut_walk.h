@@ -1,5 +1,5 @@
-#ifndef TERNARY_VLM_CC_KERNELS_LUT_WALK_H_
-#define TERNARY_VLM_CC_KERNELS_LUT_WALK_H_
+#ifndef TERNARY_VLM_CC_KERNELS_F32_LUT_WALK_H_
+#define TERNARY_VLM_CC_KERNELS_F32_LUT_WALK_H_
 
 // The loop nest the table-lookup kernels (AVX-512 lut_avx512.cc, AVX2 lut8_avx2.cc) share: which
 // row blocks, activation rows and K-word chunks each call of a kernel's tile covers. Everything is
@@ -67,4 +67,4 @@ void WalkTiles(size_t m, size_t words_per_row, size_t b0, size_t b1, size_t word
 }  // namespace internal
 }  // namespace tvlm
 
-#endif  // TERNARY_VLM_CC_KERNELS_LUT_WALK_H_
+#endif  // TERNARY_VLM_CC_KERNELS_F32_LUT_WALK_H_

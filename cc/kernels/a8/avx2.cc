@@ -6,8 +6,8 @@
 
 #include <cstring>
 
-#include "cc/kernels/a8_isa.h"
-#include "cc/kernels/a8_layout.h"
+#include "cc/kernels/a8/isa.h"
+#include "cc/kernels/a8/layout.h"
 
 namespace tvlm {
 namespace internal {
