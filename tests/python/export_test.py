@@ -11,19 +11,19 @@ from flax import nnx
 
 from safetensors.numpy import save_file
 
-from ternary_vlm import atomic, export
-from ternary_vlm.runtime import litert
-from ternary_vlm.quant import packing
-from ternary_vlm.export import tflite
+from ai_edge_litert import schema_py_generated as schema
+from ternary_vlm import atomic, export, runtime
 from ternary_vlm.checkpoints import writer
+from ternary_vlm.export import tflite
 from ternary_vlm.errors import TernaryVLMError
 from ternary_vlm.models import layers
 from ternary_vlm.models.config import config_from_dict
 from ternary_vlm.models.decoding import Generator
 from ternary_vlm.models.llama import LlamaDecoder
 from ternary_vlm.models.smolvlm import SmolVLM
+from ternary_vlm.quant import packing
 from ternary_vlm.quant.apply import quantize_model, quantized_layers
-from ternary_vlm.runtime import Runtime
+from ternary_vlm.runtime import Runtime, litert
 
 CONFIG = {  # tests/python/train_test.py's tiny SmolVLM: 4 image tokens per 16 px image
     "model_type": "smolvlm", "image_token_id": 30, "scale_factor": 2, "tie_word_embeddings": True,
@@ -36,7 +36,8 @@ MAX_LEN, PREFILL_LEN = 24, 12
 PROMPT = [1, 30, 30, 30, 30, 5, 7, 9]  # 4 image tokens, then text; prefill pads it to PREFILL_LEN
 DECODE_STEPS = 6
 # Absolute for the exact-weight variants; relative to max |logit| where int8 rounds the weights. ternary_a8 (int8
-# activations) is checked op by op against an emulation of its arithmetic instead: test_ternary_a8_ops_*.
+# activations) is checked op by op against an emulation of its arithmetic instead (test_ternary_a8_ops_*), and so are
+# the stock low-bit variants ternary_int2, int4 and int4_b32 (test_stock_lowbit_variants_*).
 TOLERANCE = {"fp32": 1e-4, "ternary": 1e-4, "binary": 1e-4, "int8": 5e-2, "ternary_int8": 5e-2,
              "ternary_unpack_op": 1e-4, "ternary_unpack_builtin": 1e-4}
 
@@ -75,6 +76,26 @@ def flax_logits(model, tokens):
     return np.asarray(features), out
 
 
+def decode_lowbit(model, graph, tensor, types, steps=False):
+    """Float weights [N, K] of a stock INT2 / INT4 weight tensor, decoded with numpy from the file's bytes: values
+    in two's complement, least-significant first, one stream over the tensor; scales per channel or blockwise.
+    steps=True: also each weight's scale [N, K]."""
+    bits = types[tensor.type]
+    n, k = tensor.shape
+    raw = np.asarray(model.buffers[tensor.buffer].data, np.uint8)
+    fields = (raw[:, None] >> (bits * np.arange(8 // bits))) & ((1 << bits) - 1)
+    values = fields.ravel()[:n * k].astype(np.int64)
+    values = np.where(values >= 1 << (bits - 1), values - (1 << bits), values).reshape(n, k)
+    q = tensor.quantization
+    if q.details is None:
+        step = np.repeat(np.asarray(q.scale, np.float64)[:, None], k, axis=1)
+    else:
+        scales_tensor = graph.tensors[q.details.scales]
+        scales = np.frombuffer(np.asarray(model.buffers[scales_tensor.buffer].data, np.uint8).tobytes(), np.float16)
+        step = np.repeat(scales.reshape(n, -1).astype(np.float64), q.details.blockSize, axis=1)
+    return (values * step, step) if steps else values * step
+
+
 def read(path):
     with open(path, "rb") as f:
         return f.read()
@@ -96,7 +117,8 @@ class ExportTest(absltest.TestCase):
         cls.dir = tempfile.mkdtemp()
         cls.models = {"fp32": make_model(), "int8": make_model(), "ternary": make_model("ternary"),
                       "binary": make_model("binary"), "ternary_int8": make_model("ternary"), "ternary_a8": make_model("ternary"),
-                      "ternary_unpack_op": make_model("ternary"), "ternary_unpack_builtin": make_model("ternary")}
+                      "ternary_unpack_op": make_model("ternary"), "ternary_unpack_builtin": make_model("ternary"),
+                      "ternary_int2": make_model("ternary"), "int4": make_model(), "int4_b32": make_model()}
         cls.paths, cls.results = {}, {}
         for variant, model in cls.models.items():
             result = export.convert(model, export.parse(variant), max_len=MAX_LEN, prefill_len=PREFILL_LEN)
@@ -120,7 +142,7 @@ class ExportTest(absltest.TestCase):
                 print(f"{variant}: max |logit diff| {diff:.2e} (max |logit| {scale:.2f}) over prefill + "
                       f"{DECODE_STEPS} decode steps, max |image feature diff| {feature_diff:.2e}, "
                       f"{os.path.getsize(self.paths[variant])} bytes")
-                bound = TOLERANCE[variant] * (scale if export.parse(variant).int8_rest else 1)
+                bound = TOLERANCE[variant] * (scale if export.parse(variant).other != "fp32" else 1)
                 self.assertLessEqual(diff, bound)
                 self.assertLessEqual(feature_diff, bound)
 
@@ -189,6 +211,70 @@ class ExportTest(absltest.TestCase):
                 float_gap = max(float_gap, np.abs(y.reshape(want.shape) - (x @ t.T) * alpha - bias).max())
         # The emulation is sharper than float activations would be: the op really rounds its input to int8.
         self.assertGreater(float_gap, 1e-4)
+
+    def test_stock_lowbit_variants_run_without_our_library_and_do_their_arithmetic(self):
+        """ternary_int2 (the ternary layers as stock INT2 FULLY_CONNECTEDs) and int4 / int4_b32 (every float FC
+        weight as stock INT4, per channel / per block of 32): no custom op in the file, a stock interpreter runs
+        them, and each low-bit FC in every signature gives x · Wᵀ (+ bias) for the W numpy decodes from the file,
+        to the int8 rounding of its activations: TFLite quantizes x to int8 with a step s ≤ max|x| / 127 (per tensor,
+        or finer), so |Δy_j| ≤ ‖W_j‖₁ · s / 2, plus float32 rounding. A wrong bit order or scale fails by O(|y|)."""
+        types = {schema.TensorType.INT2: 2, schema.TensorType.INT4: 4}
+        for variant in ("ternary_int2", "int4", "int4_b32"):
+            with self.subTest(variant=variant):
+                content = read(self.paths[variant])
+                self.assertEqual(tflite.custom_ops(content), [])
+                self.assertEqual(runtime.read_metadata(content)["custom_ops"], [])
+                parsed = tflite.read_model(content)
+                interp = litert.interpreter(model_content=content, preserve_all_tensors=True, ops=False)
+                features = np.zeros((PREFILL_LEN, 32), np.float32)
+                features[:4] = interp.get_signature_runner("encode_image")(pixel_values=pixels())["image_features"]
+                ids = np.zeros((1, PREFILL_LEN), np.int32)
+                ids[0, :len(PROMPT)] = PROMPT
+                subgraphs = tflite.signature_subgraphs(content)
+                runs = {"encode_image": None, "prefill": lambda r: r(ids=ids, image_features=features,
+                                                                     length=np.asarray(len(PROMPT), np.int32)),
+                        "decode": lambda r: r(token=np.asarray([[7]], np.int32),
+                                              position=np.asarray(len(PROMPT), np.int32))}
+                for key in runs:
+                    index = subgraphs[key]
+                    if runs[key]:
+                        runs[key](interp.get_signature_runner(key))
+                    graph = parsed.subgraphs[index]
+                    fcs = [o for o in graph.operators if tflite.opcode_name(parsed, o) == "FULLY_CONNECTED"]
+                    lowbit_fcs = [o for o in fcs if graph.tensors[o.inputs[1]].type in types]
+                    if variant == "ternary_int2":  # exactly the quantized layers, with their codes and α
+                        self.assertEqual(len(lowbit_fcs), self.results[variant].replacements[key], key)
+                    else:  # every FC (the LM head too)
+                        self.assertEqual(len(lowbit_fcs), len(fcs), key)
+                        self.assertGreater(len(fcs), 0, key)
+                    for o in lowbit_fcs:
+                        w = decode_lowbit(parsed, graph, graph.tensors[o.inputs[1]], types)
+                        x = interp.get_tensor(int(o.inputs[0]), index).reshape(-1, w.shape[1]).astype(np.float64)
+                        y = interp.get_tensor(int(o.outputs[0]), index).reshape(len(x), -1)
+                        bias = (interp.get_tensor(int(o.inputs[2]), index)
+                                if len(o.inputs) > 2 and o.inputs[2] >= 0 else 0)
+                        want = x @ w.T + bias
+                        bound = np.abs(w).sum(axis=1) * np.abs(x).max() / 127 / 2 + 1e-5 * (np.abs(want) + 1)
+                        self.assertTrue(np.all(np.abs(y - want) <= bound), f"{variant} {key} op {o.outputs[0]}")
+                if variant != "ternary_int2":  # each INT4 weight is a float weight of the model rounded to its step
+                    floats = [np.asarray(lin.weight[...], np.float64) for _, lin in
+                              layers.iter_linears(self.models[variant])]
+                    floats += [np.asarray(e.weight[...], np.float64) for _, e in
+                               layers.iter_linears(self.models[variant], layers.Embedding)]  # the tied LM head
+                    for g in parsed.subgraphs:
+                        for o in g.operators:
+                            if tflite.opcode_name(parsed, o) == "FULLY_CONNECTED":
+                                w, step = decode_lowbit(parsed, g, g.tensors[o.inputs[1]], types, steps=True)
+                                self.assertTrue(any(f.shape == w.shape and np.all(np.abs(w - f) <= step * 0.5001)
+                                                    for f in floats), f"{variant}: FC {o.outputs[0]}")
+                else:  # the file holds each layer's exact codes and α
+                    decoded = [decode_lowbit(parsed, g, g.tensors[o.inputs[1]], types) for g in parsed.subgraphs
+                               for o in g.operators if tflite.opcode_name(parsed, o) == "FULLY_CONNECTED"
+                               and g.tensors[o.inputs[1]].type in types]
+                    for _, q in quantized_layers(self.models[variant]):
+                        want = np.asarray(q.scale[...], np.float32).astype(np.float64)[:, None] * q.codes()
+                        self.assertTrue(any(w.shape == want.shape and np.array_equal(w, want) for w in decoded),
+                                        q.name)
 
     def assert_only_packed_weights(self, content, model):
         """No float or int8 copy of a quantized weight is left; each packed matrix is stored once (shared by

@@ -1,5 +1,6 @@
-"""Benchmarks TernaryMatMul (float and int8 activations) and BinaryMatMul against LiteRT's FULLY_CONNECTED (fp32
-and int8), and against the unpack-then-multiply strategies (UnpackTernary or builtin unpack ops, then
+"""Benchmarks TernaryMatMul (float and int8 activations) and BinaryMatMul against LiteRT's FULLY_CONNECTED (fp32,
+int8, and stock LiteRT's low-bit paths: the same ternary codes as INT2 weights, 4-bit weights per channel and per
+block of 32), and against the unpack-then-multiply strategies (UnpackTernary or builtin unpack ops, then
 FULLY_CONNECTED).
 
   tools/bazel run //python:bench_ops -- [--json=PATH] [--plot=PATH] [--threads=1,2]
@@ -18,7 +19,7 @@ from absl import app, flags, logging
 from ternary_vlm import atomic
 from ternary_vlm.runtime import litert
 from ternary_vlm.quant import packing
-from ternary_vlm.export.tflite import builder
+from ternary_vlm.export.tflite import builder, lowbit
 from ternary_vlm.export import tflite
 from ternary_vlm.quant.artifact import QuantizedLayer
 
@@ -32,7 +33,8 @@ flags.DEFINE_integer("min_runs", 40, "Timed invocations per configuration (at le
 flags.DEFINE_string("json", None, "Write the figures to this JSON file.")
 flags.DEFINE_string("plot", None, "Write a bar chart (speed-up over fp32 FULLY_CONNECTED) to this PNG.")
 
-VARIANTS = ("ternary", "ternary_a8", "binary", "fp32_fc", "int8_fc", "unpack_op_fc", "unpack_builtin_fc")
+VARIANTS = ("ternary", "ternary_a8", "binary", "fp32_fc", "int8_fc", "int2_fc", "int4_fc", "int4_b32_fc",
+            "unpack_op_fc", "unpack_builtin_fc")
 
 
 def build_models(k, n, m, rng):
@@ -50,6 +52,7 @@ def build_models(k, n, m, rng):
         return model, n * packing.row_bytes(packing.TERNARY, k)
 
     packed = packing.pack(w, packing.TERNARY)
+    (q4, s4), (q4b, s4b) = lowbit.quantize_int4(dense), lowbit.quantize_int4(dense, 32)
     return {
         "ternary": (builder.quantized_matmul_model(packing.TERNARY, shape, packed, scale),
                     n * packing.row_bytes(packing.TERNARY, k)),
@@ -59,6 +62,10 @@ def build_models(k, n, m, rng):
                    n * packing.row_bytes(packing.BINARY, k)),
         "fp32_fc": (builder.fully_connected_model(shape, dense), 4 * n * k),
         "int8_fc": (builder.fully_connected_model(shape, dense, int8=True), n * k),
+        # Stock LiteRT's low-bit paths: the same ternary codes as INT2 weights, and 4-bit weights of the same matrix.
+        "int2_fc": (builder.lowbit_fully_connected_model(shape, w, 2, scale), n * k // 4),
+        "int4_fc": (builder.lowbit_fully_connected_model(shape, q4, 4, s4), n * k // 2),
+        "int4_b32_fc": (builder.lowbit_fully_connected_model(shape, q4b, 4, s4b, block=32), n * k // 2 + n * k // 16),
         "unpack_op_fc": unpacked("unpack_op"),
         "unpack_builtin_fc": unpacked("unpack_builtin"),
     }
@@ -102,9 +109,10 @@ def plot(rows, path):
     groups = [r for r in rows if r["threads"] == 1]
     labels = [f"{r['k']}x{r['n']}\nM={r['m']}" for r in groups]
     fig, ax = plots.subplots(figsize=(max(8, len(groups)), 4.5))
-    width = 0.2
-    for i, variant in enumerate(("ternary", "ternary_a8", "binary", "int8_fc")):
-        ax.bar(np.arange(len(groups)) + (i - 1.5) * width,
+    shown = ("ternary", "ternary_a8", "binary", "int8_fc", "int2_fc", "int4_fc", "int4_b32_fc")
+    width = 0.8 / len(shown)
+    for i, variant in enumerate(shown):
+        ax.bar(np.arange(len(groups)) + (i - (len(shown) - 1) / 2) * width,
                [r["fp32_fc"] / r[variant] for r in groups], width, label=variant)
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set_xticks(np.arange(len(groups)), labels, fontsize=8)
@@ -112,6 +120,23 @@ def plot(rows, path):
     ax.set_title("Single-op LiteRT latency, 1 thread, cold weights")
     ax.legend()
     plots.save(fig, path)
+
+
+# Same-run ratios (how many times faster the first is): ours against each baseline on the same weights.
+RATIOS = (("tern vs fp32", "fp32_fc", "ternary"), ("tern vs int8", "int8_fc", "ternary"),
+          ("a8 vs int8", "int8_fc", "ternary_a8"), ("a8 vs INT2", "int2_fc", "ternary_a8"),
+          ("a8 vs INT4", "int4_fc", "ternary_a8"), ("a8 vs INT4 b32", "int4_b32_fc", "ternary_a8"),
+          ("bin vs fp32", "fp32_fc", "binary"))
+
+
+def table(rows) -> str:
+    head = ["K", "N", "M", "thr"] + [f"{v} ms" for v in VARIANTS] + [r[0] for r in RATIOS] + ["tern GB/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [str(r["k"]), str(r["n"]), str(r["m"]), str(r["threads"])] + [f"{r[v]:.4f}" for v in VARIANTS]
+        cells += [f"{r[base] / r[ours]:.2f}x" for _, base, ours in RATIOS] + [f"{r['ternary_gbps']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv):
@@ -138,18 +163,7 @@ def main(argv):
 
     print(f"\nmemcpy bandwidth (1 thread, 256 MiB): {bandwidth:.1f} GB/s; "
           f"Python invoke() overhead of a trivial model: {overhead * 1e3:.1f} us (included below)")
-    header = ("|    K |    N |  M | thr | ternary ms | ternary a8 ms | binary ms | fp32 FC ms | int8 FC ms "
-              "| UnpackTernary+FC ms | builtin unpack+FC ms | tern vs fp32 | tern vs int8 | a8 vs int8 | bin vs fp32 "
-              "| tern GB/s |")
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for r in rows:
-        print(f"| {r['k']:4d} | {r['n']:4d} | {r['m']:2d} | {r['threads']:3d} | {r['ternary']:10.4f} "
-              f"| {r['ternary_a8']:13.4f} | {r['binary']:9.4f} | {r['fp32_fc']:10.4f} | {r['int8_fc']:10.4f} "
-              f"| {r['unpack_op_fc']:19.4f} | {r['unpack_builtin_fc']:20.4f} "
-              f"| {r['fp32_fc'] / r['ternary']:11.2f}x | {r['int8_fc'] / r['ternary']:11.2f}x "
-              f"| {r['int8_fc'] / r['ternary_a8']:9.2f}x | {r['fp32_fc'] / r['binary']:10.2f}x "
-              f"| {r['ternary_gbps']:9.1f} |")
+    print(table(rows))
     if FLAGS.json:
         atomic.write_text(FLAGS.json, json.dumps(
             {"memcpy_gbps": bandwidth, "invoke_overhead_ms": overhead, "rows": rows}, indent=1))

@@ -104,10 +104,12 @@ def convert(model, variant: Variant, *, quantized=None, max_len: int = 64,
         [f.get_concrete_function() for f in functions], module)
     # Else RMSNorm gains are folded into the next weights, which then stop being α·t.
     converter._experimental_disable_fuse_mul_and_fc = True
-    if variant.int8_rest:
+    if variant.other == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     content = converter.convert()
-    if variant.int8_rest:
+    if variant.other in ("int4", "int4_b32"):
+        content, _ = tflite.int4_weights(content, block=32 if variant.other == "int4_b32" else None)
+    if variant.other != "fp32":
         content, counts = tflite.int8_embeddings(content)
         for key, index in tflite.signature_subgraphs(content).items():
             if key in ("prefill", "decode") and counts[index] != 1:
@@ -122,25 +124,23 @@ def convert(model, variant: Variant, *, quantized=None, max_len: int = 64,
             want = text_cfg.num_hidden_layers if key in ("prefill", "decode") else 0
             if counts[index] != want:
                 raise TernaryVLMError(f"{key}: {counts[index]} attentions became KVCacheAttention, expected {want}")
+    replacements, expected = {}, {}
+    if variant.scheme is not None:
+        content, counts = tflite.replace_quantized(content, layers, variant.strategy, variant.activations)
+        for key, index in tflite.signature_subgraphs(content).items():
+            want = {l.name for l in layers if key in _SIGNATURE_USES[_part(l.name)]}
+            got = counts[index]
+            replacements[key], expected[key] = sum(got.values()), len(want)
+            if set(got) != want or any(n != 1 for n in got.values()):
+                missing, extra = sorted(want - set(got)), sorted(set(got) - want)
+                raise TernaryVLMError(f"{key}: rewrote {sum(got.values())} FULLY_CONNECTED ops for {len(want)} "
+                                      f"quantized layers (not found: {missing[:3]}, unexpected: {extra[:3]})")
     meta = {"variant": variant.name, "kv_cache": variant.kv_cache, "max_len": max_len, "prefill_len": prefill_len,
-            "hidden_size": text_cfg.hidden_size, "vocab_size": text_cfg.vocab_size}
+            "hidden_size": text_cfg.hidden_size, "vocab_size": text_cfg.vocab_size,
+            "custom_ops": tflite.custom_ops(content)}  # empty: stock LiteRT runs it without our library
     if hasattr(model.cfg, "image_token_id"):
         meta.update(image_token_id=model.cfg.image_token_id, image_seq_len=model.cfg.image_seq_len)
     content = tflite.add_metadata(content, METADATA_KEY, json.dumps(meta).encode())
-    if variant.scheme is None:
-        return ExportResult(content, {}, {})
-
-    content, counts = tflite.replace_quantized(content, layers, variant.strategy, variant.activations)
-    subgraphs = tflite.signature_subgraphs(content)
-    replacements, expected = {}, {}
-    for key, index in subgraphs.items():
-        want = {l.name for l in layers if key in _SIGNATURE_USES[_part(l.name)]}
-        got = counts[index]
-        replacements[key], expected[key] = sum(got.values()), len(want)
-        if set(got) != want or any(n != 1 for n in got.values()):
-            missing, extra = sorted(want - set(got)), sorted(set(got) - want)
-            raise TernaryVLMError(f"{key}: rewrote {sum(got.values())} FULLY_CONNECTED ops for {len(want)} "
-                                  f"quantized layers (not found: {missing[:3]}, unexpected: {extra[:3]})")
     return ExportResult(content, replacements, expected)
 
 

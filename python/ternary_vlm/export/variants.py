@@ -4,10 +4,13 @@ spec) into a Variant that the exporter and the passes read; nothing below parses
   scheme       the quantized layers' scheme (quant/schemes.py), None for float weights (fp32, int8)
   activations  what the custom matmul ops do with their input (export/tflite/builder.ACTIVATIONS): float32,
                or int8 (per-row W2A8)
-  strategy     how packed layers execute (export/tflite/quantized.py): fused op, or unpacked to float at
-               every invoke by our UnpackTernary op or by builtin ops only
-  int8_rest    the remaining float weights become TFLite dynamic-range int8 and the embedding lookup reads
-               int8 rows (for a tied LM head its own; export/tflite/int8_embeddings.py)
+  strategy     how the quantized layers execute (export/tflite/quantized.py): our fused op; unpacked to float
+               at every invoke by our UnpackTernary op or by builtin ops only; or stock LiteRT's INT2
+               FULLY_CONNECTED (int2_fc: the codes as INT2 weights, α per channel)
+  other        what the remaining float weights become: fp32; int8 (TFLite's dynamic-range int8); int4 or
+               int4_b32 (stock INT4 weights per channel or per block of 32 inputs, export/tflite/int4_weights.py).
+               Except fp32, the embedding lookup then reads int8 rows (for a tied LM head stored as int8, its
+               own; export/tflite/int8_embeddings.py)
   kv_cache     op (KVCacheAttention owns the cache) or variables (stock resource variables); the default is
                the table's, a spec `name/kv_cache` overrides it
 
@@ -31,13 +34,13 @@ class Variant:
     scheme: Scheme | None = None
     activations: str = "float32"
     strategy: str = "fused"
-    int8_rest: bool = False
+    other: str = "fp32"
     kv_cache: str = "op"
 
     @property
     def builtin_only(self) -> bool:
-        """Runs on a stock LiteRT without our op library."""
-        return self.strategy == "unpack_builtin"
+        """Runs on a stock LiteRT without our op library (so it keeps the KV cache in stock variables too)."""
+        return self.strategy in ("unpack_builtin", "int2_fc")
 
     @property
     def spec(self) -> str:
@@ -48,14 +51,17 @@ class Variant:
 
 VARIANTS = {v.name: v for v in (
     Variant("fp32"),
-    Variant("int8", int8_rest=True),
+    Variant("int8", other="int8"),
+    Variant("int4", other="int4", kv_cache="variables"),
+    Variant("int4_b32", other="int4_b32", kv_cache="variables"),
     Variant("ternary", schemes.TERNARY),
     Variant("binary", schemes.BINARY),
-    Variant("ternary_int8", schemes.TERNARY, int8_rest=True),
-    Variant("binary_int8", schemes.BINARY, int8_rest=True),
-    Variant("ternary_a8", schemes.TERNARY, activations="int8", int8_rest=True),
+    Variant("ternary_int8", schemes.TERNARY, other="int8"),
+    Variant("binary_int8", schemes.BINARY, other="int8"),
+    Variant("ternary_a8", schemes.TERNARY, activations="int8", other="int8"),
     Variant("ternary_unpack_op", schemes.TERNARY, strategy="unpack_op"),
     Variant("ternary_unpack_builtin", schemes.TERNARY, strategy="unpack_builtin", kv_cache="variables"),
+    Variant("ternary_int2", schemes.TERNARY, strategy="int2_fc", other="int8", kv_cache="variables"),
 )}
 
 

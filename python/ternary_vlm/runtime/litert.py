@@ -20,18 +20,20 @@ def ops_library() -> str:
     return str(path)
 
 
-def interpreter(model_path=None, model_content=None, num_threads=1, xnnpack=True, preserve_all_tensors=False):
+def interpreter(model_path=None, model_content=None, num_threads=1, xnnpack=True, preserve_all_tensors=False,
+                ops=True):
     """An allocated interpreter for a model that may contain our custom ops.
 
     xnnpack=False uses TFLite's builtin kernels only (XNNPACK crashes under qemu).
     preserve_all_tensors keeps every intermediate tensor readable after invoke (for tests; no XNNPACK).
+    ops=False: a stock interpreter that does not load our library (for models that use builtin ops only).
     Raises RuntimeError/ValueError naming the problem for a malformed model.
     """
     resolver = (litert.OpResolverType.AUTO if xnnpack and not preserve_all_tensors
                 else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interp = litert.Interpreter(
         model_path=model_path, model_content=model_content, num_threads=num_threads,
-        experimental_delegates=[litert.load_delegate(ops_library())],
+        experimental_delegates=[litert.load_delegate(ops_library())] if ops else None,
         experimental_op_resolver_type=resolver, experimental_preserve_all_tensors=preserve_all_tensors)
     interp.allocate_tensors()
     return interp

@@ -73,7 +73,9 @@ class Runtime:
             raise TernaryVLMError(f"cannot read {model_path}: {e.strerror}") from None
         self.meta = read_metadata(content)
         try:
-            self.interpreter = litert.interpreter(model_content=content, num_threads=num_threads, xnnpack=xnnpack)
+            # Only a model with custom ops needs our library (exports before the key existed all do).
+            self.interpreter = litert.interpreter(model_content=content, num_threads=num_threads, xnnpack=xnnpack,
+                                                  ops=bool(self.meta.get("custom_ops", True)))
         except (RuntimeError, ValueError) as e:
             raise TernaryVLMError(f"{model_path}: {e}") from None
         keys = self.interpreter.get_signature_list()

@@ -8,6 +8,7 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from ternary_vlm.export.tflite import lowbit
 from ternary_vlm.quant import schemes
 
 _TYPES = {
@@ -15,6 +16,7 @@ _TYPES = {
     np.dtype(np.int32): schema.TensorType.INT32,
     np.dtype(np.uint8): schema.TensorType.UINT8,
     np.dtype(np.int8): schema.TensorType.INT8,
+    np.dtype(np.float16): schema.TensorType.FLOAT16,
 }
 # What those ops do with their float input (cc/tflite/matmul_op.h): float32 multiplies it as it is, int8
 # quantizes each row to int8 first (W2A8). The op reads its custom options as this text.
@@ -36,16 +38,21 @@ class ModelBuilder:
         self._tensors, self._ops, self._opcodes = [], [], []
 
     def tensor(self, name, shape, dtype, data=None, quantization=None):
-        t = schema.TensorT()
-        t.name, t.shape, t.type = name, list(shape), _TYPES[np.dtype(dtype)]
-        t.quantization = quantization
-        t.buffer = 0
+        raw = None
         if data is not None:
             data = np.ascontiguousarray(data, dtype=dtype)
             if data.shape != tuple(shape):
                 raise ValueError(f"tensor {name}: data shape {data.shape} != {tuple(shape)}")
+            raw = data.tobytes()
+        return self.raw_tensor(name, shape, _TYPES[np.dtype(dtype)], raw, quantization)
+
+    def raw_tensor(self, name, shape, tensor_type, raw: bytes | None = None, quantization=None):
+        """A tensor of any schema type; a constant when raw (its bytes as the file stores them) is given."""
+        t = schema.TensorT()
+        t.name, t.shape, t.type, t.quantization, t.buffer = name, list(shape), tensor_type, quantization, 0
+        if raw is not None:
             b = schema.BufferT()
-            b.data = np.frombuffer(data.tobytes(), np.uint8)
+            b.data = np.frombuffer(raw, np.uint8)
             t.buffer = len(self._buffers)
             self._buffers.append(b)
         self._tensors.append(t)
@@ -101,14 +108,30 @@ def fully_connected_model(x_shape, weights, bias=None, int8=False):
     """TFLite's own FULLY_CONNECTED: fp32 weights, or int8 per-channel weights (dynamic range)."""
     n, k = weights.shape
     b = ModelBuilder()
-    x = b.tensor("x", x_shape, np.float32)
     if int8:
         step = np.maximum(np.abs(weights).max(axis=1), 1e-12) / 127.0
-        q = schema.QuantizationParametersT()
-        q.scale, q.zeroPoint, q.quantizedDimension = step.tolist(), [0] * n, 0
+        q = lowbit.per_channel(step)
         w = b.tensor("w", [n, k], np.int8, np.clip(np.round(weights / step[:, None]), -127, 127), q)
     else:
         w = b.tensor("w", [n, k], np.float32, weights)
+    return _fully_connected(b, x_shape, w, n, bias)
+
+
+def lowbit_fully_connected_model(x_shape, codes, bits, scale, block=None, bias=None):
+    """TFLite's own FULLY_CONNECTED on stock low-bit weights (lowbit.py): INT2 or INT4 codes [N, K] with scales
+    [N] (per channel) or, for INT4 with a block, [N, K / block]."""
+    n, k = codes.shape
+    b = ModelBuilder()
+    if block is None:
+        q = lowbit.per_channel(scale)
+    else:
+        q = lowbit.blockwise(b.tensor("w.scales", scale.shape, np.float16, scale.astype(np.float16)), block)
+    w = b.raw_tensor("w", [n, k], lowbit.TYPES[bits], lowbit.pack(codes, bits).tobytes(), q)
+    return _fully_connected(b, x_shape, w, n, bias)
+
+
+def _fully_connected(b, x_shape, w, n, bias):
+    x = b.tensor("x", x_shape, np.float32)
     inputs = [x, w] + ([b.tensor("bias", [n], np.float32, bias)] if bias is not None else [-1])
     y = b.tensor("y", list(x_shape[:-1]) + [n], np.float32)
     options = schema.FullyConnectedOptionsT()

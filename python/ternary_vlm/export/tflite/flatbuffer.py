@@ -120,3 +120,11 @@ def op_histogram(content: bytes) -> list[Counter]:
     """Per subgraph, op name -> count (for reports and tests)."""
     model = read_model(content)
     return [Counter(opcode_name(model, op) for op in sg.operators) for sg in model.subgraphs]
+
+
+def custom_ops(content: bytes) -> list[str]:
+    """The custom ops the model uses (sorted names): what a runtime must register besides the builtins."""
+    model = read_model(content)
+    return sorted({opcode_name(model, op) for sg in model.subgraphs for op in sg.operators
+                   if max(model.operatorCodes[op.opcodeIndex].builtinCode,
+                          model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode) == schema.BuiltinOperator.CUSTOM})

@@ -3,14 +3,16 @@
 The converter sees each quantized layer as a plain FULLY_CONNECTED whose weights are α·t. A FULLY_CONNECTED
 is identified as quantized layer L by its weights alone: same [N, K] shape and the same values as L's α·t
 (float32 weights: bit-exact; int8 dynamic-range weights: codes exactly 127·t and step α/127). Each match is
-rewritten with one of three strategies (the paper's operator comparison), all reading the same packed bytes:
+rewritten with one of four strategies (the paper's operator comparison, and stock LiteRT's own low-bit path):
 
   fused           CUSTOM TernaryMatMul / BinaryMatMul(x, packed t, α[, bias]): our kernels, no float weights
   unpack_op       w = CUSTOM UnpackTernary(packed t, α, {N, K}); FULLY_CONNECTED(x, w[, bias])
   unpack_builtin  w = MUL(RESHAPE(GATHER(table[256, 4], CAST(packed t, int32)))[:, :K], α[N, 1]);
                   FULLY_CONNECTED(x, w[, bias]) — builtin ops only, so any stock TFLite runs it
+  int2_fc         FULLY_CONNECTED(x, t as an INT2 weight tensor with per-channel scales α[, bias]) — stock
+                  LiteRT's own 2-bit path (lowbit.py: its bit order, not packing.h's), int8 activations
 
-The unpack strategies recompute the float weights at every invoke into the interpreter's arena. Matches are
+The first three read our packed bytes (packing.h); the unpack strategies recompute the float weights at every invoke into the interpreter's arena. Matches are
 counted per subgraph so the caller can assert that every quantized layer was found. No JAX or TF needed: the
 flatbuffer object API from the LiteRT wheel.
 """
@@ -24,11 +26,12 @@ from ai_edge_litert import schema_py_generated as schema
 
 from ternary_vlm.export.tflite.flatbuffer import (Constants, buffer_array, new_op, new_tensor, opcode_index,
                                                   opcode_name, read_model, tensor_ids, write_without)
+from ternary_vlm.export.tflite import lowbit
 from ternary_vlm.export.tflite.builder import matmul_options
 from ternary_vlm.quant import packing, schemes
 from ternary_vlm.quant.artifact import QuantizedLayer
 
-STRATEGIES = ("fused", "unpack_op", "unpack_builtin")
+STRATEGIES = ("fused", "unpack_op", "unpack_builtin", "int2_fc")
 UNPACK_OP = "UnpackTernary"
 
 
@@ -100,6 +103,14 @@ def _unpack_ops(model, subgraph, constants: Constants, layer: QuantizedLayer, st
     return ops, weights
 
 
+def _int2_weights(subgraph, constants: Constants, layer: QuantizedLayer) -> int:
+    """The layer's codes as a stock INT2 weight tensor, α per output channel (buffer shared by the signatures)."""
+    index = constants.tensor(subgraph, layer.name + ".int2", lowbit.pack(layer.codes, 2),
+                             lowbit.TYPES[2], shape=layer.codes.shape)
+    subgraph.tensors[index].quantization = lowbit.per_channel(layer.scale)
+    return index
+
+
 def replace_quantized(content: bytes, layers: list[QuantizedLayer], strategy: str = "fused",
                       activations: str = "float32") -> tuple[bytes, list[Counter]]:
     """Returns the rewritten model and, per subgraph, how many times each layer name was replaced.
@@ -110,7 +121,7 @@ def replace_quantized(content: bytes, layers: list[QuantizedLayer], strategy: st
     buffer per layer) and a float buffer is emptied only once no tensor of any subgraph still uses it."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
-    if strategy != "fused" and any(layer.fmt != packing.TERNARY for layer in layers):
+    if strategy.startswith("unpack") and any(layer.fmt != packing.TERNARY for layer in layers):
         raise ValueError(f"strategy {strategy} unpacks ternary layers only")
     custom_options = matmul_options(activations)
     if strategy != "fused" and custom_options is not None:
@@ -138,6 +149,9 @@ def replace_quantized(content: bytes, layers: list[QuantizedLayer], strategy: st
             if uses[op.inputs[1]] == 1:  # the dead float weight tensor must not keep its buffer alive
                 weight.buffer = 0
             count[layer.name] += 1
+            if strategy == "int2_fc":  # the FULLY_CONNECTED stays and reads stock INT2 weights
+                op.inputs = [op.inputs[0], _int2_weights(subgraph, constants, layer)] + list(op.inputs[2:])
+                continue
             if strategy != "fused":  # the FULLY_CONNECTED stays and reads the unpacked weights
                 unpack, weights = _unpack_ops(model, subgraph, constants, layer, strategy)
                 operators[-1:] = unpack + [op]
