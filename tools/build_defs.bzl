@@ -81,3 +81,54 @@ def cc_fuzz_test(name, srcs, deps, corpus, seconds = 20):
         tags = ["fuzz"],
         target_compatible_with = HOST_ONLY,
     )
+
+# The manylinux baseline our libraries are built for (Debian 12 toolchain and sysroot: they need GLIBC_2.34 and
+# GLIBCXX_3.4.30); tools/wheel/build_wheel.py checks each wheel's library against it.
+MANYLINUX = "manylinux_2_35"
+
+def _py_wheel_impl(ctx):
+    tag = "%s-%s-%s_%s" % (ctx.attr.python_tag, ctx.attr.abi, MANYLINUX, ctx.attr.arch)
+    out = ctx.actions.declare_file("%s-%s-%s.whl" % (ctx.attr.distribution.replace("-", "_"), ctx.attr.version, tag))
+    args = ctx.actions.args()
+    args.add("--out", out)
+    args.add("--distribution", ctx.attr.distribution)
+    args.add("--version", ctx.attr.version)
+    args.add("--tag", tag)
+    args.add("--summary", ctx.attr.summary)
+    args.add_all(ctx.attr.requires, before_each = "--requires")
+    args.add_all(ctx.attr.console_scripts, before_each = "--console_script")
+    inputs = []
+    for target, dest in ctx.attr.files.items():
+        files = target.files.to_list()
+        if len(files) != 1:
+            fail("%s: a wheel entry must be one file, got %d" % (target.label, len(files)))
+        inputs.append(files[0])
+        args.add("--file", "%s=%s" % (dest, files[0].path))
+        if dest.endswith(".so"):
+            args.add("--native", files[0].path)
+    ctx.actions.run(
+        executable = ctx.executable._builder,
+        arguments = [args],
+        inputs = inputs,
+        outputs = [out],
+        mnemonic = "PyWheel",
+        progress_message = "Writing wheel %s" % out.short_path,
+    )
+    return [DefaultInfo(files = depset([out]), runfiles = ctx.runfiles(files = [out]))]
+
+py_wheel = rule(
+    implementation = _py_wheel_impl,
+    doc = "A wheel of the given files (label -> path in the wheel) for the target CPU (arch: x86_64 / aarch64).",
+    attrs = {
+        "distribution": attr.string(mandatory = True),
+        "version": attr.string(mandatory = True),
+        "arch": attr.string(mandatory = True),
+        "python_tag": attr.string(default = "py3"),
+        "abi": attr.string(default = "none"),
+        "summary": attr.string(),
+        "requires": attr.string_list(),
+        "console_scripts": attr.string_list(),
+        "files": attr.label_keyed_string_dict(allow_files = True),
+        "_builder": attr.label(default = "//tools/wheel:build_wheel", executable = True, cfg = "exec"),
+    },
+)

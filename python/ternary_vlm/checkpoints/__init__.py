@@ -12,13 +12,19 @@
 
 
 def model_path(flag: str | None) -> str:
-    """The checkpoint a --model flag names (one vocabulary for every CLI)."""
+    """The checkpoint a --model flag names (one vocabulary for every CLI): an existing path first, then a name."""
+    import os
+
+    from ternary_vlm.paths import user_path
+
     if flag == "smollm2":
         from ternary_vlm.checkpoints.gguf import smollm2_gguf_path
         return smollm2_gguf_path()
-    from ternary_vlm.quant import compact
-    if flag in compact.NAMES:
-        return compact.materialize(flag)
+    path = user_path(flag)
+    if path and os.path.exists(path):
+        return path
+    if flag:
+        from ternary_vlm.quant import compact
+        return compact.materialize(flag) if flag in compact.NAMES else path  # else: the loader's "no such file"
     from ternary_vlm.checkpoints import demo_model
-    from ternary_vlm.paths import user_path
-    return user_path(flag) or demo_model.default_checkpoint()
+    return demo_model.default_checkpoint()

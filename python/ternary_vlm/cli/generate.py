@@ -28,20 +28,18 @@ flags.DEFINE_string("tflite", None, "Run this exported .tflite on LiteRT instead
 
 
 def run() -> None:
+    # With --tflite only LiteRT runs (what the ternary-vlm wheel installs): JAX is imported for Flax models only.
     from ternary_vlm.checkpoints import model_path
-    from ternary_vlm.checkpoints.loader import load_model
+    from ternary_vlm.checkpoints.processing import build_inputs, load_processing
     from ternary_vlm.errors import TernaryVLMError
-    from ternary_vlm.models.decoding import Generator
-    from ternary_vlm.checkpoints import demo_model
     from ternary_vlm.paths import user_path
-    from ternary_vlm.checkpoints.processing import build_inputs
 
     path = model_path(FLAGS.model)
     start = time.time()
     if FLAGS.tflite:  # config, tokenizer and processor only: the weights are in the .tflite
-        from ternary_vlm.checkpoints.processing import load_processing
         loaded = load_processing(path)
     else:
+        from ternary_vlm.checkpoints.loader import load_model
         loaded = load_model(path)
     if loaded.tokenizer is None:
         raise TernaryVLMError(f"{path}: no tokenizer.json: cannot tokenize a prompt")
@@ -49,6 +47,8 @@ def run() -> None:
     image = FLAGS.image if (FLAGS.image or "").startswith("scene:") else user_path(FLAGS.image)
     if image and image.startswith("scene:"):
         from PIL import Image
+
+        from ternary_vlm.checkpoints import demo_model
         from ternary_vlm.data import scenes
         scene = scenes.example(0, "test", int(image[len("scene:"):]), demo_model.IMAGE_SIZE)
         logging.info("scene %s: %s", image, scene.caption)
@@ -64,6 +64,7 @@ def run() -> None:
         from ternary_vlm.runtime import Runtime
         generator = Runtime(user_path(FLAGS.tflite), num_threads=os.cpu_count() or 1)
     else:
+        from ternary_vlm.models.decoding import Generator
         generator = Generator(loaded.model)
     max_len = len(ids) + FLAGS.max_new_tokens
     if max_len > loaded.text_config.max_position_embeddings:

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from ai_edge_litert import interpreter as litert
 
-# Next to the package in Bazel runfiles; TERNARY_VLM_OPS_LIBRARY overrides (e.g. an installed copy).
+# Inside the package in the wheel, beside it in Bazel runfiles; TERNARY_VLM_OPS_LIBRARY overrides both.
+_WHEEL_LIBRARY = Path(__file__).parents[1] / "libternary_ops.so"
 _RUNFILES_LIBRARY = Path(__file__).parents[3] / "cc" / "libternary_ops.so"
 
 
 def ops_library() -> str:
-    path = Path(os.environ.get("TERNARY_VLM_OPS_LIBRARY", _RUNFILES_LIBRARY))
+    default = _WHEEL_LIBRARY if _WHEEL_LIBRARY.is_file() else _RUNFILES_LIBRARY
+    path = Path(os.environ.get("TERNARY_VLM_OPS_LIBRARY", default))
     if not path.is_file():
         raise FileNotFoundError(f"custom-op library not found: {path} (build //cc:ternary_ops)")
     return str(path)

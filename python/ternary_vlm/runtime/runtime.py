@@ -12,6 +12,7 @@ The token loop is models/sampling.py's, shared with the Flax Generator.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from typing import Iterator, Sequence
 
@@ -66,6 +67,13 @@ class _Signature:
 
 class Runtime:
     def __init__(self, model_path: str, num_threads: int = 1, xnnpack: bool = True):
+        """model_path: a .tflite export, or a directory holding exactly one (e.g. a ternarize output)."""
+        if os.path.isdir(model_path):
+            found = sorted(f for f in os.listdir(model_path) if f.endswith(".tflite"))
+            if len(found) != 1:
+                raise TernaryVLMError(f"{model_path}: expected one .tflite file, found {len(found)}"
+                                      + (f" ({', '.join(found)})" if found else ""))
+            model_path = os.path.join(model_path, found[0])
         try:
             with open(model_path, "rb") as f:
                 content = f.read()
