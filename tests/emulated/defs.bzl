@@ -2,9 +2,9 @@
 
 load("//tools:build_defs.bzl", "HOST_ONLY")
 
-def emulated_device_test(name, writer, runner, size = "medium", writer_data = [], writer_deps = []):
-    """writer.py (host venv) --out=<name>_cases.npz; runner.py <cases> runs on the emulated ARM64 device
-    (run_on_device.sh: aarch64 python + LiteRT + //cc:ternary_ops under qemu) under --config=aarch64."""
+def emulated_device_test(name, writer, runner, size = "medium", writer_data = [], writer_deps = [], device_data = []):
+    """writer.py (host venv) --out=<name>_cases.npz; runner.py <cases> [device_data paths] runs on the emulated
+    ARM64 device (run_on_device.sh: aarch64 python + LiteRT + //cc:ternary_ops under qemu) under --config=aarch64."""
     native.py_binary(
         name = writer,
         srcs = [writer + ".py"],
@@ -30,7 +30,7 @@ def emulated_device_test(name, writer, runner, size = "medium", writer_data = []
             "$(rootpath fake_cpuinfo.txt)",
             "$(rootpath %s.py)" % runner,
             "$(rootpath :%s_cases)" % name,
-        ],
+        ] + ["$(rootpath %s)" % d for d in device_data],
         data = [
             runner + ".py",
             ":%s_cases" % name,
@@ -39,6 +39,6 @@ def emulated_device_test(name, writer, runner, size = "medium", writer_data = []
             "//cc:libternary_ops.so",
             "//python:litert_runtime",
             "@arm64_sysroot//:stamp",
-        ],
+        ] + device_data,
         target_compatible_with = ["@platforms//cpu:aarch64"],
     )

@@ -23,6 +23,9 @@ flags.DEFINE_float("temperature", 0.0, "0 = greedy; > 0 samples from softmax(log
                    lower_bound=0.0)
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_bool("chat", True, "Wrap the prompt in the checkpoint's chat template.")
+flags.DEFINE_bool("xnnpack", True, "With --tflite: let LiteRT's XNNPACK delegate run the builtin ops (off: TFLite's "
+                  "own kernels, e.g. under qemu, where XNNPACK's CPU detection fails).")
+flags.DEFINE_integer("num_threads", 0, "With --tflite: interpreter threads (0: every CPU).", lower_bound=0)
 flags.DEFINE_string("tflite", None, "Run this exported .tflite on LiteRT instead of the Flax model; --model then "
                     "only gives the tokenizer and image processor (see //python:export).")
 
@@ -62,7 +65,8 @@ def run() -> None:
     if FLAGS.tflite:
         import os
         from ternary_vlm.runtime import Runtime
-        generator = Runtime(user_path(FLAGS.tflite), num_threads=os.cpu_count() or 1)
+        generator = Runtime(user_path(FLAGS.tflite), num_threads=FLAGS.num_threads or os.cpu_count() or 1,
+                            xnnpack=FLAGS.xnnpack)
     else:
         from ternary_vlm.models.decoding import Generator
         generator = Generator(loaded.model)
