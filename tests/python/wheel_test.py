@@ -26,6 +26,7 @@ from ternary_vlm.runtime import Runtime
 
 RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", ""), "ternary_vlm")
 WHEEL = glob.glob(os.path.join(RUNFILES, "python", "ternary_vlm-*-py3-none-*_x86_64.whl"))
+TRAIN_WHEEL = glob.glob(os.path.join(RUNFILES, "python", "ternary_vlm_train-*.whl"))
 BUILDER = os.path.join(RUNFILES, "tools", "wheel", "build_wheel")
 
 
@@ -58,19 +59,26 @@ def fresh_venv(directory, requirements):
     return os.path.join(directory, "bin")
 
 
+def requirements(wheel):
+    with zipfile.ZipFile(wheel) as z:
+        meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    return [line.split(": ", 1)[1] for line in meta.splitlines() if line.startswith("Requires-Dist: ")]
+
+
+def install(bin_dir, *wheels):
+    r = subprocess.run([os.path.join(bin_dir, "pip"), "install", "--no-index", "--no-deps", *wheels],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 class WheelTest(absltest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        assert len(WHEEL) == 1, WHEEL
+        assert len(WHEEL) == 1 and len(TRAIN_WHEEL) == 1, (WHEEL, TRAIN_WHEEL)
         cls.dir = tempfile.mkdtemp()
-        with zipfile.ZipFile(WHEEL[0]) as z:
-            meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
-        requires = [line.split(": ", 1)[1] for line in meta.splitlines() if line.startswith("Requires-Dist: ")]
-        cls.bin = fresh_venv(os.path.join(cls.dir, "venv"), requires)
-        install = subprocess.run([os.path.join(cls.bin, "pip"), "install", "--no-index", "--no-deps", WHEEL[0]],
-                                 capture_output=True, text=True)
-        assert install.returncode == 0, install.stderr
+        cls.bin = fresh_venv(os.path.join(cls.dir, "venv"), requirements(WHEEL[0]))
+        install(cls.bin, WHEEL[0])
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)  # nothing from the repository or the test's runfiles
         env.pop("TERNARY_VLM_OPS_LIBRARY", None)
@@ -137,6 +145,21 @@ class WheelTest(absltest.TestCase):
                            env=self.env, cwd=self.dir)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("pip install ternary-vlm-train", r.stderr.strip().splitlines()[-1])
+
+    def test_train_wheel_adds_ternarize_and_export(self):
+        """ternary-vlm-train on top of ternary-vlm, in a venv of both wheels' declared dependencies: pip check
+        passes and `ternary-vlm export` writes a .tflite the runtime wheel runs."""
+        train = [r for r in requirements(TRAIN_WHEEL[0]) if not r.startswith("ternary-vlm")]
+        bin_dir = fresh_venv(os.path.join(self.dir, "train-venv"), requirements(WHEEL[0]) + train)
+        install(bin_dir, WHEEL[0], TRAIN_WHEEL[0])
+        check = subprocess.run([os.path.join(bin_dir, "pip"), "check"], capture_output=True, text=True, env=self.env)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+        out = os.path.join(self.dir, "demo-fp32.tflite")
+        r = subprocess.run([os.path.join(bin_dir, "ternary-vlm"), "export",
+                            f"--model={demo_model.default_checkpoint()}", "--variant=fp32", "--max_len=64", f"--out={out}"], capture_output=True, text=True,
+                           env=self.env, cwd=self.dir)
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertEqual(Runtime(out).meta["variant"], "fp32")
 
     def test_a_wheel_for_another_architecture_is_refused(self):
         library = os.path.join(self.dir, "fake_aarch64.so")  # an ELF header for aarch64 (e_machine 183)

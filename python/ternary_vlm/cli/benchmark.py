@@ -111,7 +111,8 @@ def benchmark_model(name: str, variants: list, workdir: str, launcher: Launcher)
               "text_ppl_tokens": windows * FLAGS.text_window, "scenes": len(rows),
               "params": int(sum(np.size(v) for v in _params(loaded.model))),
               "layers": cfg.num_hidden_layers, "full_layers": source.full_layers,
-              "full_model_flax_text_ppl": source.full_model_ppl, "hidden_size": cfg.hidden_size, "vocab_size": cfg.vocab_size,
+              "full_model_flax_text_ppl": source.full_model_ppl, "hidden_size": cfg.hidden_size,
+              "vocab_size": cfg.vocab_size,
               "variants": []}
     if windows:  # the Flax float model on the same windows: a check of the export, not a TFLite figure
         from ternary_vlm.train import evaluate

@@ -207,7 +207,8 @@ def run_text(loaded, path: str, out: str) -> None:
     report["curve"] = curve.points
     report["seconds"] = time.time() - start
     write_output(model, loaded, out, report,
-                 lambda d: plots.plot_curves({f"{FLAGS.mode} ({FLAGS.init})": curve.points}, os.path.join(d, "curve.png")))
+                 lambda d: plots.plot_curves({f"{FLAGS.mode} ({FLAGS.init})": curve.points},
+                                             os.path.join(d, "curve.png")))
     print(report_markdown(report))
     print(f"wrote {out} (the sampled corpus and the curve stay in {work})")
 
