@@ -156,8 +156,8 @@ class WheelTest(absltest.TestCase):
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
         out = os.path.join(self.dir, "demo-fp32.tflite")
         r = subprocess.run([os.path.join(bin_dir, "ternary-vlm"), "export",
-                            f"--model={demo_model.default_checkpoint()}", "--variant=fp32", "--max_len=64", f"--out={out}"], capture_output=True, text=True,
-                           env=self.env, cwd=self.dir)
+                            f"--model={demo_model.default_checkpoint()}", "--variant=fp32", "--max_len=64",
+                            f"--out={out}"], capture_output=True, text=True, env=self.env, cwd=self.dir)
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
         self.assertEqual(Runtime(out).meta["variant"], "fp32")
 
