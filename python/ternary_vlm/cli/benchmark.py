@@ -39,7 +39,7 @@ from ternary_vlm.paths import user_path
 
 MODELS = ("demo", "smollm2")
 DEFAULT_VARIANTS = ("fp32", "int8", "ternary", "binary", "ternary_int8", "ternary_a8", "ternary_unpack_op",
-                    "ternary_unpack_builtin", "fp32/variables", "int8/variables")
+                    "ternary_unpack_builtin", "fp32/variables", "int8/variables", "ternary_int2", "int4", "int4_b32")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", list(MODELS), f"Models to benchmark: {', '.join(MODELS)}.")
