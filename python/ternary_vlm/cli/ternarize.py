@@ -22,6 +22,7 @@ from absl import app, flags, logging
 
 from ternary_vlm.quant import init as qinit
 from ternary_vlm.quant import schemes
+from ternary_vlm.train import sharding
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Hugging Face model directory, GGUF file, or smollm2 (SmolLM2-135M-Instruct "
@@ -58,6 +59,14 @@ flags.DEFINE_integer("corpus_rows", 1024, "Rows of 256 tokens sampled from the f
                      "given (text-only models; data/teacher_text.py).", lower_bound=1)
 flags.DEFINE_integer("eval_every", 100, "Distillation steps between held-out perplexity points.", lower_bound=1)
 flags.DEFINE_integer("eval_windows", 16, "256-token windows per held-out text for the curve.", lower_bound=1)
+# Where it runs (train/sharding.py, train/memory.py).
+flags.DEFINE_string("mesh", None, "Device mesh for QAT, e.g. fsdp:8 or data:2,fsdp:4 (data: batch split, state "
+                    "replicated; fsdp: batch split and parameters, teacher and optimizer state split by rows); "
+                    "default: every local device on data.")
+flags.DEFINE_bool("dry_run", False, "Print the estimated bytes per device of QAT on --mesh at --batch_size and "
+                  "--seq_len (parameters, teacher, gradients, optimizer, activations), and stop.")
+flags.DEFINE_float("device_memory", None, "With --dry_run: GiB of one device; says whether QAT fits (1.5x margin).",
+                   lower_bound=0)
 
 
 def write_output(model, loaded, out: str, report: dict, plot=None) -> None:
@@ -109,10 +118,13 @@ def run() -> None:
     if FLAGS.export_variant and export.parse(FLAGS.export_variant).scheme != schemes.by_mode(FLAGS.mode):
         raise TernaryVLMError(f"--export_variant={FLAGS.export_variant} is not a {FLAGS.mode} variant (--mode)")
     path = model_path(FLAGS.model)
+    mesh = sharding.parse_mesh(FLAGS.mesh)  # a bad --mesh fails before the (slow) load
+    if FLAGS.dry_run:
+        return dry_run(path, mesh)
     loaded = load_model(path)
     out = os.path.abspath(user_path(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode))
     if not loaded.is_vlm:
-        return run_text(loaded, path, out)
+        return run_text(loaded, path, out, mesh)
     if FLAGS.init in qinit.DATA_INITS:
         raise TernaryVLMError(f"--init={FLAGS.init} needs calibration text and is for text-only models for now")
     batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)
@@ -150,7 +162,7 @@ def run() -> None:
                                 checkpoint_every=FLAGS.checkpoint_every)
         report["history"] = train.train(model, train.distillation_loss(FLAGS.distill),
                                         batch, cfg,
-                                        description=f"{FLAGS.mode} QAT", frozen=(teacher,))
+                                        description=f"{FLAGS.mode} QAT", frozen=(teacher,), mesh=mesh)
         report["after_qat"] = scores(model)
         logging.info("after QAT: %s", report["after_qat"])
     report["seconds"] = time.time() - start
@@ -160,7 +172,22 @@ def run() -> None:
     print(f"wrote {out}")
 
 
-def run_text(loaded, path: str, out: str) -> None:
+def dry_run(path: str, mesh) -> None:
+    """--dry_run: the memory estimate from the checkpoint's config alone (no weights read)."""
+    from ternary_vlm.checkpoints.processing import load_processing
+    from ternary_vlm.train import memory
+
+    config = load_processing(path).config
+    shape = dict(zip(sharding.AXES, mesh.devices.shape))
+    estimate = memory.estimate(config, shape, FLAGS.batch_size, FLAGS.seq_len)
+    print(f"{path}: QAT on mesh {shape} at batch {FLAGS.batch_size} x {FLAGS.seq_len} tokens, per device:")
+    print(estimate.table())
+    if FLAGS.device_memory:
+        fits = estimate.fits(int(FLAGS.device_memory * 2**30))
+        print(f"  {'fits' if fits else 'does NOT fit'} in {FLAGS.device_memory:g} GiB per device (1.5x margin)")
+
+
+def run_text(loaded, path: str, out: str, mesh) -> None:
     """A text-only decoder through train/text_recipe.py; writes the same output as for a VLM."""
     from flax import nnx
 
@@ -203,7 +230,7 @@ def run_text(loaded, path: str, out: str) -> None:
     report["layers"] = [dict(name=l.name, shape=list(l.shape), relative_error=l.relative_error)
                         for l in layer_reports]
     report["after_init"] = text_recipe.ppl(curve.add("init", 0, model))
-    report.update(text_recipe.run(model, teacher, rows, curve, recipe, work))
+    report.update(text_recipe.run(model, teacher, rows, curve, recipe, work, mesh))
     report["curve"] = curve.points
     report["seconds"] = time.time() - start
     write_output(model, loaded, out, report,

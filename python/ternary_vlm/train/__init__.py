@@ -3,5 +3,4 @@ reconstruction stage (blockwise.py), the text-only ternarization recipe that cha
 distillation losses (losses.py) and the demo VLM's evaluation (evaluate.py: caption scores, text perplexity).
 The loop's names are re-exported here: `from ternary_vlm import train; train.train(...)`."""
 
-from ternary_vlm.train.loop import (TrainConfig, data_mesh, distillation_loss, lm_loss, logits_of,  # noqa: F401
-                                    shard_batch, train)
+from ternary_vlm.train.loop import TrainConfig, distillation_loss, lm_loss, logits_of, train  # noqa: F401

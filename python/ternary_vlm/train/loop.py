@@ -1,8 +1,9 @@
 """The one training loop (demo pretraining and quantization-aware training).
 
 - optax AdamW with linear warm-up and cosine decay; gradient accumulation with optax.MultiSteps.
-- Data parallel over a jax.sharding Mesh of all devices ("data" axis): batches are sharded on their
-  first dimension, parameters replicated; XLA inserts the gradient all-reduce.
+- Over a jax.sharding Mesh (train/sharding.py): batches split over every device; parameters, the frozen
+  teacher and the optimizer state replicated on `data` and split by rows on `fsdp`, by one table of rules;
+  XLA inserts the gathers and gradient reductions.
 - orbax checkpoints (model + optimizer state + step) every `checkpoint_every` steps; a rerun with the
   same checkpoint_dir resumes from the latest one. Batches are pure functions of the step, so a
   resumed run follows the same loss curve as an uninterrupted one.
@@ -21,8 +22,10 @@ import optax
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 from tqdm import tqdm
+
+from ternary_vlm.train import sharding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,20 +47,6 @@ def optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm),
                      optax.adamw(schedule, weight_decay=cfg.weight_decay))
     return optax.MultiSteps(tx, cfg.grad_accum) if cfg.grad_accum > 1 else tx
-
-
-def data_mesh(devices=None) -> Mesh:
-    return Mesh(np.array(devices or jax.devices()), ("data",))
-
-
-def shard_batch(batch: dict, mesh: Mesh) -> dict:
-    """Splits every array's first dimension over the mesh (it must divide evenly)."""
-    out = {}
-    for k, v in batch.items():
-        if v.shape[0] % mesh.size:
-            raise ValueError(f"batch field {k} has {v.shape[0]} rows, not divisible by {mesh.size} devices")
-        out[k] = jax.device_put(v, NamedSharding(mesh, PartitionSpec("data")))
-    return out
 
 
 # loss_fn(model, batch, *frozen) -> (loss, metrics). Frozen modules (a teacher) are arguments of the jitted
@@ -115,27 +104,24 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
           frozen: tuple[nnx.Module, ...] = ()) -> list[dict]:
     """Trains `model` in place for cfg.steps optimizer steps (each of cfg.grad_accum micro-batches);
     batch_fn(micro_step) -> dict of numpy arrays; `frozen` modules are passed to loss_fn after the batch.
-    Data parallel over `mesh` (default: all devices).
+    Laid out over `mesh` (sharding.parse_mesh; default: every device on the data axis).
     evaluate(step) -> metrics is merged into the history every `evaluate_every` steps.
     Returns the logged metrics history."""
     opt = nnx.Optimizer(model, optimizer(cfg), wrt=wrt)
-    mesh = mesh or data_mesh()
+    mesh = mesh or sharding.parse_mesh(None)
     step_fn = make_train_step(loss_fn, wrt)
     ckpt = _Checkpoints(cfg.checkpoint_dir, cfg.checkpoint_every * cfg.grad_accum) if cfg.checkpoint_dir else None
     total = cfg.steps * cfg.grad_accum
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; the bar says enough
     start = ckpt.restore(model, opt) if ckpt else 0
-    replicated = NamedSharding(mesh, PartitionSpec())  # parameters and optimizer state on every device
-    nnx.update(model, jax.device_put(nnx.state(model), replicated))
-    nnx.update(opt, jax.device_put(nnx.state(opt), replicated))
-    for module in frozen:
-        nnx.update(module, jax.device_put(nnx.state(module), replicated))
+    for module in (model, opt) + tuple(frozen):
+        nnx.update(module, sharding.place(nnx.state(module), mesh))
     history = []
     bar = tqdm(range(start, total), initial=start, total=total, desc=description, unit="step", dynamic_ncols=True)
     running = []
     for micro in bar:
-        loss, metrics = step_fn(model, opt, shard_batch(batch_fn(micro), mesh), tuple(frozen))
+        loss, metrics = step_fn(model, opt, sharding.shard_batch(batch_fn(micro), mesh), tuple(frozen))
         running.append(float(loss))
         done = micro + 1
         step_done = done % cfg.grad_accum == 0

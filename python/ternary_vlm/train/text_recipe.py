@@ -108,9 +108,10 @@ def row_batch(rows: np.ndarray, step: int, batch: int, seq_len: int, seed: int =
     return {"ids": w[:, :-1], "labels": w[:, 1:], "mask": np.ones(w[:, 1:].shape, np.float32)}
 
 
-def run(student, teacher, rows: np.ndarray, curve: Curve, recipe: TextRecipe, work_dir: str) -> dict:
+def run(student, teacher, rows: np.ndarray, curve: Curve, recipe: TextRecipe, work_dir: str, mesh=None) -> dict:
     """Stages 2 and 3 on an already initialized student (stage 1 is the caller's, so that it can report
-    the init); returns the report entries."""
+    the init); returns the report entries. mesh: where the distillation stage runs (the block-wise stage trains
+    one block at a time on one device)."""
     report = {}
     if recipe.blockwise_steps:
         cfg = blockwise.BlockwiseConfig(recipe.blockwise_steps, recipe.batch, recipe.blockwise_learning_rate,
@@ -133,6 +134,6 @@ def run(student, teacher, rows: np.ndarray, curve: Curve, recipe: TextRecipe, wo
             student, loop.distillation_loss(recipe.distill),
             lambda step: row_batch(rows, step, recipe.batch, recipe.seq_len), cfg,
             description="distill", evaluate=evaluate_at, evaluate_every=recipe.eval_every, frozen=(teacher,),
-            wrt=trainable)
+            wrt=trainable, mesh=mesh)
         report["after_qat"] = ppl(curve.add("distill", recipe.steps, student))
     return report

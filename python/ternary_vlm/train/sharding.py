@@ -1,0 +1,83 @@
+"""How training state is laid out over devices: a mesh with axes `data` (batch split, state replicated) and
+`fsdp` (batch split too, and every large parameter split by rows, gathered by XLA where a layer needs it), and
+one table of partition rules by parameter path, applied alike to the student, the frozen teacher and the
+optimizer state (whose moments mirror the parameters' paths).
+
+  --mesh=data:2,fsdp:4   parse_mesh; the default is every local device on `data` (pure data parallel)
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+AXES = ("data", "fsdp")
+BATCH = PartitionSpec(AXES)  # a batch's first dimension is split over every device of the mesh
+
+# (pattern on the "/"-joined parameter path, spec). First match wins; a split needs the dimension to divide by the
+# axis size, else the leaf stays replicated (tiny tensors: norm gains, biases, odd shapes).
+RULES = (
+    (r"embed_tokens/weight$", PartitionSpec("fsdp", None)),    # [vocab, hidden]: vocabulary rows
+    (r"/weight$", PartitionSpec("fsdp", None)),                # Linear / QuantLinear latent [out, in]: output rows
+    (r"/scale$", PartitionSpec("fsdp")),                       # QuantLinear α [out]: with its rows
+    (r".*", PartitionSpec()),                                  # norm gains, biases, counters: replicated
+)
+
+
+def parse_mesh(spec: str | None, devices=None) -> Mesh:
+    """`data:2,fsdp:4` -> a 2 x 4 Mesh; an axis left out has size 1; None or "" puts every device on data."""
+    devices = list(devices or jax.devices())
+    sizes = {"data": len(devices), "fsdp": 1}
+    if spec:
+        sizes = {"data": 1, "fsdp": 1}
+        for part in spec.split(","):
+            name, _, size = part.partition(":")
+            if name not in AXES or not size.isdigit() or int(size) < 1:
+                raise ValueError(f"--mesh: {part!r} is not AXIS:SIZE with AXIS in {', '.join(AXES)}")
+            sizes[name] = int(size)
+    if sizes["data"] * sizes["fsdp"] != len(devices):
+        raise ValueError(f"--mesh {spec!r} needs {sizes['data'] * sizes['fsdp']} devices, there are {len(devices)}")
+    return Mesh(np.array(devices).reshape(sizes["data"], sizes["fsdp"]), AXES)
+
+
+def spec_for(path: str, shape: tuple, mesh: Mesh) -> PartitionSpec:
+    for pattern, spec in RULES:
+        if re.search(pattern, path):
+            if len(spec) > len(shape):
+                return PartitionSpec()
+            for dim, axis in zip(shape, spec):
+                if axis is not None and dim % mesh.shape[axis]:
+                    return PartitionSpec()
+            return spec
+    return PartitionSpec()
+
+
+def parameter_name(path: str) -> str:
+    """A state leaf's "/"-joined path without the Variable's own field (.value)."""
+    return re.sub(r"/\.?(raw_)?value$", "", path)
+
+
+def shardings(state, mesh: Mesh):
+    """A NamedSharding per leaf of an nnx State (parameters or optimizer state), by RULES."""
+    def one(path, leaf):
+        name = parameter_name("/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path))
+        return NamedSharding(mesh, spec_for(name, tuple(np.shape(leaf)), mesh))
+    return jax.tree_util.tree_map_with_path(one, state)
+
+
+def place(state, mesh: Mesh):
+    """The state moved to its shardings."""
+    return jax.device_put(state, shardings(state, mesh))
+
+
+def shard_batch(batch: dict, mesh: Mesh) -> dict:
+    """Splits every array's first dimension over all devices of the mesh (it must divide evenly)."""
+    out = {}
+    for k, v in batch.items():
+        if v.shape[0] % mesh.size:
+            raise ValueError(f"batch field {k} has {v.shape[0]} rows, not divisible by {mesh.size} devices")
+        out[k] = jax.device_put(v, NamedSharding(mesh, BATCH))
+    return out
