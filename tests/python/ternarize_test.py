@@ -111,6 +111,24 @@ class TernarizeCliTest(absltest.TestCase):
                 self.assertNotIn("Traceback", r.stderr)
             self.assertEqual(os.listdir(d), [])
 
+    def test_dry_run_sizes_the_run_for_the_mesh_asked_for_and_reads_no_weights(self):
+        """--dry_run on the demo VLM: bytes per device for 1 device and for fsdp:8 (this machine has neither 8
+        devices nor needs them), the split state an eighth of the whole where rows divide; a bad mesh is one line."""
+        def total(*flags):
+            r = run("--dry_run", "--batch_size=8", "--seq_len=64", *flags)
+            self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+            rows = [line.split() for line in r.stdout.splitlines()]
+            return {row[0]: float(row[1]) for row in rows if len(row) == 3 and row[2] == "GiB"}, r.stdout
+        one, _ = total()
+        eight, out = total("--mesh=fsdp:8", "--device_memory=0.001")
+        self.assertIn("does NOT fit in 0.001 GiB", out)
+        self.assertLess(eight["optimizer"], one["optimizer"] / 4)
+        self.assertGreater(one["activations"], 0)
+        r = run("--dry_run", "--mesh=data:0")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.stderr.strip().splitlines()[-1], "ternarize: --mesh: 'data:0' is not AXIS:SIZE with AXIS "
+                                                           "in data, fsdp")
+
     def test_bad_flag_is_rejected(self):
         r = run("--mode=quaternary")
         self.assertNotEqual(r.returncode, 0)

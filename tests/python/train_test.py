@@ -9,6 +9,7 @@ from absl.testing import absltest
 from flax import nnx
 
 from ternary_vlm import train
+from ternary_vlm.errors import TernaryVLMError
 from ternary_vlm.models.llama import LlamaDecoder
 from ternary_vlm.train import loop, memory, sharding
 from ternary_vlm.models.config import config_from_dict
@@ -143,7 +144,7 @@ class TrainTest(absltest.TestCase):
     def test_mesh_flag_errors_name_the_problem(self):
         for spec, message in (("fsdp:3", "needs 3 devices, there are 8"), ("model:8", "is not AXIS:SIZE"),
                               ("data:x", "is not AXIS:SIZE")):
-            with self.assertRaisesRegex(ValueError, message):
+            with self.assertRaisesRegex(TernaryVLMError, message):
                 sharding.parse_mesh(spec)
 
     def test_quantization_aware_training_lowers_the_loss(self):

@@ -53,6 +53,22 @@ class UserDataTest(absltest.TestCase):
         b = user_data.read(self.write("b.txt", "\n\n".join(reversed(PARAGRAPHS))))
         self.assertCountEqual([d.text for d in a.heldout], [d.text for d in b.heldout])
 
+    def test_image_split_does_not_depend_on_where_the_data_folder_is(self):
+        """The same image examples in two folders: the same held-out examples (images hashed by their bytes)."""
+        rng = np.random.default_rng(0)
+        images = [rng.integers(0, 255, size=(8, 8, 3), dtype=np.uint8) for _ in range(60)]
+        heldout = []
+        for folder in ("one", os.path.join("elsewhere", "two")):
+            for i, image in enumerate(images):
+                os.makedirs(os.path.join(self.dir, folder), exist_ok=True)
+                Image.fromarray(image).save(os.path.join(self.dir, folder, f"{i}.png"))
+            path = self.write(os.path.join(folder, "d.jsonl"), "\n".join(
+                json.dumps({"image": f"{i}.png", "text": f"caption {i % 7}"}) for i in range(60)))
+            ds = user_data.read(path, vlm=True)
+            heldout.append(sorted(os.path.basename(d.image) for d in ds.heldout))
+        self.assertNotEmpty(heldout[0])
+        self.assertEqual(heldout[0], heldout[1])
+
     def test_repeated_document_is_never_on_both_sides(self):
         texts = PARAGRAPHS + PARAGRAPHS[:20]
         ds = user_data.read(self.write("r.jsonl", "\n".join(json.dumps({"text": t}) for t in texts)))

@@ -118,9 +118,9 @@ def run() -> None:
     if FLAGS.export_variant and export.parse(FLAGS.export_variant).scheme != schemes.by_mode(FLAGS.mode):
         raise TernaryVLMError(f"--export_variant={FLAGS.export_variant} is not a {FLAGS.mode} variant (--mode)")
     path = model_path(FLAGS.model)
+    if FLAGS.dry_run:  # sized for the mesh asked for, whatever this machine has
+        return dry_run(path, sharding.mesh_shape(FLAGS.mesh, None if FLAGS.mesh else 1))
     mesh = sharding.parse_mesh(FLAGS.mesh)  # a bad --mesh fails before the (slow) load
-    if FLAGS.dry_run:
-        return dry_run(path, mesh)
     loaded = load_model(path)
     out = os.path.abspath(user_path(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode))
     if not loaded.is_vlm:
@@ -172,13 +172,12 @@ def run() -> None:
     print(f"wrote {out}")
 
 
-def dry_run(path: str, mesh) -> None:
+def dry_run(path: str, shape: dict[str, int]) -> None:
     """--dry_run: the memory estimate from the checkpoint's config alone (no weights read)."""
     from ternary_vlm.checkpoints.processing import load_processing
     from ternary_vlm.train import memory
 
     config = load_processing(path).config
-    shape = dict(zip(sharding.AXES, mesh.devices.shape))
     estimate = memory.estimate(config, shape, FLAGS.batch_size, FLAGS.seq_len)
     print(f"{path}: QAT on mesh {shape} at batch {FLAGS.batch_size} x {FLAGS.seq_len} tokens, per device:")
     print(estimate.table())

@@ -9,9 +9,10 @@ Accepted:
   a folder written by datasets' save_to_disk              the same fields as JSONL; a DatasetDict's
                                                           "validation" (or "test") split is the held-out set
 
-Held-out split: unless the data names one, every document whose content hash falls in the lowest
-`heldout_percent` of the hash range is held out (at least one). Identical documents hash alike, so a text repeated in the
-data can never be on both sides, and the split does not depend on the order of files or lines.
+Held-out split: unless the data names one, every document whose content hash (text, messages, image bytes) falls in
+the lowest `heldout_percent` of the hash range is held out (at least one). Identical documents hash alike, so a text
+repeated in the data can never be on both sides, and the split depends neither on the order of files or lines nor on
+where the data folder is.
 Any problem (missing path, empty data, bytes that are not UTF-8, invalid JSON, a missing or non-text field, an
 unreadable image) raises DataError with one line naming the file (and line).
 """
@@ -41,7 +42,10 @@ class Document:
     messages: tuple | None = None    # chat turns [{"role", "content"}] (VLM examples)
 
     def key(self) -> str:
-        return json.dumps([self.text, self.image, self.messages], sort_keys=True, default=str)
+        # The image by its bytes, not its path: the split must not change when the data folder moves (and a test
+        # in a fresh temporary folder must get the same split every run).
+        image = hashlib.sha256(open(self.image, "rb").read()).hexdigest() if self.image else None
+        return json.dumps([self.text, image, self.messages], sort_keys=True, default=str)
 
 
 @dataclasses.dataclass(frozen=True)

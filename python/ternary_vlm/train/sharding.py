@@ -14,6 +14,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ternary_vlm.errors import TernaryVLMError
+
 AXES = ("data", "fsdp")
 BATCH = PartitionSpec(AXES)  # a batch's first dimension is split over every device of the mesh
 
@@ -27,19 +29,26 @@ RULES = (
 )
 
 
-def parse_mesh(spec: str | None, devices=None) -> Mesh:
-    """`data:2,fsdp:4` -> a 2 x 4 Mesh; an axis left out has size 1; None or "" puts every device on data."""
-    devices = list(devices or jax.devices())
-    sizes = {"data": len(devices), "fsdp": 1}
+def mesh_shape(spec: str | None, devices: int | None) -> dict[str, int]:
+    """`data:2,fsdp:4` -> {"data": 2, "fsdp": 4}; an axis left out has size 1; None or "" puts every device on
+    data. devices: checked against the product (None: not checked, for a dry run sized for another machine)."""
+    sizes = {"data": devices or 1, "fsdp": 1}
     if spec:
         sizes = {"data": 1, "fsdp": 1}
         for part in spec.split(","):
             name, _, size = part.partition(":")
             if name not in AXES or not size.isdigit() or int(size) < 1:
-                raise ValueError(f"--mesh: {part!r} is not AXIS:SIZE with AXIS in {', '.join(AXES)}")
+                raise TernaryVLMError(f"--mesh: {part!r} is not AXIS:SIZE with AXIS in {', '.join(AXES)}")
             sizes[name] = int(size)
-    if sizes["data"] * sizes["fsdp"] != len(devices):
-        raise ValueError(f"--mesh {spec!r} needs {sizes['data'] * sizes['fsdp']} devices, there are {len(devices)}")
+    if devices is not None and sizes["data"] * sizes["fsdp"] != devices:
+        raise TernaryVLMError(f"--mesh {spec!r} needs {sizes['data'] * sizes['fsdp']} devices, there are {devices}")
+    return sizes
+
+
+def parse_mesh(spec: str | None, devices=None) -> Mesh:
+    """The Mesh of mesh_shape(spec) over `devices` (default: every local device)."""
+    devices = list(devices or jax.devices())
+    sizes = mesh_shape(spec, len(devices))
     return Mesh(np.array(devices).reshape(sizes["data"], sizes["fsdp"]), AXES)
 
 
