@@ -2,11 +2,11 @@
 activations), their inputs, and the outputs the host's LiteRT + x86 ops give (checked here against numpy
 first)."""
 
-import io
-import os
 
 import numpy as np
 from absl import app, flags
+
+from ternary_vlm import atomic
 
 from ternary_vlm.runtime import litert
 from ternary_vlm.quant import packing
@@ -43,12 +43,8 @@ def main(argv):
         assert np.abs(y - want).max() <= 1e-5 * max(np.abs(want).max(), 1e-6), f"host case {i}"
         arrays[f"model{i}"] = np.frombuffer(model, np.uint8)
         arrays[f"x{i}"], arrays[f"y{i}"] = x, y
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    tmp = flags.FLAGS.out + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, flags.FLAGS.out)
+    with atomic.output_file(flags.FLAGS.out) as tmp:
+        np.savez(tmp, **arrays)
 
 
 if __name__ == "__main__":

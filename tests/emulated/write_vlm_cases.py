@@ -4,14 +4,13 @@ FULLY_CONNECTED) and ternary_int2 (stock INT2 FULLY_CONNECTEDs, no custom op) .t
 a scene prompt and the logits the host's LiteRT gives for prefill and a few greedy decode steps. Writes
 one .npz."""
 
-import io
 import os
 
 import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from ternary_vlm import export
+from ternary_vlm import atomic, export
 from ternary_vlm.checkpoints import demo_model
 from ternary_vlm.checkpoints import processing
 from ternary_vlm.checkpoints.loader import load_model
@@ -48,11 +47,8 @@ def main(argv):
         arrays.update({f"{mode}_model": np.frombuffer(content, np.uint8), f"{mode}_ids": np.asarray(ids, np.int32),
                        f"{mode}_pixels": pixels, f"{mode}_logits": np.concatenate(logits),
                        f"{mode}_tokens": np.asarray(tokens, np.int32)})
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    with open(flags.FLAGS.out + ".tmp", "wb") as f:
-        f.write(buffer.getvalue())
-    os.replace(flags.FLAGS.out + ".tmp", flags.FLAGS.out)
+    with atomic.output_file(flags.FLAGS.out) as tmp:
+        np.savez(tmp, **arrays)
 
 
 if __name__ == "__main__":

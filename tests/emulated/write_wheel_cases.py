@@ -8,7 +8,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from ternary_vlm import export
+from ternary_vlm import atomic, export
 from ternary_vlm.checkpoints import demo_model
 from ternary_vlm.checkpoints.loader import load_model
 from ternary_vlm.checkpoints.processing import build_inputs
@@ -45,11 +45,8 @@ def main(argv):
     for name in FILES:
         if os.path.exists(os.path.join(directory, name)):
             arrays["file:" + name] = np.fromfile(os.path.join(directory, name), np.uint8)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    with open(flags.FLAGS.out + ".tmp", "wb") as f:
-        f.write(buffer.getvalue())
-    os.replace(flags.FLAGS.out + ".tmp", flags.FLAGS.out)
+    with atomic.output_file(flags.FLAGS.out) as tmp:
+        np.savez(tmp, **arrays)
 
 
 if __name__ == "__main__":
