@@ -1,38 +1,41 @@
-"""The shipped ternary SmolLM2 (python/artifacts/smollm2-ternary): rebuilt from the pip GGUF plus its compact
-files, it is exactly the trained model its report describes (held-out perplexity of the last curve point,
-recomputed), and its weights are ternary codes times per-row scales."""
+"""The shipped SmolLM2 artifacts (python/artifacts/smollm2-ternary, smollm2-binary): rebuilt from the pip GGUF plus
+their compact files, each is exactly the trained model its report describes (held-out perplexity of the last curve
+point, recomputed), and its weights are the scheme's codes times per-row scales."""
 
 import json
 import os
 import tempfile
 
 import numpy as np
-from absl.testing import absltest
+from absl.testing import absltest, parameterized
 from safetensors.numpy import load_file
 
 from ternary_vlm.train import evaluate
-from ternary_vlm.quant import packing
+from ternary_vlm.quant import schemes
 from ternary_vlm.checkpoints import model_path
 from ternary_vlm.checkpoints.loader import load_model
 from ternary_vlm.quant import compact
 from ternary_vlm.train.text_recipe import eval_tokens
 
 
-class SmolLM2ArtifactTest(absltest.TestCase):
+class SmolLM2ArtifactTest(parameterized.TestCase):
 
-    def test_rebuilt_model_is_the_reported_one(self):
+    @parameterized.parameters(*compact.NAMES)
+    def test_rebuilt_model_is_the_reported_one(self, name):
         os.environ["TERNARY_VLM_CACHE"] = tempfile.mkdtemp()
-        src = compact.ARTIFACTS / "smollm2-ternary"
+        src = compact.ARTIFACTS / name
         self.assertLess(sum(f.stat().st_size for f in src.iterdir()), 40 << 20)  # compact: tens of MB
-        path = model_path("smollm2-ternary")
+        path = model_path(name)
         config = json.load(open(os.path.join(path, "config.json")))
         q = config["quantization_config"]
-        self.assertEqual((q["mode"], q["format"], q["base"]), ("ternary", packing.TERNARY, "smollm2"))
+        scheme = schemes.by_mode(name.split("-")[1])
+        self.assertEqual((q["mode"], q["format"], q["base"]), (scheme.mode, scheme.format, "smollm2"))
         self.assertLen(q["layers"], 30 * 7)
         weights = load_file(os.path.join(path, "model.safetensors"))
         for layer in q["layers"][:7]:
-            a = np.abs(weights[f"model.{layer}.weight"])  # every row: values in {-α, 0, α}
-            self.assertTrue(np.all((a == 0) | (a == a.max(axis=1, keepdims=True))), layer)
+            a = np.abs(weights[f"model.{layer}.weight"])  # every row: values in {-α, 0, α} (binary: {-α, α})
+            allowed = (a == a.max(axis=1, keepdims=True)) | ((a == 0) if 0 in scheme.values else False)
+            self.assertTrue(np.all(allowed), layer)
         # Compacting the rebuilt directory again gives back the shipped files (compact.write / materialize agree).
         again = os.path.join(tempfile.mkdtemp(), "again")
         compact.write(path, "smollm2", again)
