@@ -58,30 +58,22 @@ def _abstract_params(config):
     return nnx.state(nnx.eval_shape(lambda: make(config, rngs=nnx.Rngs(0))), nnx.Param)
 
 
-def per_device_bytes(state, mesh_shape: dict[str, int]) -> tuple[int, int, int]:
-    """(bytes on one device, bytes of all leaves, largest single leaf) of a state under the sharding rules."""
+def per_device_bytes(state, mesh_shape: dict[str, int]) -> int:
+    """Bytes of a (float32) state on one device under the sharding rules."""
     import jax
-    mine = total = largest = 0
+    total = 0
     for path, leaf in jax.tree_util.tree_leaves_with_path(state):
-        name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
         shape = tuple(np.shape(leaf))
-        size = int(np.prod(shape)) * FLOAT32
-        spec = sharding.spec_for(sharding.parameter_name(name), shape, _FakeMesh(mesh_shape))
+        spec = sharding.spec_for(sharding.parameter_name(path), shape, mesh_shape)
         split = int(np.prod([mesh_shape[a] for a in spec if a is not None])) if len(spec) else 1
-        mine, total, largest = mine + size // split, total + size, max(largest, size)
-    return mine, total, largest
-
-
-class _FakeMesh:
-    """The part of a Mesh that spec_for reads: axis sizes (a dry run needs no devices)."""
-    def __init__(self, shape):
-        self.shape = shape
+        total += int(np.prod(shape)) * FLOAT32 // split
+    return total
 
 
 def estimate(config, mesh_shape: dict[str, int], batch: int, seq_len: int, quantized_rows: bool = True,
              teacher: bool = True) -> Estimate:
     text = getattr(config, "text", config)
-    params, _, _ = per_device_bytes(_abstract_params(config), mesh_shape)
+    params = per_device_bytes(_abstract_params(config), mesh_shape)
     if quantized_rows:  # α: one float per output row, ~1/in_features of the weights
         params += params // text.hidden_size
     devices = int(np.prod(list(mesh_shape.values())))

@@ -52,28 +52,29 @@ def parse_mesh(spec: str | None, devices=None) -> Mesh:
     return Mesh(np.array(devices).reshape(sizes["data"], sizes["fsdp"]), AXES)
 
 
-def spec_for(path: str, shape: tuple, mesh: Mesh) -> PartitionSpec:
+def spec_for(path: str, shape: tuple, axis_sizes) -> PartitionSpec:
+    """The rule's spec for a leaf; axis_sizes: a Mesh's .shape, or the same mapping for a mesh not built yet."""
     for pattern, spec in RULES:
         if re.search(pattern, path):
             if len(spec) > len(shape):
                 return PartitionSpec()
             for dim, axis in zip(shape, spec):
-                if axis is not None and dim % mesh.shape[axis]:
+                if axis is not None and dim % axis_sizes[axis]:
                     return PartitionSpec()
             return spec
     return PartitionSpec()
 
 
-def parameter_name(path: str) -> str:
-    """A state leaf's "/"-joined path without the Variable's own field (.value)."""
-    return re.sub(r"/\.?(raw_)?value$", "", path)
+def parameter_name(key_path) -> str:
+    """A state leaf's jax key path as "a/b/weight", without the Variable's own field (.value)."""
+    name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in key_path)
+    return re.sub(r"/\.?(raw_)?value$", "", name)
 
 
 def shardings(state, mesh: Mesh):
     """A NamedSharding per leaf of an nnx State (parameters or optimizer state), by RULES."""
     def one(path, leaf):
-        name = parameter_name("/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path))
-        return NamedSharding(mesh, spec_for(name, tuple(np.shape(leaf)), mesh))
+        return NamedSharding(mesh, spec_for(parameter_name(path), tuple(np.shape(leaf)), mesh.shape))
     return jax.tree_util.tree_map_with_path(one, state)
 
 

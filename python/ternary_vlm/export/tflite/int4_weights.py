@@ -20,6 +20,7 @@ def int4_weights(content: bytes, block: int | None = None) -> tuple[bytes, list[
     model = read_model(content)
     constants = Constants(model)
     replaced_buffers: set[int] = set()
+    quantized: dict[int, tuple] = {}  # float buffer -> (codes, scales): signatures share weights, quantize once
     counts = []
     for subgraph in model.subgraphs:
         count = 0
@@ -33,8 +34,11 @@ def int4_weights(content: bytes, block: int | None = None) -> tuple[bytes, list[
                 continue
             key = f"int4_{weight.buffer}"
             b = block if block and w.shape[1] % block == 0 else None
-            codes, scale = lowbit.quantize_int4(w, b)
-            index = constants.tensor(subgraph, key, lowbit.pack(codes, 4), lowbit.TYPES[4], shape=w.shape)
+            if weight.buffer not in quantized:
+                codes, scale = lowbit.quantize_int4(w, b)
+                quantized[weight.buffer] = (lowbit.pack(codes, 4), scale)
+            packed, scale = quantized[weight.buffer]
+            index = constants.tensor(subgraph, key, packed, lowbit.TYPES[4], shape=w.shape)
             if b is None:
                 quantization = lowbit.per_channel(scale)
             else:
