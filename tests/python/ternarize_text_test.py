@@ -16,7 +16,6 @@ from safetensors.numpy import load_file
 
 import tiny_checkpoints
 from cli_runner import run_module
-from ternary_vlm.checkpoints import demo_model
 from ternary_vlm.quant import packing
 from ternary_vlm.checkpoints.loader import load_model
 from ternary_vlm.data import teacher_text
@@ -25,16 +24,6 @@ from ternary_vlm.quant import compact
 from ternary_vlm.quant.apply import quantize_model
 from ternary_vlm.runtime import Runtime
 from ternary_vlm.train import blockwise
-
-
-def tiny_llama(directory):
-    # SmolLM2's head layout (3 query heads per KV head); with one KV head the converter folds the attention into
-    # a shape the KV-cache rewrite does not recognise (export fails with its one-line error).
-    tiny_checkpoints.make_llama(directory, vocab_size=1024, num_hidden_layers=3, hidden_size=48, num_attention_heads=6,
-                                num_key_value_heads=2)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(demo_model.default_checkpoint(), name), directory)
-    return directory
 
 
 def run(*flags):
@@ -46,7 +35,7 @@ class TernarizeTextTest(absltest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp()
-        cls.model_dir = tiny_llama(os.path.join(cls.tmp, "tiny"))
+        cls.model_dir = tiny_checkpoints.make_llama_with_tokenizer(os.path.join(cls.tmp, "tiny"))
 
     @classmethod
     def tearDownClass(cls):
@@ -101,7 +90,7 @@ class StageResumeTest(absltest.TestCase):
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp()
-        self.loaded = load_model(tiny_llama(os.path.join(self.tmp, "tiny")))
+        self.loaded = load_model(tiny_checkpoints.make_llama_with_tokenizer(os.path.join(self.tmp, "tiny")))
 
     def tearDown(self):
         shutil.rmtree(self.tmp)

@@ -44,15 +44,16 @@ flags.DEFINE_string("out_dir", None, "Where to write the plot and JSON (default:
 def qat_curve(path, mode, init):
     loaded = load_model(path)
     batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)
-    scores = lambda: evaluate.evaluate(loaded.model, batcher, FLAGS.eval_examples, split="validation")  # noqa: E731
+    scores = lambda model: evaluate.evaluate(model, batcher, FLAGS.eval_examples, split="validation")  # noqa: E731
     teacher = nnx.clone(loaded.model)
-    float_scores = scores()
+    float_scores = scores(loaded.model)
     reports = quantize_model(loaded.model, mode, init, [], loaded.text_config.num_hidden_layers)
-    curve = [{"step": 0, **scores()}]
+    curve = [{"step": 0, **scores(loaded.model)}]
     cfg = train.TrainConfig(steps=FLAGS.steps, learning_rate=FLAGS.learning_rate, warmup_steps=10)
     history = train.train(loaded.model, train.distillation_loss(1.0),
                           lambda step: batcher.train_batch(step, 24, 8).arrays(), cfg,
-                          description=f"{mode}/{init}", evaluate=lambda step: scores(), evaluate_every=FLAGS.eval_every,
+                          description=f"{mode}/{init}", evaluate=lambda _, model: scores(model),
+                          evaluate_every=FLAGS.eval_every,
                           frozen=(teacher,))
     curve += [h for h in history if "caption_ppl" in h]
     error = float(np.mean([r.relative_error for r in reports]))

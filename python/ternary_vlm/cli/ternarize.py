@@ -22,7 +22,7 @@ from absl import app, flags, logging
 
 from ternary_vlm.quant import init as qinit
 from ternary_vlm.quant import schemes
-from ternary_vlm.train import sharding
+from ternary_vlm.train import distributed, sharding
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Hugging Face model directory, GGUF file, or smollm2 (SmolLM2-135M-Instruct "
@@ -63,6 +63,10 @@ flags.DEFINE_integer("eval_windows", 16, "256-token windows per held-out text fo
 flags.DEFINE_string("mesh", None, "Device mesh for QAT, e.g. fsdp:8 or data:2,fsdp:4 (data: batch split, state "
                     "replicated; fsdp: batch split and parameters, teacher and optimizer state split by rows); "
                     "default: every local device on data.")
+flags.DEFINE_string("coordinator_address", None, "A job of several processes (train/distributed.py): host:port of "
+                    "process 0; with --num_processes and --process_id. Under SLURM or Open MPI leave the three out.")
+flags.DEFINE_integer("num_processes", None, "Processes in the job (with --coordinator_address).", lower_bound=1)
+flags.DEFINE_integer("process_id", None, "This process's rank in [0, --num_processes).", lower_bound=0)
 flags.DEFINE_bool("dry_run", False, "Print the estimated bytes per device of QAT on --mesh at --batch_size and "
                   "--seq_len (parameters, teacher, gradients, optimizer, activations), and stop.")
 flags.DEFINE_float("device_memory", None, "With --dry_run: GiB of one device; says whether QAT fits (1.5x margin).",
@@ -70,7 +74,10 @@ flags.DEFINE_float("device_memory", None, "With --dry_run: GiB of one device; sa
 
 
 def write_output(model, loaded, out: str, report: dict, plot=None) -> None:
-    """The ternarize output (quant/artifact.py), with the curve plot and the .tflite written inside it."""
+    """The ternarize output (quant/artifact.py), with the curve plot and the .tflite written inside it; by process 0
+    alone in a job of several processes (all hold the same weights once training returns)."""
+    if not distributed.is_main():
+        return
     from ternary_vlm import export
     from ternary_vlm.quant import artifact, schemes
 
@@ -120,6 +127,7 @@ def run() -> None:
     path = model_path(FLAGS.model)
     if FLAGS.dry_run:  # sized for the mesh asked for, whatever this machine has
         return dry_run(path, sharding.mesh_shape(FLAGS.mesh, None if FLAGS.mesh else 1))
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     mesh = sharding.parse_mesh(FLAGS.mesh)  # a bad --mesh fails before the (slow) load
     loaded = load_model(path)
     out = os.path.abspath(user_path(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode))
@@ -167,9 +175,10 @@ def run() -> None:
         logging.info("after QAT: %s", report["after_qat"])
     report["seconds"] = time.time() - start
     write_output(model, loaded, out, report)
-    shutil.rmtree(out + ".checkpoints", ignore_errors=True)
-    print(report_markdown(report))
-    print(f"wrote {out}")
+    if distributed.is_main():  # every process is past training (train() ends in a collective)
+        shutil.rmtree(out + ".checkpoints", ignore_errors=True)
+        print(report_markdown(report))
+        print(f"wrote {out}")
 
 
 def dry_run(path: str, shape: dict[str, int]) -> None:
@@ -235,8 +244,9 @@ def run_text(loaded, path: str, out: str, mesh) -> None:
     write_output(model, loaded, out, report,
                  lambda d: plots.plot_curves({f"{FLAGS.mode} ({FLAGS.init})": curve.points},
                                              os.path.join(d, "curve.png")))
-    print(report_markdown(report))
-    print(f"wrote {out} (the sampled corpus and the curve stay in {work})")
+    if distributed.is_main():
+        print(report_markdown(report))
+        print(f"wrote {out} (the sampled corpus and the curve stay in {work})")
 
 
 if __name__ == "__main__":

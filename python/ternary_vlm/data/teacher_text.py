@@ -7,7 +7,8 @@ mass, not a domain someone picked. Sequences are a pure function of (model, seed
 bit for bit from the installed model, and the model's licence (Apache-2.0 for SmolLM2) covers it.
 
 Generation is written in shards of `batch` rows under `directory`, each atomically, so an interrupted run
-resumes at the first missing shard.
+resumes at the first missing shard. In a job of several processes each samples every process_count-th shard
+into the shared directory, then all read the whole corpus.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from ternary_vlm import atomic
 from ternary_vlm.models.llama import LlamaDecoder
+from ternary_vlm.train import distributed
 
 
 def special_ids(tokenizer, vocab_size: int) -> set[int]:
@@ -57,16 +59,16 @@ def generate(model: LlamaDecoder, special_ids: set[int], rows: int, length: int,
     vocab = model.cfg.vocab_size
     allowed = np.asarray([i for i in range(vocab) if i not in special_ids], np.int32)
     shards = (rows + batch - 1) // batch
+    paths = [os.path.join(directory, f"shard-{seed}-{length}-{batch}-{s:05d}.npy") for s in range(shards)]
     sample = None
-    out = []
-    for s in tqdm(range(shards), desc="teacher text", unit="shard", dynamic_ncols=True):
-        path = os.path.join(directory, f"shard-{seed}-{length}-{batch}-{s:05d}.npy")
-        if not os.path.exists(path):
+    mine = range(jax.process_index(), shards, jax.process_count())
+    for s in tqdm(mine, desc="teacher text", unit="shard", dynamic_ncols=True, disable=not distributed.is_main()):
+        if not os.path.exists(paths[s]):
             sample = sample or _sampler(model, batch, length)
             rng = np.random.default_rng([seed, s])
             first = jnp.asarray(rng.choice(allowed, size=batch))
             tokens = np.asarray(sample(first, jax.random.key(int(rng.integers(1 << 31)))), np.int32)
-            with atomic.output_file(path) as tmp:
+            with atomic.output_file(paths[s]) as tmp:
                 np.save(tmp, tokens)
-        out.append(np.load(path))
-    return np.concatenate(out)[:rows]
+    distributed.barrier("teacher text")
+    return np.concatenate([np.load(p) for p in paths])[:rows]

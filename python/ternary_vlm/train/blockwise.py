@@ -14,6 +14,11 @@ rest of the model sees; plain MSE would be dominated by the few tokens that carr
 
 Resumable: the student's parameters are checkpointed after every block (orbax); a rerun restores the
 last one and recomputes the hidden states of the blocks already done.
+
+In a job of several processes (train/distributed.py) every process trains the blocks on one of its devices, the
+same arithmetic on the same rows (a block's state is small; the end-to-end stage is the one worth sharding);
+process 0 alone writes the checkpoints, and its result is broadcast at the end so that all processes go on from
+identical weights.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from ternary_vlm.models.llama import LlamaDecoder, rope_cos_sin
+from ternary_vlm.train import distributed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,20 +77,29 @@ def _map_rows(fn, x: np.ndarray, rows: int = 32) -> np.ndarray:
 
 class _Checkpoints:
     def __init__(self, directory: str):
+        # Each process's manager works alone (no cross-process barriers): every process reads, process 0 writes.
+        alone = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
+                                                   active_processes={jax.process_index()})
+        os.makedirs(directory, exist_ok=True)  # orbax creates it only for managers of all processes
         self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, create=True, enable_async_checkpointing=False))
+            max_to_keep=1, create=False, enable_async_checkpointing=False, multiprocessing_options=alone))
 
     def restore(self, student) -> int:
         done = self.manager.latest_step()
         if done is None:
             return 0
-        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.state(student))
-        nnx.update(student, self.manager.restore(done, args=ocp.args.StandardRestore(target)))
-        tqdm.write(f"block-wise: resumed after block {done - 1} from {self.manager.directory}")
+        target = jax.tree.map(np.asarray, nnx.state(student))
+        restored = self.manager.restore(done, args=ocp.args.StandardRestore(target))
+        nnx.update(student, jax.tree.map(jnp.asarray, restored))
+        if distributed.is_main():
+            tqdm.write(f"block-wise: resumed after block {done - 1} from {self.manager.directory}")
         return done
 
     def save(self, done: int, student):
-        self.manager.save(done, args=ocp.args.StandardSave(nnx.state(student)), force=True)
+        if distributed.is_main():
+            # As numpy: orbax refuses process-local jax arrays in a job of several processes.
+            state = jax.tree.map(np.asarray, nnx.state(student))
+            self.manager.save(done, args=ocp.args.StandardSave(state), force=True)
 
     def close(self):
         self.manager.wait_until_finished()
@@ -109,12 +124,14 @@ def train_blocks(student: LlamaDecoder, teacher: LlamaDecoder, ids: np.ndarray, 
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     start = ckpt.restore(student) if ckpt else 0
+    distributed.barrier("block-wise restored")  # every process has read the checkpoint before process 0 writes
     layers = len(student.layers)
     for i in range(start):  # the hidden states at the resumed block's input
         h_float, h_quant = outputs(teacher.layers[i], h_float), outputs(student.layers[i], h_quant)
 
     history = []
-    bar = tqdm(total=(layers - start) * cfg.steps, desc="block-wise", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=(layers - start) * cfg.steps, desc="block-wise", unit="step", dynamic_ncols=True,
+               disable=not distributed.is_main())
     for i in range(start, layers):
         layer = student.layers[i]
         target = outputs(teacher.layers[i], h_float)
@@ -131,11 +148,13 @@ def train_blocks(student: LlamaDecoder, teacher: LlamaDecoder, ids: np.ndarray, 
         h_float, h_quant = target, outputs(layer, h_quant)  # the next block's inputs
         after = float(relative_error(h_quant, target))
         history.append({"block": i, "before": before, "after": after})
-        tqdm.write(f"block {i}: relative error {before:.4f} -> {after:.4f}")
+        if distributed.is_main():
+            tqdm.write(f"block {i}: relative error {before:.4f} -> {after:.4f}")
         if ckpt:
             ckpt.save(i + 1, student)
     bar.close()
     if ckpt:
         ckpt.close()
+    nnx.update(student, distributed.same_everywhere(nnx.state(student)))
     logging.set_verbosity(verbosity)
     return history

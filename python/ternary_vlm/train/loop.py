@@ -3,10 +3,11 @@
 - optax AdamW with linear warm-up and cosine decay; gradient accumulation with optax.MultiSteps.
 - Over a jax.sharding Mesh (train/sharding.py): batches split over every device; parameters, the frozen
   teacher and the optimizer state replicated on `data` and split by rows on `fsdp`, by one table of rules;
-  XLA inserts the gathers and gradient reductions.
-- orbax checkpoints (model + optimizer state + step) every `checkpoint_every` steps; a rerun with the
-  same checkpoint_dir resumes from the latest one. Batches are pure functions of the step, so a
-  resumed run follows the same loss curve as an uninterrupted one.
+  XLA inserts the gathers and gradient reductions. The mesh may span several processes (train/distributed.py).
+- orbax checkpoints (model + optimizer state + step) every `checkpoint_every` steps, written by all
+  processes; a rerun with the same checkpoint_dir resumes from the latest one, on any mesh or process count
+  (restored straight into the current layout). Batches are pure functions of the step, so a resumed run
+  follows the same loss curve as an uninterrupted one.
 - A tqdm bar with loss / perplexity / ETA.
 """
 
@@ -25,7 +26,7 @@ from flax import nnx
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from ternary_vlm.train import sharding
+from ternary_vlm.train import distributed, sharding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +76,8 @@ class _Checkpoints:
             options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True, enable_async_checkpointing=False))
 
     def restore(self, model, opt) -> int:
+        """Loads the latest checkpoint into the model and optimizer as they are laid out now (orbax reads
+        each device's part, whatever mesh or process count wrote it)."""
         step = self.manager.latest_step()
         if step is None:
             return 0
@@ -83,7 +86,8 @@ class _Checkpoints:
         restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
         nnx.update(model, restored["model"])
         nnx.update(opt, restored["opt"])
-        tqdm.write(f"resumed from the checkpoint at micro-step {step} in {self.manager.directory}")
+        if distributed.is_main():
+            tqdm.write(f"resumed from the checkpoint at micro-step {step} in {self.manager.directory}")
         return step
 
     def maybe_save(self, step: int, model, opt, last: bool):
@@ -105,7 +109,9 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
     """Trains `model` in place for cfg.steps optimizer steps (each of cfg.grad_accum micro-batches);
     batch_fn(micro_step) -> dict of numpy arrays; `frozen` modules are passed to loss_fn after the batch.
     Laid out over `mesh` (sharding.parse_mesh; default: every device on the data axis).
-    evaluate(step) -> metrics is merged into the history every `evaluate_every` steps.
+    evaluate(step, model) -> metrics is merged into the history every `evaluate_every` steps (in a job of several
+    processes it gets a local copy of the model, whole on every process).
+    On return the model's weights are whole on every process (a local copy when the mesh spans processes).
     Returns the logged metrics history."""
     opt = nnx.Optimizer(model, optimizer(cfg), wrt=wrt)
     mesh = mesh or sharding.parse_mesh(None)
@@ -114,11 +120,12 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
     total = cfg.steps * cfg.grad_accum
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; the bar says enough
-    start = ckpt.restore(model, opt) if ckpt else 0
     for module in (model, opt) + tuple(frozen):
         nnx.update(module, sharding.place(nnx.state(module), mesh))
+    start = ckpt.restore(model, opt) if ckpt else 0
     history = []
-    bar = tqdm(range(start, total), initial=start, total=total, desc=description, unit="step", dynamic_ncols=True)
+    bar = tqdm(range(start, total), initial=start, total=total, desc=description, unit="step", dynamic_ncols=True,
+               disable=not distributed.is_main())
     running = []
     for micro in bar:
         loss, metrics = step_fn(model, opt, sharding.shard_batch(batch_fn(micro), mesh), tuple(frozen))
@@ -132,15 +139,26 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
             row = {"step": done // cfg.grad_accum, "loss": mean, "ppl": float(np.exp(min(mean, 50)))}
             row.update({k: float(v) for k, v in metrics.items()})
             if evaluate_now:
-                row.update(evaluate(row["step"]))
+                row.update(evaluate(row["step"], _evaluable(model)))
             history.append(row)
             bar.set_postfix(loss=f"{mean:.3f}", ppl=f"{row['ppl']:.2f}")
         if ckpt:
             ckpt.maybe_save(done, model, opt, last=done == total)
     if ckpt:
         ckpt.close()
+    if jax.process_count() > 1:
+        nnx.update(model, distributed.local_copy(nnx.state(model)))
     logging.set_verbosity(verbosity)
     return history
+
+
+def _evaluable(model: nnx.Module) -> nnx.Module:
+    """The model itself, or in a job of several processes a copy whole on this process (evaluation runs
+    unsharded on every process)."""
+    if jax.process_count() == 1:
+        return model
+    graph, state = nnx.split(model)
+    return nnx.merge(graph, distributed.local_copy(state))
 
 
 def logits_of(model, batch) -> jax.Array:

@@ -84,10 +84,12 @@ def place(state, mesh: Mesh):
 
 
 def shard_batch(batch: dict, mesh: Mesh) -> dict:
-    """Splits every array's first dimension over all devices of the mesh (it must divide evenly)."""
+    """Splits every array's first dimension over all devices of the mesh (it must divide evenly); each process
+    places only the rows of its own devices (the batch is a pure function of the step, the same on every
+    process)."""
     out = {}
     for k, v in batch.items():
         if v.shape[0] % mesh.size:
             raise ValueError(f"batch field {k} has {v.shape[0]} rows, not divisible by {mesh.size} devices")
-        out[k] = jax.device_put(v, NamedSharding(mesh, BATCH))
+        out[k] = jax.make_array_from_callback(v.shape, NamedSharding(mesh, BATCH), lambda index, v=v: v[index])
     return out

@@ -23,7 +23,7 @@ from flax import nnx
 
 from ternary_vlm.train import evaluate
 from ternary_vlm.data import eval_texts, user_data
-from ternary_vlm.train import blockwise, loop
+from ternary_vlm.train import blockwise, distributed, loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +64,9 @@ class Curve:
                  "cpu_s": self.offset_cpu + time.process_time() - self.cpu0,
                  "wall_s": self.offset_wall + time.time() - self.wall0}
         self.points.append(point)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(point) + "\n")
+        if distributed.is_main():
+            with open(self.path, "a") as f:
+                f.write(json.dumps(point) + "\n")
         logging.info("%s step %d: %s", stage, step,
                      ", ".join(f"{k} {v:.4g}" for k, v in point.items() if k.startswith("ppl_")))
         return point
@@ -124,8 +125,8 @@ def run(student, teacher, rows: np.ndarray, curve: Curve, recipe: TextRecipe, wo
                                checkpoint_dir=os.path.join(work_dir, "distill"),
                                checkpoint_every=recipe.checkpoint_every)
 
-        def evaluate_at(step):
-            return ppl(curve.add("distill", step, student))
+        def evaluate_at(step, model):
+            return ppl(curve.add("distill", step, model))
 
         # The embedding (and tied LM head) stays as pretrained: exported in int8 and re-derived from the base
         # checkpoint by compact artifacts; latent weights, scales and norm gains train.
