@@ -5,7 +5,10 @@
 //
 // Each configuration rotates over enough copies of its weights (> 64 MB together) that none is
 // cache-resident when it is used, and reports the median time of one call, the packed-weight
-// bandwidth that implies, and a memcpy bandwidth line for scale.
+// bandwidth that implies, and its floor: the median time to stream the same number of bytes from
+// equally cold copies with a plain vectorized read (the fastest of a few software-prefetch distances),
+// split over the same threads, measured in the same run right after the kernel (x_floor = kernel time / floor time; 1.0 means the kernel runs at the
+// speed of reading its weights). A memcpy bandwidth line is printed for scale.
 
 #include <algorithm>
 #include <chrono>
@@ -55,8 +58,46 @@ struct Result {
   std::string isa, activations, format;
   size_t m, k, n;
   int threads;
-  double ms, gbps;
+  double ms, gbps, floor_ms;
 };
+
+// XORs `bytes` bytes (a multiple of 64) into four independent 16-byte accumulators, prefetching
+// `ahead` bytes ahead (0: none): nothing but loads, so its speed is what the memory system gives.
+typedef uint64_t Vec __attribute__((vector_size(16)));
+Vec StreamRead(const uint8_t* p, size_t bytes, size_t ahead) {
+  Vec a = {0, 0}, b = a, c = a, d = a;
+  for (size_t i = 0; i + 64 <= bytes; i += 64) {
+    if (ahead) __builtin_prefetch(p + i + ahead);
+    Vec v[4];
+    std::memcpy(v, p + i, 64);
+    a ^= v[0];
+    b ^= v[1];
+    c ^= v[2];
+    d ^= v[3];
+  }
+  return a ^ b ^ c ^ d;
+}
+
+// Software prefetch distances the floor tries; it keeps the fastest (the hardware prefetcher alone
+// leaves one core far below the memory's bandwidth on some CPUs, and a floor must be a floor).
+constexpr size_t kFloorPrefetch[] = {0, 1024, 4096, 8192, 16384};
+
+// Median seconds of `call(c)` over rotating copies c = copies, copies + 1, ... after one untimed
+// pass over every copy (page faults, freshly written lines, thread wake-up).
+template <typename Call>
+double MedianSeconds(size_t copies, const Call& call) {
+  for (size_t c = 0; c < copies; ++c) call(c);
+  std::vector<double> times;
+  const auto start = Clock::now();
+  for (size_t c = copies; times.size() < kMaxReps &&
+                     (times.size() < kMinReps || Seconds(start, Clock::now()) < kMinSeconds);
+       ++c) {
+    const auto t0 = Clock::now();
+    call(c);
+    times.push_back(Seconds(t0, Clock::now()));
+  }
+  return Median(times);
+}
 
 std::vector<int> ParseList(const std::string& s) {
   std::vector<int> out;
@@ -108,8 +149,8 @@ int Main(int argc, char** argv) {
   const double memcpy_gbps = MemcpyGbps();
   std::printf("memcpy: %.1f GB/s copied (256 MB, 1 thread; reads + writes = 2x that)\n\n",
               memcpy_gbps);
-  std::printf("%-9s %-7s %-8s %3s %5s %5s %3s %10s %8s\n", "isa", "act", "format", "M", "K", "N",
-              "thr", "median_ms", "GB/s");
+  std::printf("%-9s %-7s %-8s %3s %5s %5s %3s %10s %8s %9s %7s\n", "isa", "act", "format", "M", "K",
+              "N", "thr", "median_ms", "GB/s", "floor_ms", "x_floor");
 
   std::vector<Result> results;
   std::mt19937 rng(1);
@@ -133,6 +174,10 @@ int Main(int argc, char** argv) {
         std::vector<uint8_t> packed(packed_bytes);
         if (!Pack(format, values.data(), n, k, packed.data()).ok()) return 1;
         const size_t copies = std::max<size_t>(2, kColdBytes / packed_bytes);
+        // The floor's own cold copies (64-byte aligned, a multiple of 64 bytes, like the kernels').
+        const size_t floor_bytes = (packed_bytes + 63) / 64 * 64;
+        std::vector<std::vector<Vec>> floor_copies(copies,
+                                                   std::vector<Vec>(floor_bytes / 16, Vec{1, 2}));
         std::vector<std::unique_ptr<MatMulKernel>> kernels(copies);
         for (auto& kernel : kernels) {
           const Status s =
@@ -149,27 +194,28 @@ int Main(int argc, char** argv) {
           std::vector<uint8_t> scratch(kernels[0]->ScratchBytes(m));
           for (int t : threads) {
             ThreadPool pool(t);
-            auto call = [&](size_t c) {
+            const double sec = MedianSeconds(copies, [&](size_t c) {
               kernels[c % copies]->Run(x.data(), m, scale.data(), bias.data(), y.data(),
                                        scratch.data(), &pool);
-            };
-            call(0);  // warm-up (page faults, thread wake-up)
-            std::vector<double> times;
-            const auto start = Clock::now();
-            for (size_t c = 1; times.size() < kMaxReps &&
-                               (times.size() < kMinReps || Seconds(start, Clock::now()) < kMinSeconds);
-                 ++c) {
-              const auto t0 = Clock::now();
-              call(c);
-              times.push_back(Seconds(t0, Clock::now()));
+            });
+            const size_t lines = floor_bytes / 64;
+            std::vector<Vec> sink(t);  // one per chunk, printed below so the reads are not dropped
+            double floor_sec = 1e30;
+            for (const size_t ahead : kFloorPrefetch) {
+              floor_sec = std::min(floor_sec, MedianSeconds(copies, [&](size_t c) {
+                const uint8_t* p = reinterpret_cast<const uint8_t*>(floor_copies[c % copies].data());
+                pool.ParallelFor(lines, 1, [&](size_t begin, size_t end) {
+                  sink[begin * t / lines] ^= StreamRead(p + begin * 64, (end - begin) * 64, ahead);
+                });
+              }));
             }
-            const double sec = Median(times);
+            if (sink[0][0] == 0x5eed) std::printf("(checksum)\n");
             results.push_back({IsaName(isa), ActivationsName(act), FormatInfo(format).name, m, k,
-                               n, t, sec * 1e3, packed_bytes / sec * 1e-9});
+                               n, t, sec * 1e3, packed_bytes / sec * 1e-9, floor_sec * 1e3});
             const Result& r = results.back();
-            std::printf("%-9s %-7s %-8s %3zu %5zu %5zu %3d %10.4f %8.1f\n", r.isa.c_str(),
+            std::printf("%-9s %-7s %-8s %3zu %5zu %5zu %3d %10.4f %8.1f %9.4f %7.2f\n", r.isa.c_str(),
                         r.activations.c_str(), r.format.c_str(), r.m, r.k, r.n, r.threads, r.ms,
-                        r.gbps);
+                        r.gbps, r.floor_ms, r.ms / r.floor_ms);
             std::fflush(stdout);
           }
         }
@@ -188,9 +234,9 @@ int Main(int argc, char** argv) {
       std::fprintf(f,
                    "    {\"isa\": \"%s\", \"activations\": \"%s\", \"format\": \"%s\", \"m\": %zu, "
                    "\"k\": %zu, \"n\": %zu, "
-                   "\"threads\": %d, \"median_ms\": %.5f, \"weight_gbps\": %.3f}%s\n",
+                   "\"threads\": %d, \"median_ms\": %.5f, \"weight_gbps\": %.3f, \"floor_ms\": %.5f}%s\n",
                    r.isa.c_str(), r.activations.c_str(), r.format.c_str(), r.m, r.k, r.n, r.threads, r.ms, r.gbps,
-                   i + 1 < results.size() ? "," : "");
+                   r.floor_ms, i + 1 < results.size() ? "," : "");
     }
     std::fprintf(f, "  ]\n}\n");
     std::fclose(f);
