@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <vector>
 
 #include "cc/kernels/a8/isa.h"
 #include "cc/kernels/a8/layout.h"
@@ -113,6 +114,88 @@ void Blocks(const A8Layout& l, const uint8_t* packed, const A8Rows& rows, size_t
   for (; i < m; ++i) Tile<1, NR>(l, blocks, rows, i, r0, row_end, y);
 }
 
+// Prefill (many activation rows): the codes of kGemmBlocks blocks are unpacked once per slab of
+// kSlabChunks chunks into an L1-resident buffer and reused by every group of rows, whose int32 sums
+// live in memory between slabs. Unpacking then costs 1/m of a pass instead of one pass per 4 rows, so
+// the vector ports run almost nothing but vpdpbusd (plus one load of codes per 4 of them).
+constexpr int kGemmBlocks = 4;
+constexpr size_t kSlabChunks = 8;  // 8 chunks × 4 pairs × 4 blocks × 64 B = 8 KB of codes
+
+// codes[(c * 4 + g) * kGemmBlocks + b]: pair g of chunk c of block b, each byte 0, 1 or 2.
+void UnpackSlab(const uint8_t* blocks, size_t block_bytes, size_t chunks, __m512i* codes) {
+  const __m512i three = _mm512_set1_epi8(3);
+  for (size_t c = 0; c < chunks; ++c) {
+    for (int b = 0; b < kGemmBlocks; ++b) {
+      const __m512i v = _mm512_loadu_si512(blocks + b * block_bytes + c * A8Layout::kChunkBytes);
+      #pragma GCC unroll 4
+      for (int g = 0; g < 4; ++g) {
+        codes[(c * 4 + g) * kGemmBlocks + b] =
+            _mm512_and_si512(g == 0 ? v : _mm512_srli_epi16(v, 2 * g), three);
+      }
+    }
+  }
+}
+
+// acc[i][b] += Σ over the slab's chunks of codes · q for activation rows [i0, i0 + MR).
+template <int MR>
+void SlabRows(const __m512i* codes, size_t chunks, const int8_t* q, size_t stride, __m512i* acc) {
+  __m512i a[MR][kGemmBlocks];
+  #pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i) {
+    #pragma GCC unroll 4
+    for (int b = 0; b < kGemmBlocks; ++b) a[i][b] = acc[i * kGemmBlocks + b];
+  }
+  for (size_t c = 0; c < chunks; ++c, q += A8Layout::kChunk) {
+    #pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g) {
+      const __m512i* cg = codes + (c * 4 + g) * kGemmBlocks;
+      #pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+        const __m512i x = Broadcast4(q + i * stride + 4 * g);
+        #pragma GCC unroll 4
+        for (int b = 0; b < kGemmBlocks; ++b) a[i][b] = _mm512_dpbusd_epi32(a[i][b], cg[b], x);
+      }
+    }
+  }
+  #pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i) {
+    #pragma GCC unroll 4
+    for (int b = 0; b < kGemmBlocks; ++b) acc[i * kGemmBlocks + b] = a[i][b];
+  }
+}
+
+// kGemmBlocks blocks starting at output row r0 against all m activation rows.
+void GemmBlocks(const A8Layout& l, const uint8_t* packed, const A8Rows& rows, size_t m, size_t r0,
+                size_t row_end, float* y) {
+  // Per thread, grown once: the slab's codes and the int32 sums of every (row, block).
+  thread_local std::vector<__m512i> codes, acc;
+  codes.resize(kSlabChunks * 4 * kGemmBlocks);
+  acc.assign(m * kGemmBlocks, _mm512_setzero_si512());
+  const uint8_t* blocks = l.block(packed, r0);
+  for (size_t c0 = 0; c0 < l.chunks; c0 += kSlabChunks) {
+    const size_t chunks = l.chunks - c0 < kSlabChunks ? l.chunks - c0 : kSlabChunks;
+    UnpackSlab(blocks + c0 * A8Layout::kChunkBytes, l.block_bytes(), chunks, codes.data());
+    const int8_t* q = rows.q + c0 * A8Layout::kChunk;
+    size_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+      SlabRows<4>(codes.data(), chunks, q + i * rows.stride, rows.stride, &acc[i * kGemmBlocks]);
+    }
+    for (; i < m; ++i) {
+      SlabRows<1>(codes.data(), chunks, q + i * rows.stride, rows.stride, &acc[i * kGemmBlocks]);
+    }
+  }
+  for (size_t i = 0; i < m; ++i) {
+    const __m512i sum = _mm512_set1_epi32(rows.sum[i]);
+    const __m512 scale = _mm512_set1_ps(rows.scale[i]);
+    for (int b = 0; b < kGemmBlocks; ++b) {
+      const __m512i total = _mm512_sub_epi32(acc[i * kGemmBlocks + b], sum);
+      const size_t first = r0 + b * A8Layout::kRows;
+      _mm512_mask_storeu_ps(y + i * l.n + first, RowMask(row_end - first),
+                            _mm512_mul_ps(_mm512_cvtepi32_ps(total), scale));
+    }
+  }
+}
+
 }  // namespace
 
 void A8DotAvx512Vnni(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
@@ -120,9 +203,11 @@ void A8DotAvx512Vnni(const A8Layout& layout, const uint8_t* packed, const A8Rows
   constexpr size_t kTileRows = 4 * A8Layout::kRows;
   size_t r0 = row_begin;
   // With several activation rows, four blocks at a time (their weights, K bytes, stay in L1 while
-  // every row passes over them). A single row streams one block at a time: it is bound by memory,
-  // and four streams run slower than one.
-  if (m >= 4) {
+  // every row passes over them; from 8 rows on, unpacked once per slab for all of them). A single
+  // row streams one block at a time: it is bound by memory, and four streams run slower than one.
+  if (m >= 8) {
+    for (; r0 + kTileRows <= row_end; r0 += kTileRows) GemmBlocks(layout, packed, rows, m, r0, row_end, y);
+  } else if (m >= 4) {
     for (; r0 + kTileRows <= row_end; r0 += kTileRows) {
       Blocks<4>(layout, packed, rows, m, r0, row_end, y);
     }
