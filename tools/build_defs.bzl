@@ -4,8 +4,12 @@
 HOST_ONLY = ["@platforms//cpu:x86_64"]
 
 # CPU models the ARM64 tests also run on under qemu (QEMU_CPU; the default is qemu's "max"):
-# an in-order core without the dot-product extension, and an out-of-order one with it.
-EMULATED_AARCH64_CPUS = ["cortex-a53", "cortex-a76"]
+# an in-order core without the dot-product extension, and an out-of-order one with it; for each,
+# the int8 kernels its run-time detection must pick or must not ("!"), checked by matmul_test.
+EMULATED_AARCH64_CPUS = {
+    "cortex-a53": "!int8:neon_dot",
+    "cortex-a76": "int8:neon_dot",
+}
 
 def cc_test_on_cpus(name, srcs, deps, size = "small", **kwargs):
     """A cc_test, plus one copy per EMULATED_AARCH64_CPUS model under --config=aarch64.
@@ -15,13 +19,13 @@ def cc_test_on_cpus(name, srcs, deps, size = "small", **kwargs):
     """
     native.cc_library(name = name + "_lib", testonly = True, srcs = srcs, deps = deps, alwayslink = True)
     native.cc_test(name = name, size = size, deps = [":" + name + "_lib"], linkstatic = True, **kwargs)
-    for cpu in EMULATED_AARCH64_CPUS:
+    for cpu, isas in EMULATED_AARCH64_CPUS.items():
         native.cc_test(
             name = "%s_%s" % (name, cpu.replace("-", "_")),
             size = size,
             deps = [":" + name + "_lib"],
             linkstatic = True,
-            env = {"QEMU_CPU": cpu},
+            env = {"QEMU_CPU": cpu, "TVLM_CPU_ISAS": isas},
             target_compatible_with = ["@platforms//cpu:aarch64"],
             **kwargs
         )

@@ -47,6 +47,9 @@ std::unique_ptr<Kernel> MakeA8KernelAvx2(const int8_t* w, size_t n, size_t k);
 #elif defined(__ARM_NEON)
 std::unique_ptr<Kernel> MakeA8KernelNeon(const int8_t* w, size_t n, size_t k);
 #endif
+#if defined(__aarch64__)
+std::unique_ptr<Kernel> MakeA8KernelNeonDot(const int8_t* w, size_t n, size_t k);  // ARMv8.2 sdot
+#endif
 
 // Scratch handed to kernels may have any alignment; vector code wants 64 bytes.
 constexpr size_t kScratchAlign = 64;

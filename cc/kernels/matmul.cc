@@ -1,5 +1,10 @@
 #include "cc/kernels/matmul.h"
 
+#if defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 #include <algorithm>
 #include <string>
 
@@ -13,6 +18,7 @@ const char* IsaName(Isa isa) {
     case Isa::kAvx2: return "avx2";
     case Isa::kAvx512: return "avx512";
     case Isa::kNeon: return "neon";
+    case Isa::kNeonDot: return "neon_dot";
   }
   return "unknown";
 }
@@ -35,6 +41,11 @@ std::vector<Isa> AvailableIsas(Activations activations) {
   // Advanced SIMD is mandatory on AArch64. On 32-bit ARM it is a build-time choice: our armv7
   // target compiles with -mfpu=neon-vfpv4, so its binaries already require NEON everywhere.
   isas.push_back(Isa::kNeon);
+#endif
+#if defined(__aarch64__)
+  if (activations == Activations::kInt8 && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP)) {
+    isas.push_back(Isa::kNeonDot);
+  }
 #endif
   return isas;
 }
@@ -67,6 +78,10 @@ std::unique_ptr<internal::Kernel> MakeKernel(WeightFormat format, Activations ac
 #elif defined(__ARM_NEON)
     case Isa::kNeon:
       return int8 ? MakeA8KernelNeon(w, n, k) : MakeBitPlaneKernelNeon(format, w, n, k);
+#endif
+#if defined(__aarch64__)
+    case Isa::kNeonDot:
+      return int8 ? MakeA8KernelNeonDot(w, n, k) : nullptr;
 #endif
     default:
       return nullptr;

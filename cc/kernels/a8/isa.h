@@ -29,6 +29,10 @@ void A8DotAvx2(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows
 void A8DotNeon(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
                size_t row_begin, size_t row_end, float* y);
 #endif
+#if defined(__aarch64__)
+void A8DotNeonDot(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
+                  size_t row_begin, size_t row_end, float* y);
+#endif
 
 }  // namespace internal
 }  // namespace tvlm

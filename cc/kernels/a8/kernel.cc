@@ -52,6 +52,11 @@ std::unique_ptr<Kernel> MakeA8KernelNeon(const int8_t* w, size_t n, size_t k) {
   return std::make_unique<A8Kernel>(&A8DotNeon, w, n, k);
 }
 #endif
+#if defined(__aarch64__)
+std::unique_ptr<Kernel> MakeA8KernelNeonDot(const int8_t* w, size_t n, size_t k) {
+  return std::make_unique<A8Kernel>(&A8DotNeonDot, w, n, k);
+}
+#endif
 
 }  // namespace internal
 }  // namespace tvlm

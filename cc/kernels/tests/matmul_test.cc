@@ -284,7 +284,9 @@ TEST(MatMulCreateTest, RejectsInvalidCodesAndPadding) {
 
 // The sweeps above run every ISA this CPU offers, so on another CPU a kernel would drop out
 // silently. This prints what ran and, when TVLM_REQUIRE_ISAS lists "activations:isa" pairs (CI
-// derives them from /proc/cpuinfo, .ci/run), fails unless each of them ran.
+// derives them from /proc/cpuinfo, .ci/run), fails unless each of them ran. TVLM_CPU_ISAS (set per
+// emulated CPU model by cc_test_on_cpus) adds pairs that model must run, and "!pair" ones it must not
+// (run-time detection: the dot-product kernel on a core without the extension would fault).
 TEST(MatMulIsaTest, ReportsTheIsasItRanAndHasEveryRequiredOne) {
   std::set<std::string> ran;
   for (Activations act : {Activations::kFloat32, Activations::kInt8}) {
@@ -295,11 +297,16 @@ TEST(MatMulIsaTest, ReportsTheIsasItRanAndHasEveryRequiredOne) {
   for (const std::string& r : ran) list += (list.empty() ? "" : ",") + r;
   std::cout << "kernels run: " << list << std::endl;
   ::testing::Test::RecordProperty("isas", list);
-  const char* required = std::getenv("TVLM_REQUIRE_ISAS");
-  std::stringstream wanted(required ? required : "");
-  for (std::string r; std::getline(wanted, r, ',');) {
-    if (!r.empty()) {
-      EXPECT_TRUE(ran.count(r)) << "required kernel " << r << " did not run (ran: " << list << ")";
+  for (const char* variable : {"TVLM_REQUIRE_ISAS", "TVLM_CPU_ISAS"}) {
+    const char* required = std::getenv(variable);
+    std::stringstream wanted(required ? required : "");
+    for (std::string r; std::getline(wanted, r, ',');) {
+      if (r.empty()) continue;
+      if (r[0] == '!') {
+        EXPECT_FALSE(ran.count(r.substr(1))) << "kernel " << r.substr(1) << " ran on a CPU without it";
+      } else {
+        EXPECT_TRUE(ran.count(r)) << "required kernel " << r << " did not run (ran: " << list << ")";
+      }
     }
   }
 }
@@ -309,6 +316,7 @@ TEST(MatMulCreateTest, IsaNamesAndBest) {
   EXPECT_STREQ(IsaName(Isa::kAvx2), "avx2");
   EXPECT_STREQ(IsaName(Isa::kAvx512), "avx512");
   EXPECT_STREQ(IsaName(Isa::kNeon), "neon");
+  EXPECT_STREQ(IsaName(Isa::kNeonDot), "neon_dot");
   EXPECT_STREQ(ActivationsName(Activations::kFloat32), "float32");
   EXPECT_STREQ(ActivationsName(Activations::kInt8), "int8");
   for (Activations act : {Activations::kFloat32, Activations::kInt8}) {
