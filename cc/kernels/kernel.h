@@ -17,8 +17,8 @@ namespace internal {
 class Kernel {
  public:
   virtual ~Kernel() = default;
-  // Threads get output channels in multiples of this.
-  virtual size_t row_block() const = 0;
+  // Threads get output channels in multiples of this, for m activation rows.
+  virtual size_t row_block(size_t m) const = 0;
   virtual size_t ScratchBytes(size_t m) const = 0;
   // Once per Run, before any Dot: per-activation state (padded x, tables) in scratch.
   virtual void Prepare(const float* x, size_t m, void* scratch, ThreadPool* pool) const = 0;

@@ -133,7 +133,7 @@ void MatMulKernel::Run(const float* x, size_t m, const float* scale, const float
   if (m * n_ * k_ < kMinParallelMacs) pool = nullptr;
   void* aligned = internal::AlignScratch(scratch);
   impl_->Prepare(x, m, aligned, pool);
-  ParallelFor(pool, n_, impl_->row_block(), [&](size_t begin, size_t end) {
+  ParallelFor(pool, n_, impl_->row_block(m), [&](size_t begin, size_t end) {
     impl_->Dot(x, m, aligned, begin, end, y);
     for (size_t i = 0; i < m; ++i) {
       float* yi = y + i * n_;

@@ -15,7 +15,7 @@ class ReferenceKernel : public Kernel {
  public:
   ReferenceKernel(const int8_t* w, size_t n, size_t k) : w_(w, w + n * k), n_(n), k_(k) {}
 
-  size_t row_block() const override { return 1; }
+  size_t row_block(size_t) const override { return 1; }
   size_t ScratchBytes(size_t) const override { return 0; }
   void Prepare(const float*, size_t, void*, ThreadPool*) const override {}
 
@@ -39,7 +39,7 @@ class ReferenceInt8Kernel : public Kernel {
  public:
   ReferenceInt8Kernel(const int8_t* w, size_t n, size_t k) : w_(w, w + n * k), n_(n), k_(k) {}
 
-  size_t row_block() const override { return 1; }
+  size_t row_block(size_t) const override { return 1; }
   size_t ScratchBytes(size_t m) const override { return A8ScratchBytes(m, k_); }
   void Prepare(const float* x, size_t m, void* scratch, ThreadPool*) const override {
     QuantizeRows(x, m, k_, A8View(scratch, m, k_));

@@ -18,7 +18,9 @@ class A8Kernel : public Kernel {
   A8Kernel(A8DotFn dot, const int8_t* w, size_t n, size_t k)
       : dot_(dot), layout_(n, k), packed_(A8Pack(layout_, w)) {}
 
-  size_t row_block() const override { return A8Layout::kRows; }
+  // Several rows run 4-block tiles (isa.h's loops); a thread's share must not split one, or its
+  // last blocks fall to the one-block path.
+  size_t row_block(size_t m) const override { return m >= 4 ? 4 * A8Layout::kRows : A8Layout::kRows; }
 
   size_t ScratchBytes(size_t m) const override { return A8ScratchBytes(m, layout_.k_padded); }
 

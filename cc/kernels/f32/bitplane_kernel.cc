@@ -16,7 +16,7 @@ class BitPlaneKernel : public Kernel {
   BitPlaneKernel(WeightFormat format, const int8_t* w, size_t n, size_t k)
       : layout_(format, n, k), words_(BitPlanePack(layout_, w)) {}
 
-  size_t row_block() const override { return 4; }
+  size_t row_block(size_t) const override { return 4; }
 
   size_t ScratchBytes(size_t m) const override {
     return m * (layout_.padded_k() + 1) * sizeof(float);

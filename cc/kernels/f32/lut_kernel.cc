@@ -31,7 +31,7 @@ class LutKernel : public Kernel {
   LutKernel(const LutOps<Layout>& ops, WeightFormat format, const int8_t* w, size_t n, size_t k)
       : ops_(ops), layout_(format, n, k), words_(ops.pack(layout_, w)) {}
 
-  size_t row_block() const override { return ops_.row_block; }
+  size_t row_block(size_t) const override { return ops_.row_block; }
 
   size_t ScratchBytes(size_t m) const override { return m * TableStride() * sizeof(float); }
 
