@@ -3,12 +3,14 @@
 # Targets that need the host's Python venv (x86-64 wheels): skipped under the ARM configs.
 HOST_ONLY = ["@platforms//cpu:x86_64"]
 
-# CPU models the ARM64 tests also run on under qemu (QEMU_CPU; the default is qemu's "max"):
-# an in-order core without the dot-product extension, and an out-of-order one with it; for each,
-# the int8 kernels its run-time detection must pick or must not ("!"), checked by matmul_test.
+# CPU models the ARM64 tests also run on under qemu (QEMU_CPU; the default is qemu's "max"): an
+# in-order core with neither the dot-product nor the int8 matrix-multiply extension, an out-of-order
+# one with dot product only, and qemu's "max" with both; for each, the int8 kernels its run-time
+# detection must pick or must not ("!"), checked by matmul_test.
 EMULATED_AARCH64_CPUS = {
-    "cortex-a53": "!int8:neon_dot",
-    "cortex-a76": "int8:neon_dot",
+    "cortex-a53": "!int8:neon_dot,!int8:neon_i8mm",
+    "cortex-a76": "int8:neon_dot,!int8:neon_i8mm",
+    "max": "int8:neon_dot,int8:neon_i8mm",
 }
 
 def cc_test_on_cpus(name, srcs, deps, size = "small", **kwargs):

@@ -49,6 +49,7 @@ std::unique_ptr<Kernel> MakeA8KernelNeon(const int8_t* w, size_t n, size_t k);
 #endif
 #if defined(__aarch64__)
 std::unique_ptr<Kernel> MakeA8KernelNeonDot(const int8_t* w, size_t n, size_t k);  // ARMv8.2 sdot
+std::unique_ptr<Kernel> MakeA8KernelNeonI8mm(const int8_t* w, size_t n, size_t k);  // + smmla
 #endif
 
 // Scratch handed to kernels may have any alignment; vector code wants 64 bytes.

@@ -19,6 +19,7 @@ const char* IsaName(Isa isa) {
     case Isa::kAvx512: return "avx512";
     case Isa::kNeon: return "neon";
     case Isa::kNeonDot: return "neon_dot";
+    case Isa::kNeonI8mm: return "neon_i8mm";
   }
   return "unknown";
 }
@@ -43,8 +44,10 @@ std::vector<Isa> AvailableIsas(Activations activations) {
   isas.push_back(Isa::kNeon);
 #endif
 #if defined(__aarch64__)
-  if (activations == Activations::kInt8 && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP)) {
+  const bool dot = getauxval(AT_HWCAP) & HWCAP_ASIMDDP;
+  if (activations == Activations::kInt8 && dot) {
     isas.push_back(Isa::kNeonDot);
+    if (getauxval(AT_HWCAP2) & HWCAP2_I8MM) isas.push_back(Isa::kNeonI8mm);
   }
 #endif
   return isas;
@@ -82,6 +85,8 @@ std::unique_ptr<internal::Kernel> MakeKernel(WeightFormat format, Activations ac
 #if defined(__aarch64__)
     case Isa::kNeonDot:
       return int8 ? MakeA8KernelNeonDot(w, n, k) : nullptr;
+    case Isa::kNeonI8mm:
+      return int8 ? MakeA8KernelNeonI8mm(w, n, k) : nullptr;
 #endif
     default:
       return nullptr;

@@ -32,6 +32,8 @@ void A8DotNeon(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows
 #if defined(__aarch64__)
 void A8DotNeonDot(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
                   size_t row_begin, size_t row_end, float* y);
+void A8DotNeonI8mm(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
+                   size_t row_begin, size_t row_end, float* y);
 #endif
 
 }  // namespace internal

@@ -58,6 +58,9 @@ std::unique_ptr<Kernel> MakeA8KernelNeon(const int8_t* w, size_t n, size_t k) {
 std::unique_ptr<Kernel> MakeA8KernelNeonDot(const int8_t* w, size_t n, size_t k) {
   return std::make_unique<A8Kernel>(&A8DotNeonDot, w, n, k);
 }
+std::unique_ptr<Kernel> MakeA8KernelNeonI8mm(const int8_t* w, size_t n, size_t k) {
+  return std::make_unique<A8Kernel>(&A8DotNeonI8mm, w, n, k);
+}
 #endif
 
 }  // namespace internal

@@ -317,6 +317,7 @@ TEST(MatMulCreateTest, IsaNamesAndBest) {
   EXPECT_STREQ(IsaName(Isa::kAvx512), "avx512");
   EXPECT_STREQ(IsaName(Isa::kNeon), "neon");
   EXPECT_STREQ(IsaName(Isa::kNeonDot), "neon_dot");
+  EXPECT_STREQ(IsaName(Isa::kNeonI8mm), "neon_i8mm");
   EXPECT_STREQ(ActivationsName(Activations::kFloat32), "float32");
   EXPECT_STREQ(ActivationsName(Activations::kInt8), "int8");
   for (Activations act : {Activations::kFloat32, Activations::kInt8}) {
