@@ -3,6 +3,7 @@
 
 #include <immintrin.h>
 
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -167,21 +168,27 @@ void SlabRows(const __m512i* codes, size_t chunks, const int8_t* q, size_t strid
 // kGemmBlocks blocks starting at output row r0 against all m activation rows.
 void GemmBlocks(const A8Layout& l, const uint8_t* packed, const A8Rows& rows, size_t m, size_t r0,
                 size_t row_end, float* y) {
-  // Per thread, grown once: the slab's codes and the int32 sums of every (row, block).
-  thread_local std::vector<__m512i> codes, acc;
-  codes.resize(kSlabChunks * 4 * kGemmBlocks);
-  acc.assign(m * kGemmBlocks, _mm512_setzero_si512());
+  // Per thread, grown once: the slab's codes and the int32 sums of every (row, block), in 64-byte
+  // aligned lines (a vector of __m512i itself would drop the type's attributes).
+  struct alignas(64) Line {
+    int32_t lanes[16];
+  };
+  thread_local std::vector<Line> code_lines, acc_lines;
+  code_lines.resize(kSlabChunks * 4 * kGemmBlocks);
+  acc_lines.assign(m * kGemmBlocks, Line{});
+  __m512i* codes = reinterpret_cast<__m512i*>(code_lines.data());  // __m512i may alias anything
+  __m512i* acc = reinterpret_cast<__m512i*>(acc_lines.data());
   const uint8_t* blocks = l.block(packed, r0);
   for (size_t c0 = 0; c0 < l.chunks; c0 += kSlabChunks) {
     const size_t chunks = l.chunks - c0 < kSlabChunks ? l.chunks - c0 : kSlabChunks;
-    UnpackSlab(blocks + c0 * A8Layout::kChunkBytes, l.block_bytes(), chunks, codes.data());
+    UnpackSlab(blocks + c0 * A8Layout::kChunkBytes, l.block_bytes(), chunks, codes);
     const int8_t* q = rows.q + c0 * A8Layout::kChunk;
     size_t i = 0;
     for (; i + 4 <= m; i += 4) {
-      SlabRows<4>(codes.data(), chunks, q + i * rows.stride, rows.stride, &acc[i * kGemmBlocks]);
+      SlabRows<4>(codes, chunks, q + i * rows.stride, rows.stride, &acc[i * kGemmBlocks]);
     }
     for (; i < m; ++i) {
-      SlabRows<1>(codes.data(), chunks, q + i * rows.stride, rows.stride, &acc[i * kGemmBlocks]);
+      SlabRows<1>(codes, chunks, q + i * rows.stride, rows.stride, &acc[i * kGemmBlocks]);
     }
   }
   for (size_t i = 0; i < m; ++i) {
