@@ -36,17 +36,18 @@ class TernarizeTextTest(absltest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp()
         cls.model_dir = tiny_checkpoints.make_llama_with_tokenizer(os.path.join(cls.tmp, "tiny"))
+        cls.out = os.path.join(cls.tmp, "tiny-ternary")
+        cls.result = run(f"--model={cls.model_dir}", "--corpus_rows=8", "--calib_rows=8", "--blockwise_steps=2",
+                         "--steps=4", "--eval_every=2", "--eval_windows=1", "--checkpoint_every=2", "--seq_len=32",
+                         "--batch_size=4", "--max_len=48", f"--out={cls.out}")
 
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp)
 
     def test_ternarize_export_and_run_on_litert(self):
-        out = os.path.join(self.tmp, "tiny-ternary")
-        r = run(f"--model={self.model_dir}", "--corpus_rows=8", "--calib_rows=8", "--blockwise_steps=2",
-                "--steps=4", "--eval_every=2", "--eval_windows=1", "--checkpoint_every=2", "--seq_len=32",
-                "--batch_size=4", "--max_len=48", f"--out={out}")
-        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        out = self.out
+        self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])
         config = json.load(open(os.path.join(out, "config.json")))
         self.assertEqual(config["model_type"], "llama")
         q = config["quantization_config"]
@@ -84,6 +85,40 @@ class TernarizeTextTest(absltest.TestCase):
         for k, v in load_file(os.path.join(rebuilt, "model.safetensors")).items():
             np.testing.assert_array_equal(v, weights[k], err_msg=k)
         self.assertEqual(compact.materialize_dir(compact_dir, "tiny-ternary"), rebuilt)  # cached
+
+    def test_init_from_continues_an_output_where_it_ended(self):
+        self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])
+        out = os.path.join(self.tmp, "tiny-ternary-more")
+        r = run(f"--model={self.model_dir}", f"--init_from={self.out}", "--corpus_rows=8", "--steps=2",
+                "--eval_windows=1", "--seq_len=32", "--batch_size=4", "--export=false", f"--out={out}")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        before = json.load(open(os.path.join(self.out, "report.json")))
+        report = json.load(open(os.path.join(out, "report.json")))
+        # The student starts as the output it continues, bit for bit: same perplexities as where that one ended.
+        init = next(p for p in report["curve"] if p["stage"] == "init")
+        for k, v in before["after_qat"].items():
+            self.assertAlmostEqual(init[k], v, delta=1e-5 * v, msg=k)
+        self.assertEqual([p["stage"] for p in report["curve"]], ["float", "init", "distill"])
+        self.assertEqual(report["init_from"], self.out)
+        self.assertEqual(json.load(open(os.path.join(out, "config.json")))["quantization_config"]["init"], "kmeans")
+        # Two steps at the default rate move some latent weights across a threshold, but not most of them.
+        old, new = load_file(os.path.join(self.out, "model.safetensors")), load_file(os.path.join(out, "model.safetensors"))
+        changed = [k for k in old if not np.array_equal(old[k], new[k])]
+        self.assertTrue(changed)
+        self.assertFalse(any("embed_tokens" in k for k in changed), changed)
+
+    def test_init_from_refuses_another_mode_or_model(self):
+        self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])
+        r = run(f"--model={self.model_dir}", f"--init_from={self.out}", "--mode=binary", "--corpus_rows=8",
+                "--steps=0", "--eval_windows=1", f"--out={os.path.join(self.tmp, 'refused')}")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("a ternary model; it cannot be continued as --mode=binary", r.stderr)
+        other = tiny_checkpoints.make_llama_with_tokenizer(os.path.join(self.tmp, "other"), hidden_size=36)
+        r = run(f"--model={other}", f"--init_from={self.out}", "--corpus_rows=8", "--steps=0", "--eval_windows=1",
+                f"--out={os.path.join(self.tmp, 'refused')}")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("not a ternarization of it", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "refused")))
 
 
 class StageResumeTest(absltest.TestCase):

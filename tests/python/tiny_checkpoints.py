@@ -74,13 +74,13 @@ def make_llama(directory: str, seed: int = 0, **overrides):
     return model
 
 
-def make_llama_with_tokenizer(directory: str):
+def make_llama_with_tokenizer(directory: str, hidden_size: int = 48):
     """A tiny Llama that the text recipe can train (the demo VLM's tokenizer; SmolLM2's head layout, 3 query heads
     per KV head: with one KV head the converter folds the attention into a shape the KV-cache rewrite does not
     recognise, and export fails with its one-line error)."""
     from ternary_vlm.checkpoints import demo_model
 
-    make_llama(directory, vocab_size=1024, num_hidden_layers=3, hidden_size=48, num_attention_heads=6,
+    make_llama(directory, vocab_size=1024, num_hidden_layers=3, hidden_size=hidden_size, num_attention_heads=6,
                num_key_value_heads=2)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(os.path.join(demo_model.default_checkpoint(), name), directory)

@@ -3,6 +3,7 @@ training from its own weights, with distillation from the frozen original.
 
   tools/bazel run //python:ternarize                     # the bundled demo VLM, ternary, k-means init
   tools/bazel run //python:ternarize -- --model=DIR --mode=binary --init=twn --steps=500 --out=DIR
+  tools/bazel run //python:ternarize -- --model=smollm2 --init_from=smollm2-ternary --steps=500  # train it further
 
 Writes OUT/ (atomically): the quantized model as a Hugging Face directory whose linear weights are
 the dequantized α·t (any loader can run it), quantized.safetensors with each quantized layer's packed
@@ -14,6 +15,7 @@ Training checkpoints go to OUT.checkpoints/; rerunning the same command resumes 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -36,6 +38,9 @@ flags.DEFINE_float("learning_rate", 5e-4, "Peak learning rate.", lower_bound=0.0
 flags.DEFINE_integer("grad_accum", 1, "Micro-batches per optimizer step.", lower_bound=1)
 flags.DEFINE_float("distill", 1.0, "Weight of the KL(teacher || student) term; 0 = cross-entropy only.",
                    lower_bound=0.0)
+flags.DEFINE_string("init_from", None, "Train further an earlier ternarize output of the same model and --mode (its "
+                    "directory, or a name: smollm2-ternary): its codes, scales and trained norms are the starting "
+                    "point, latent weights α·t (instead of --init and --keep_float).")
 flags.DEFINE_list("keep_float", [], "Layers left in float: vision, connector, first, last, lm_head, or globs.")
 flags.DEFINE_integer("checkpoint_every", 100, "Steps between training checkpoints.", lower_bound=1)
 flags.DEFINE_integer("eval_examples", 256, "Test examples per task for the reports.", lower_bound=1)
@@ -90,8 +95,36 @@ def write_output(model, loaded, out: str, report: dict, plot=None) -> None:
             export.export_path(directory, variant, os.path.join(directory, f"model-{variant.name}.tflite"),
                                max_len=FLAGS.max_len)
 
-    artifact.write(model, loaded, out, schemes.by_mode(FLAGS.mode), FLAGS.init, report, report_markdown(report),
+    artifact.write(model, loaded, out, schemes.by_mode(FLAGS.mode), report["init"], report, report_markdown(report),
                    extras)
+
+
+def start_student(model, num_text_layers: int, calibration_rows=None) -> list:
+    """Stage 1 in place on `model` (a clone of the float teacher): QuantLinears initialized by --init, or those of
+    --init_from's output; returns the per-layer reports."""
+    from ternary_vlm.checkpoints import model_path
+    from ternary_vlm.errors import TernaryVLMError
+    from ternary_vlm.quant.apply import continue_from, quantize_model
+
+    if FLAGS.init_from:
+        if FLAGS["init"].present or FLAGS.keep_float:
+            raise TernaryVLMError("--init_from continues an output's own codes: it takes no --init or --keep_float")
+        return continue_from(model, model_path(FLAGS.init_from), FLAGS.mode)
+    moments = None
+    if FLAGS.init in qinit.DATA_INITS:
+        from ternary_vlm.quant import calibrate
+        moments = calibrate.input_moments(model, calibration_rows)
+    return quantize_model(model, FLAGS.mode, FLAGS.init, FLAGS.keep_float, num_text_layers, moments)
+
+
+def init_name() -> str:
+    """The report's and config's init: --init, or that of the output --init_from continues."""
+    if not FLAGS.init_from:
+        return FLAGS.init
+    from ternary_vlm.checkpoints import model_path
+
+    with open(os.path.join(model_path(FLAGS.init_from), "config.json")) as f:
+        return json.load(f)["quantization_config"]["init"]
 
 
 def report_markdown(r: dict) -> str:
@@ -119,7 +152,6 @@ def run() -> None:
     from ternary_vlm.data.batches import Batcher
     from ternary_vlm.errors import TernaryVLMError
     from ternary_vlm.paths import user_path
-    from ternary_vlm.quant.apply import quantize_model
 
     from ternary_vlm import export
     if FLAGS.export_variant and export.parse(FLAGS.export_variant).scheme != schemes.by_mode(FLAGS.mode):
@@ -151,17 +183,16 @@ def run() -> None:
         return batcher.document_batch([data.train[i] for i in rng.integers(0, len(data.train), 32)]).arrays()
 
     start = time.time()
-    report = {"model": path, "mode": FLAGS.mode, "init": FLAGS.init, "steps": FLAGS.steps, "data": FLAGS.data,
-              "float": scores(loaded.model)}
+    report = {"model": path, "mode": FLAGS.mode, "init": init_name(), "init_from": FLAGS.init_from,
+              "steps": FLAGS.steps, "data": FLAGS.data, "float": scores(loaded.model)}
     logging.info("float model: %s", report["float"])
     teacher = nnx.clone(loaded.model)
     model = loaded.model
-    layer_reports = quantize_model(model, FLAGS.mode, FLAGS.init, FLAGS.keep_float,
-                                   loaded.text_config.num_hidden_layers)
+    layer_reports = start_student(model, loaded.text_config.num_hidden_layers)
     report["layers"] = [dict(name=l.name, shape=list(l.shape), relative_error=l.relative_error)
                         for l in layer_reports]
     logging.info("%d linear layers quantized (%s init); mean relative error %.4f", len(layer_reports),
-                 FLAGS.init, sum(l.relative_error for l in layer_reports) / max(len(layer_reports), 1))
+                 report["init"], sum(l.relative_error for l in layer_reports) / max(len(layer_reports), 1))
     report["after_init"] = scores(model)
     logging.info("after init: %s", report["after_init"])
     if FLAGS.steps:
@@ -202,7 +233,6 @@ def run_text(loaded, path: str, out: str, mesh) -> None:
     from ternary_vlm import plots
     from ternary_vlm.data import teacher_text, user_data
     from ternary_vlm.paths import user_path
-    from ternary_vlm.quant.apply import quantize_model
     from ternary_vlm.train import text_recipe
 
     work = out + ".checkpoints"
@@ -225,16 +255,11 @@ def run_text(loaded, path: str, out: str, mesh) -> None:
     curve = text_recipe.Curve(text_recipe.eval_tokens(tokenizer, heldout), FLAGS.eval_windows,
                               os.path.join(work, "curve.jsonl"))
     start = time.time()
-    report = {"model": path, "mode": FLAGS.mode, "init": FLAGS.init, "steps": FLAGS.steps,
-              "recipe": dataclasses.asdict(recipe), "float": text_recipe.ppl(curve.add("float", 0, loaded.model))}
+    report = {"model": path, "mode": FLAGS.mode, "init": init_name(), "init_from": FLAGS.init_from,
+              "steps": FLAGS.steps, "recipe": dataclasses.asdict(recipe), "float": text_recipe.ppl(curve.add("float", 0, loaded.model))}
     teacher = nnx.clone(loaded.model)
     model = loaded.model
-    moments = None
-    if FLAGS.init in qinit.DATA_INITS:
-        from ternary_vlm.quant import calibrate
-        moments = calibrate.input_moments(model, rows[: FLAGS.calib_rows, : FLAGS.seq_len])
-    layer_reports = quantize_model(model, FLAGS.mode, FLAGS.init, FLAGS.keep_float, loaded.config.num_hidden_layers,
-                                   moments)
+    layer_reports = start_student(model, loaded.config.num_hidden_layers, rows[: FLAGS.calib_rows, : FLAGS.seq_len])
     report["layers"] = [dict(name=l.name, shape=list(l.shape), relative_error=l.relative_error)
                         for l in layer_reports]
     report["after_init"] = text_recipe.ppl(curve.add("init", 0, model))
@@ -242,7 +267,7 @@ def run_text(loaded, path: str, out: str, mesh) -> None:
     report["curve"] = curve.points
     report["seconds"] = time.time() - start
     write_output(model, loaded, out, report,
-                 lambda d: plots.plot_curves({f"{FLAGS.mode} ({FLAGS.init})": curve.points},
+                 lambda d: plots.plot_curves({f"{FLAGS.mode} ({report['init']})": curve.points},
                                              os.path.join(d, "curve.png")))
     if distributed.is_main():
         print(report_markdown(report))

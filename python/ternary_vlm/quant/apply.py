@@ -65,3 +65,46 @@ def quantize_model(model: nnx.Module, mode: str, init: str, keep: list[str], num
 
 def quantized_layers(model: nnx.Module):
     return list(layers.iter_linears(model, QuantLinear))
+
+
+def continue_from(model: nnx.Module, directory: str, mode: str) -> list[LayerReport]:
+    """Makes the float `model` the ternarize output in `directory` again, to train it further (ternarize
+    --init_from): each of its quantized layers becomes a QuantLinear with latent weights α·t and scales α, so the
+    codes are exactly the output's, and every other tensor it trained (norm gains) is copied in. The reports give
+    each layer's ‖W − α·t‖ / ‖W‖ against `model`'s float weights."""
+    import json
+    import os
+
+    from ternary_vlm.checkpoints.loader import load_model
+    from ternary_vlm.errors import TernaryVLMError
+    from ternary_vlm.quant import artifact
+
+    start = load_model(directory).model
+    quantized = {layer.name: layer for layer in artifact.read(start, directory)}
+    if not quantized:
+        raise TernaryVLMError(f"{directory}: not a ternarize output (no quantized.safetensors) to continue from")
+    with open(os.path.join(directory, "config.json")) as f:
+        was = json.load(f)["quantization_config"].get("mode")
+    if was != mode:
+        raise TernaryVLMError(f"{directory}: a {was} model; it cannot be continued as --mode={mode}")
+    def shapes(m):
+        return {".".join(map(str, path)): v.get_value().shape for path, v in nnx.to_flat_state(nnx.state(m, nnx.Param))}
+
+    ours, theirs = shapes(model), shapes(start)
+    for name in sorted(ours.keys() | theirs.keys()):
+        if ours.get(name) != theirs.get(name):
+            raise TernaryVLMError(f"{directory}: tensor {name} is {theirs.get(name)} there and {ours.get(name)} in "
+                                  f"the model: not a ternarization of it")
+    float_weights = {lin.name: np.asarray(lin.weight[...]) for _, lin in layers.iter_linears(model)}
+    nnx.update(model, nnx.state(start, nnx.Param))
+    reports = []
+    for path, lin in list(layers.iter_linears(model)):
+        if lin.name not in quantized:
+            continue
+        q = quantized.pop(lin.name)
+        bias = None if lin.bias is None else np.asarray(lin.bias[...])
+        layers.set_submodule(model, path, QuantLinear(q.dequantized(), bias, q.scale, mode, lin.name))
+        w = float_weights[lin.name]
+        reports.append(LayerReport(lin.name, w.shape,
+                                   float(np.linalg.norm(w - q.dequantized()) / max(np.linalg.norm(w), 1e-12))))
+    return reports
