@@ -1,5 +1,5 @@
 """Host side of the emulated-device VLM test: the bundled demo VLM, quantized (k-means init) and
-exported as ternary, binary, ternary_a8 (int8 activations), ternary_unpack_op (UnpackTernary +
+exported as ternary_f32, binary, ternary (int8 activations), ternary_unpack_op (UnpackTernary +
 FULLY_CONNECTED) and ternary_int2 (stock INT2 FULLY_CONNECTEDs, no custom op) .tflite files, plus
 a scene prompt and the logits the host's LiteRT gives for prefill and a few greedy decode steps. Writes
 one .npz."""
@@ -20,7 +20,7 @@ from ternary_vlm.runtime import Runtime
 
 flags.DEFINE_string("out", None, "Output .npz", required=True)
 STEPS = 4
-VARIANTS = ("ternary", "binary", "ternary_a8", "ternary_unpack_op", "ternary_int2")
+VARIANTS = ("ternary_f32", "binary", "ternary", "ternary_unpack_op", "ternary_int2")
 
 
 def main(argv):

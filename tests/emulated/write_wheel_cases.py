@@ -27,7 +27,7 @@ def main(argv):
     directory = demo_model.default_checkpoint()
     loaded = load_model(directory)
     quantize_model(loaded.model, "ternary", "kmeans", [], loaded.text_config.num_hidden_layers)
-    content = export.convert(loaded.model, export.parse("ternary"), max_len=80, prefill_len=64).content
+    content = export.convert(loaded.model, export.parse("ternary_f32"), max_len=80, prefill_len=64).content
     png = io.BytesIO()
     Image.fromarray(scenes.example(0, "test", 2, demo_model.IMAGE_SIZE).image).save(png, format="PNG")
     ids, pixels = build_inputs(loaded.tokenizer, PROMPT, image=Image.open(io.BytesIO(png.getvalue())),

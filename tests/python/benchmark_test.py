@@ -10,7 +10,7 @@ import tempfile
 
 from absl.testing import absltest
 
-VARIANTS = ("fp32", "ternary")
+VARIANTS = ("fp32", "ternary_f32")  # the exact-weight exports: logits checked against float64
 ROW_FIELDS = ("variant", "weights", "export_s", "file_mb", "custom_ops", "speed", "rss_mb", "prefill_ms",
               "encode_ms", "decode_tok_s", "text_ppl", "caption_ppl", "caption_accuracy", "quality_s",
               "flax_logit_diff", "f64_logit_diff", "flax_f32_vs_f64")
@@ -59,8 +59,8 @@ class BenchmarkTest(absltest.TestCase):
             # Exact-weight exports: the export and Flax's float32 each stay near float64 arithmetic.
             self.assertLess(row["f64_logit_diff"], 1e-4, name)
             self.assertBetween(row["flax_f32_vs_f64"], 1e-9, 1e-4)
-        self.assertLess(rows["ternary"]["file_mb"], rows["fp32"]["file_mb"] / 3)
-        self.assertGreater(rows["ternary"]["custom_ops"]["decode"], 0)
+        self.assertLess(rows["ternary_f32"]["file_mb"], rows["fp32"]["file_mb"] / 3)
+        self.assertGreater(rows["ternary_f32"]["custom_ops"]["decode"], 0)
         # The fp32 export runs the Flax float model: same perplexity on the same windows.
         self.assertAlmostEqual(rows["fp32"]["text_ppl"], model["flax_float_text_ppl"],
                                delta=1e-3 * model["flax_float_text_ppl"])
@@ -72,7 +72,7 @@ class BenchmarkTest(absltest.TestCase):
         self.assertNotIn("\nold\n", md)
         self.assertEqual(md.count("<!-- model-benchmark -->"), 1)
         self.assertIn("| fp32 |", md)
-        self.assertIn("| ternary |", md)
+        self.assertIn("| ternary_f32 |", md)
 
 
 if __name__ == "__main__":

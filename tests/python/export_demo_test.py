@@ -23,16 +23,16 @@ MAX_LEN, PREFILL_LEN, STEPS = 64, 40, 8
 
 class DemoExportTest(parameterized.TestCase):
 
-    @parameterized.parameters("ternary", "binary")
-    def test_exported_logits_equal_flax(self, mode):
+    @parameterized.parameters(("ternary_f32", "ternary"), ("binary", "binary"))  # float-activation variants
+    def test_exported_logits_equal_flax(self, variant, mode):
         loaded = load_model(demo_model.default_checkpoint())
         quantize_model(loaded.model, mode, "kmeans", [], loaded.text_config.num_hidden_layers)
         scene = scenes.example(0, "test", 11, demo_model.IMAGE_SIZE)
         ids, pixels = processing.build_inputs(loaded.tokenizer, "Describe the image.",
                                               image=Image.fromarray(scene.image),
                                               image_processor=loaded.image_processor, vlm_config=loaded.config)
-        result = export.convert(loaded.model, export.parse(mode), max_len=MAX_LEN, prefill_len=PREFILL_LEN)
-        path = os.path.join(tempfile.mkdtemp(), f"{mode}.tflite")
+        result = export.convert(loaded.model, export.parse(variant), max_len=MAX_LEN, prefill_len=PREFILL_LEN)
+        path = os.path.join(tempfile.mkdtemp(), f"{variant}.tflite")
         atomic.write_bytes(path, result.content)
         # Every quantized layer of the Flax model is one custom op in each signature that runs it, counted in
         # the written file: vision tower + connector in encode_image, the decoder in prefill and decode.

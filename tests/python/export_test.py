@@ -35,10 +35,10 @@ CONFIG = {  # tests/python/train_test.py's tiny SmolVLM: 4 image tokens per 16 p
 MAX_LEN, PREFILL_LEN = 24, 12
 PROMPT = [1, 30, 30, 30, 30, 5, 7, 9]  # 4 image tokens, then text; prefill pads it to PREFILL_LEN
 DECODE_STEPS = 6
-# Absolute for the exact-weight variants; relative to max |logit| where int8 rounds the weights. ternary_a8 (int8
-# activations) is checked op by op against an emulation of its arithmetic instead (test_ternary_a8_ops_*), and so are
+# Absolute for the exact-weight variants; relative to max |logit| where int8 rounds the weights. ternary (int8
+# activations) is checked op by op against an emulation of its arithmetic instead (test_ternary_w2a8_ops_*), and so are
 # the stock low-bit variants ternary_int2, int4 and int4_b32 (test_stock_lowbit_variants_*).
-TOLERANCE = {"fp32": 1e-4, "ternary": 1e-4, "binary": 1e-4, "int8": 5e-2, "ternary_int8": 5e-2,
+TOLERANCE = {"fp32": 1e-4, "ternary_f32": 1e-4, "binary": 1e-4, "int8": 5e-2, "ternary_int8": 5e-2,
              "ternary_unpack_op": 1e-4, "ternary_unpack_builtin": 1e-4}
 
 
@@ -115,8 +115,8 @@ class ExportTest(absltest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp()
-        cls.models = {"fp32": make_model(), "int8": make_model(), "ternary": make_model("ternary"),
-                      "binary": make_model("binary"), "ternary_int8": make_model("ternary"), "ternary_a8": make_model("ternary"),
+        cls.models = {"fp32": make_model(), "int8": make_model(), "ternary_f32": make_model("ternary"),
+                      "binary": make_model("binary"), "ternary_int8": make_model("ternary"), "ternary": make_model("ternary"),
                       "ternary_unpack_op": make_model("ternary"), "ternary_unpack_builtin": make_model("ternary"),
                       "ternary_int2": make_model("ternary"), "int4": make_model(), "int4_b32": make_model()}
         cls.paths, cls.results = {}, {}
@@ -147,8 +147,8 @@ class ExportTest(absltest.TestCase):
                 self.assertLessEqual(feature_diff, bound)
 
     def test_every_quantized_layer_becomes_a_custom_op(self):
-        for variant, op in (("ternary", "TernaryMatMul"), ("binary", "BinaryMatMul"),
-                            ("ternary_int8", "TernaryMatMul"), ("ternary_a8", "TernaryMatMul")):
+        for variant, op in (("ternary_f32", "TernaryMatMul"), ("binary", "BinaryMatMul"),
+                            ("ternary_int8", "TernaryMatMul"), ("ternary", "TernaryMatMul")):
             model = self.models[variant]
             names = {q.name for _, q in quantized_layers(model)}
             text = {n for n in names if n.startswith("text_model.")}
@@ -162,19 +162,19 @@ class ExportTest(absltest.TestCase):
                 # Only the tied LM head (the embedding table) stays a float FULLY_CONNECTED.
                 self.assertEqual(histograms[index]["FULLY_CONNECTED"], int(key in ("prefill", "decode")), key)
             self.assert_only_packed_weights(content, model)
-            # ternary_a8's ops quantize their input rows (cc/tflite/matmul_op.h); the others take it as it is.
-            want = [ord(c) for c in "activations=int8"] if variant == "ternary_a8" else None
+            # ternary's ops quantize their input rows (cc/tflite/matmul_op.h); the others take it as it is.
+            want = [ord(c) for c in "activations=int8"] if variant == "ternary" else None
             parsed = tflite.read_model(content)
             for subgraph in parsed.subgraphs:
                 for o in subgraph.operators:
                     if tflite.opcode_name(parsed, o) == op:
                         self.assertEqual(None if o.customOptions is None else list(o.customOptions), want)
 
-    def test_ternary_a8_ops_equal_an_emulation_of_their_int8_arithmetic(self):
-        """Every TernaryMatMul of ternary_a8, in every signature, on the activations it really received: its output
+    def test_ternary_w2a8_ops_equal_an_emulation_of_their_int8_arithmetic(self):
+        """Every TernaryMatMul of ternary (W2A8), in every signature, on the activations it really received: its output
         equals numpy doing what the op documents (cc/kernels/a8/layout.h): per row q = round-half-even(x · (127 /
         max|x|)) in float32, exact integer Σ q·t, then y = Σ · (max|x| / 127) · α + bias."""
-        content = read(self.paths["ternary_a8"])
+        content = read(self.paths["ternary"])
         parsed = tflite.read_model(content)
         interp = litert.interpreter(model_content=content, preserve_all_tensors=True)
         features = np.zeros((PREFILL_LEN, 32), np.float32)
@@ -191,7 +191,7 @@ class ExportTest(absltest.TestCase):
                 runs[key](interp.get_signature_runner(key))
             ops = [o for o in parsed.subgraphs[index].operators
                    if tflite.opcode_name(parsed, o) == "TernaryMatMul"]
-            self.assertEqual(len(ops), self.results["ternary_a8"].replacements[key], key)
+            self.assertEqual(len(ops), self.results["ternary"].replacements[key], key)
             for o in ops:
                 x, packed, alpha = (interp.get_tensor(int(i), index) for i in o.inputs[:3])
                 bias = interp.get_tensor(int(o.inputs[3]), index) if len(o.inputs) > 3 and o.inputs[3] >= 0 else 0
@@ -295,15 +295,15 @@ class ExportTest(absltest.TestCase):
         from ai_edge_litert import interpreter as stock
 
         tokens = [3, 1, 4, 1, 5]
-        _, fused = tflite_logits(self.paths["ternary"], tokens)
-        names = {q.name for _, q in quantized_layers(self.models["ternary"])}
+        _, fused = tflite_logits(self.paths["ternary_f32"], tokens)
+        names = {q.name for _, q in quantized_layers(self.models["ternary_f32"])}
         text = {n for n in names if n.startswith("text_model.")}
         want_ops = {"ternary_unpack_op": {"UnpackTernary"}, "ternary_unpack_builtin": {"CAST", "GATHER", "MUL"}}
         for variant, ops in want_ops.items():
             with self.subTest(variant=variant):
                 _, got = tflite_logits(self.paths[variant], tokens)
                 np.testing.assert_allclose(np.concatenate(got), np.concatenate(fused), rtol=0, atol=1e-5)
-                self.assertEqual(self.results[variant].replacements, self.results["ternary"].replacements)
+                self.assertEqual(self.results[variant].replacements, self.results["ternary_f32"].replacements)
                 content = read(self.paths[variant])
                 histograms = tflite.op_histogram(content)
                 for key, index in tflite.signature_subgraphs(content).items():
@@ -316,7 +316,7 @@ class ExportTest(absltest.TestCase):
                 self.assert_only_packed_weights(content, self.models[variant])
         interp = stock.Interpreter(model_path=self.paths["ternary_unpack_builtin"])
         decode = interp.get_signature_runner("decode")
-        rt = Runtime(self.paths["ternary"])  # the same weights through our fused op: the reference
+        rt = Runtime(self.paths["ternary_f32"])  # the same weights through our fused op: the reference
         rt.prefill(PROMPT, rt.image_features(pixels()))
         prefill = interp.get_signature_runner("prefill")
         features = np.zeros((PREFILL_LEN, 32), np.float32)
@@ -376,7 +376,7 @@ class ExportTest(absltest.TestCase):
 
     def test_int8_variants_store_the_tied_embedding_once_in_int8(self):
         vocab, hidden = CONFIG["text_config"]["vocab_size"], CONFIG["text_config"]["hidden_size"]
-        for variant in ("int8", "ternary_int8", "ternary_a8"):
+        for variant in ("int8", "ternary_int8", "ternary"):
             with self.subTest(variant=variant):
                 content = read(self.paths[variant])
                 sizes = Counter(len(b.data) for b in tflite.read_model(content).buffers if b.data is not None)
@@ -384,7 +384,7 @@ class ExportTest(absltest.TestCase):
                 self.assertEqual(sizes[vocab * hidden], 1)  # one int8 table: lookup and LM head
 
     def test_runtime_greedy_generation_equals_flax_generator(self):
-        for variant in ("fp32", "ternary", "binary"):
+        for variant in ("fp32", "ternary_f32", "binary"):
             with self.subTest(variant=variant):
                 want = list(Generator(self.models[variant]).generate(
                     PROMPT, pixel_values=pixels(), max_new_tokens=10, max_len=MAX_LEN))
@@ -394,7 +394,7 @@ class ExportTest(absltest.TestCase):
                 self.assertLen(got, 10)
 
     def test_runtime_reuse_and_cache_limit(self):
-        rt = Runtime(self.paths["ternary"])
+        rt = Runtime(self.paths["ternary_f32"])
         first = list(rt.generate(PROMPT, pixel_values=pixels(), max_new_tokens=40))
         self.assertLen(first, MAX_LEN - len(PROMPT))  # stops at a full cache
         self.assertEqual(list(rt.generate(PROMPT, pixel_values=pixels(), max_new_tokens=40)), first)
@@ -405,7 +405,7 @@ class ExportTest(absltest.TestCase):
         cfg = config_from_dict(CONFIG["text_config"] | {"model_type": "llama", "tie_word_embeddings": True})
         model = spread(LlamaDecoder(cfg, rngs=nnx.Rngs(1)))
         quantize_model(model, "ternary", "kmeans", [], 2)
-        result = export.convert(model, export.parse("ternary"), max_len=16, prefill_len=8)
+        result = export.convert(model, export.parse("ternary_f32"), max_len=16, prefill_len=8)
         self.assertEqual(result.replacements, {"prefill": 14, "decode": 14, "reset": 0})
         path = os.path.join(self.dir, "text.tflite")
         atomic.write_bytes(path, result.content)
@@ -415,7 +415,7 @@ class ExportTest(absltest.TestCase):
     def test_ternarize_output_directory_exports_like_the_model(self):
         """A ternarize OUT/ (α·t in model.safetensors + packed codes and scales in quantized.safetensors)
         through the CLI's path gives the same custom ops and logits as the in-memory quantized model."""
-        model = self.models["ternary"]
+        model = self.models["ternary_f32"]
         names = sorted(q.name for _, q in quantized_layers(model))
         config = dict(CONFIG, quantization_config={"quant_method": "ternary_vlm", "mode": "ternary",
                                                    "format": packing.TERNARY, "init": "kmeans", "layers": names})
@@ -427,17 +427,17 @@ class ExportTest(absltest.TestCase):
                 os.path.join(directory, "quantized.safetensors"))
         directory, out = os.path.join(self.dir, "tern"), os.path.join(self.dir, "tern.tflite")
         writer.save_directory(model, config, directory, extras)
-        result = export.export_path(directory, export.parse("ternary"), out, MAX_LEN, PREFILL_LEN)
-        self.assertEqual(result.replacements, self.results["ternary"].replacements)
+        result = export.export_path(directory, export.parse("ternary_f32"), out, MAX_LEN, PREFILL_LEN)
+        self.assertEqual(result.replacements, self.results["ternary_f32"].replacements)
         tokens = [3, 1, 4]
-        want_features, want = tflite_logits(self.paths["ternary"], tokens)
+        want_features, want = tflite_logits(self.paths["ternary_f32"], tokens)
         got_features, got = tflite_logits(out, tokens)
         np.testing.assert_allclose(got_features, want_features, atol=1e-6)
         np.testing.assert_allclose(np.concatenate(got), np.concatenate(want), atol=1e-5)
 
     def test_float_model_has_no_ternary_variant(self):
         with self.assertRaisesRegex(TernaryVLMError, "needs a quantized model"):
-            export.convert(make_model(), export.parse("ternary"), max_len=MAX_LEN)
+            export.convert(make_model(), export.parse("ternary_f32"), max_len=MAX_LEN)
 
     def test_bad_inputs_give_one_line_errors(self):
         out = os.path.join(self.dir, "never.tflite")

@@ -25,7 +25,7 @@ class TernarizeCliTest(absltest.TestCase):
     def test_short_run_writes_a_consistent_quantized_checkpoint(self):
         with tempfile.TemporaryDirectory() as d:
             out = os.path.join(d, "tern")
-            r = run("--steps=2", "--eval_examples=8", "--checkpoint_every=1", f"--out={out}")
+            r = run("--steps=2", "--eval_examples=8", "--checkpoint_every=1", "--export_variant=ternary_f32", f"--out={out}")
             self.assertEqual(r.returncode, 0, r.stderr[-3000:])
             self.assertFalse(os.path.exists(out + ".checkpoints"))
             config = json.load(open(os.path.join(out, "config.json")))
@@ -44,7 +44,7 @@ class TernarizeCliTest(absltest.TestCase):
             # The .tflite it wrote computes what the checkpoint it wrote computes (TernaryMatMul on float
             # activations against Flax on scale * codes: equal up to float32 summation order).
             loaded = load_model(out)
-            runtime = Runtime(os.path.join(out, "model-ternary.tflite"))
+            runtime = Runtime(os.path.join(out, "model-ternary_f32.tflite"))
             ids = loaded.tokenizer.encode("A small red circle above a blue square.")
             generator = Generator(loaded.model)
             want, _ = generator.prefill(ids, generator.text_model().init_cache(1, runtime.max_len))

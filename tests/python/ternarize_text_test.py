@@ -16,6 +16,7 @@ from safetensors.numpy import load_file
 
 import tiny_checkpoints
 from cli_runner import run_module
+from ternary_vlm.export import tflite
 from ternary_vlm.quant import packing
 from ternary_vlm.checkpoints.loader import load_model
 from ternary_vlm.data import teacher_text
@@ -39,7 +40,7 @@ class TernarizeTextTest(absltest.TestCase):
         cls.out = os.path.join(cls.tmp, "tiny-ternary")
         cls.result = run(f"--model={cls.model_dir}", "--corpus_rows=8", "--calib_rows=8", "--blockwise_steps=2",
                          "--steps=4", "--eval_every=2", "--eval_windows=1", "--checkpoint_every=2", "--seq_len=32",
-                         "--batch_size=4", "--max_len=48", f"--out={cls.out}")
+                         "--batch_size=4", "--max_len=48", "--export_variant=ternary_f32", f"--out={cls.out}")
 
     @classmethod
     def tearDownClass(cls):
@@ -70,7 +71,7 @@ class TernarizeTextTest(absltest.TestCase):
         loaded = load_model(out)
         prompt = loaded.tokenizer.encode("def f(x):\n    return", add_special_tokens=False)
         want = list(Generator(loaded.model).generate(prompt, max_new_tokens=12))
-        got = list(Runtime(os.path.join(out, "model-ternary.tflite")).generate(prompt, max_new_tokens=12))
+        got = list(Runtime(os.path.join(out, "model-ternary_f32.tflite")).generate(prompt, max_new_tokens=12))
         self.assertEqual(got, want)
         # Its compact form (codes, scales, changed tensors) rebuilds the same directory from the base model.
         compact_dir = os.path.join(self.tmp, "compact")
@@ -90,7 +91,7 @@ class TernarizeTextTest(absltest.TestCase):
         self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])
         out = os.path.join(self.tmp, "tiny-ternary-more")
         r = run(f"--model={self.model_dir}", f"--init_from={self.out}", "--corpus_rows=8", "--steps=2",
-                "--eval_windows=1", "--seq_len=32", "--batch_size=4", "--export=false", f"--out={out}")
+                "--eval_windows=1", "--seq_len=32", "--batch_size=4", "--max_len=48", f"--out={out}")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         before = json.load(open(os.path.join(self.out, "report.json")))
         report = json.load(open(os.path.join(out, "report.json")))
@@ -106,6 +107,13 @@ class TernarizeTextTest(absltest.TestCase):
         changed = [k for k in old if not np.array_equal(old[k], new[k])]
         self.assertTrue(changed)
         self.assertFalse(any("embed_tokens" in k for k in changed), changed)
+        # With no --export_variant the file is the fast export: every TernaryMatMul takes int8 activations (W2A8).
+        content = open(os.path.join(out, "model-ternary.tflite"), "rb").read()
+        parsed = tflite.read_model(content)
+        options = [None if o.customOptions is None else bytes(list(o.customOptions)) for g in parsed.subgraphs
+                   for o in g.operators if tflite.opcode_name(parsed, o) == "TernaryMatMul"]
+        self.assertLen(options, 2 * 3 * 7)  # prefill and decode
+        self.assertEqual(set(options), {b"activations=int8"})
 
     def test_init_from_refuses_another_mode_or_model(self):
         self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])

@@ -59,9 +59,9 @@ def targets(results: dict) -> list[str]:
                    f"full fp32 embedding / LM head), not on the full model: the LM head's fixed cost weighs more "
                    f"here than in the full model, so these ratios understate what the full model would give.")
 
-    # ternary_int8 is the target's model: ternary layers with the tied embedding / LM head in int8; ternary_a8 is
-    # that model with int8 activations (W2A8), the same activation arithmetic as the int8 baseline.
-    for variant in ("ternary", "ternary_int8", "ternary_a8"):
+    # ternary (the default export) is W2A8 with the tied embedding / LM head in int8, the same activation arithmetic
+    # as the int8 baseline; ternary_int8 is that model with float activations, ternary_f32 the exact one.
+    for variant in ("ternary", "ternary_int8", "ternary_f32"):
         if variant not in by:
             continue
         # Against the baselines with our KV-cache op (like for like) and as stock LiteRT runs them.
@@ -78,7 +78,7 @@ def targets(results: dict) -> list[str]:
                   f"{by[variant]['file_mb']:.1f} MB / {by['fp32']['file_mb']:.1f} MB = 1/{1 / frac:.1f}")
     # Against what stock LiteRT runs without our library (issue 24): the same ternary weights as INT2 FCs, and the
     # 4-bit models a LiteRT user would pick today; our fastest ternary export at 1 thread.
-    ours = [v for v in ("ternary", "ternary_int8", "ternary_a8") if v in by]
+    ours = [v for v in ("ternary", "ternary_int8", "ternary_f32") if v in by]
     if ours and "1" in by[ours[0]]["decode_tok_s"]:
         best = max(ours, key=lambda v: by[v]["decode_tok_s"]["1"])
         for baseline, want in (("ternary_int2", 1.3), ("int4", 2.0), ("int4_b32", 2.0)):
@@ -93,12 +93,12 @@ def targets(results: dict) -> list[str]:
     # Logit parity of the exact-weight quantized export, on every model: against Flax's float32 logits (the
     # target), and both against float64, which shows how much of the difference is float32 rounding on each side.
     for name, model in results.items():
-        row = {v["variant"]: v for v in model["variants"]}.get("ternary")
+        row = {v["variant"]: v for v in model["variants"]}.get("ternary_f32")
         if row and "flax_logit_diff" in row:
-            check(f"{name}: ternary logits equal the Flax model's (float32 run) to 1e-4", row["flax_logit_diff"] <= 1e-4,
+            check(f"{name}: ternary_f32 logits equal the Flax model's (float32 run) to 1e-4", row["flax_logit_diff"] <= 1e-4,
                   f"max |Δ| {row['flax_logit_diff']:.1e} on logits up to {row['flax_logit_max']:.1f}")
             if "f64_logit_diff" in row:
-                check(f"{name}: ternary logits equal the model's exact (float64) logits to 1e-4",
+                check(f"{name}: ternary_f32 logits equal the model's exact (float64) logits to 1e-4",
                       row["f64_logit_diff"] <= 1e-4, f"max |Δ| {row['f64_logit_diff']:.1e}; Flax's own float32 run: "
                                                      f"{row['flax_f32_vs_f64']:.1e}")
     return out or ["(the variants needed for the targets were not run)"]
@@ -168,8 +168,8 @@ def write_md_section(path: str, section: str) -> None:
 def plot(results: dict, path: str) -> None:
     from ternary_vlm import plots
 
-    markers = {"fp32": "o", "int8": "s", "ternary": "^", "binary": "v", "ternary_int8": "D", "binary_int8": "P",
-               "ternary_a8": "*", "ternary_unpack_op": "<", "ternary_unpack_builtin": ">", "ternary_int2": "x",
+    markers = {"fp32": "o", "int8": "s", "ternary": "*", "binary": "v", "ternary_int8": "D", "binary_int8": "P",
+               "ternary_f32": "^", "ternary_unpack_op": "<", "ternary_unpack_builtin": ">", "ternary_int2": "x",
                "int4": "h", "int4_b32": "H"}
     colours = {"demo": "tab:blue", "smollm2": "tab:orange"}
     fig, axes = plots.subplots(1, 2, figsize=(13, 5.2))
@@ -217,24 +217,24 @@ def derived_notes(results: dict) -> list[str]:
                      "(python/artifacts, docs/RESULTS.md) when present, else a post-init model with no QAT.")
         emb_mb = r["vocab_size"] * r["hidden_size"] * 4 / 1e6
         notes.append(f"SmolLM2 ties its LM head to the token embedding ({r['vocab_size']} x {r['hidden_size']}, "
-                     f"{emb_mb:.0f} MB in fp32). The custom ops cover the decoder's linear layers, so `ternary`, "
+                     f"{emb_mb:.0f} MB in fp32). The custom ops cover the decoder's linear layers, so `ternary_f32`, "
                      "`binary` and the unpack variants keep that table in fp32 (stored once, shared by the lookup and "
-                     "the LM head); the int8 variants store it once in int8 (the LM head's dynamic-range weights, "
+                     "the LM head); `ternary` and the int8 variants store it once in int8 (the LM head's dynamic-range weights, "
                      "which the embedding lookup reads too).")
     for name, r in results.items():
         by = {v["variant"]: v for v in r["variants"]}
-        if "ternary_a8" in by and "ternary_int8" in by:
-            a8, f32 = by["ternary_a8"], by["ternary_int8"]
+        if "ternary" in by and "ternary_int8" in by:
+            a8, f32 = by["ternary"], by["ternary_int8"]
             speed = ", ".join(f"{a8['decode_tok_s'][t] / f32['decode_tok_s'][t]:.2f}× at {t} thr"
                               for t in f32["decode_tok_s"] if t in a8["decode_tok_s"])
             quality = "; ".join(f"{k.replace('_', ' ')} {_fmt(f32.get(k), '{:.3g}')} → {_fmt(a8.get(k), '{:.3g}')}"
                                 for k in ("text_ppl", "caption_ppl", "caption_accuracy") if k in a8)
-            notes.append(f"{name}: ternary_a8 is ternary_int8 with int8 activations in the TernaryMatMuls (W2A8: each "
+            notes.append(f"{name}: ternary is ternary_int8 with int8 activations in the TernaryMatMuls (W2A8: each "
                          f"input row quantized to int8, exact int32 sums with AVX-512 VNNI); against ternary_int8: "
                          f"decode {speed}, prefill {a8['prefill_ms'] / f32['prefill_ms']:.2f}× the time; {quality}.")
-        if "ternary" not in by:
+        if "ternary_f32" not in by:
             continue
-        fused = by["ternary"]
+        fused = by["ternary_f32"]  # the unpack variants run the same float-activation arithmetic
         for variant in ("ternary_unpack_op", "ternary_unpack_builtin"):
             if variant in by:
                 v = by[variant]

@@ -46,9 +46,9 @@ flags.DEFINE_integer("checkpoint_every", 100, "Steps between training checkpoint
 flags.DEFINE_integer("eval_examples", 256, "Test examples per task for the reports.", lower_bound=1)
 flags.DEFINE_string("out", None, "Output directory (default: ./<model>-<mode>).")
 flags.DEFINE_bool("export", True, "Also write OUT/model-<variant>.tflite (TernaryMatMul/BinaryMatMul custom ops).")
-flags.DEFINE_string("export_variant", None, "Export variant of that file (export/variants.py), one of the mode's: e.g. "
-                    "ternary_int8 or ternary_a8 (int8 activations, fastest); default: the mode itself (ternary or "
-                    "binary: float activations, logits equal to the Flax model's).")
+flags.DEFINE_string("export_variant", None, "Export variant of that file (export/variants.py), one of the mode's; default: "
+                    "the mode itself (ternary: W2A8, the fastest; binary: float activations). ternary_f32 computes "
+                    "exactly what the Flax model does.")
 flags.DEFINE_integer("max_len", 128, "KV cache length of the exported model.", lower_bound=2)
 # Text-only decoders (train/text_recipe.py).
 flags.DEFINE_string("data", None, "Your training data: .txt/.md files or a folder of them, .jsonl ({\"text\"} for a "

@@ -54,11 +54,13 @@ VARIANTS = {v.name: v for v in (
     Variant("int8", other="int8"),
     Variant("int4", other="int4", kv_cache="variables"),
     Variant("int4_b32", other="int4_b32", kv_cache="variables"),
-    Variant("ternary", schemes.TERNARY),
+    # The default ternary export: W2A8 TernaryMatMuls (int8 input rows), embedding / LM head in int8. ternary_f32
+    # computes exactly what the Flax model does (float activations, other weights fp32).
+    Variant("ternary", schemes.TERNARY, activations="int8", other="int8"),
+    Variant("ternary_f32", schemes.TERNARY),
     Variant("binary", schemes.BINARY),
     Variant("ternary_int8", schemes.TERNARY, other="int8"),
     Variant("binary_int8", schemes.BINARY, other="int8"),
-    Variant("ternary_a8", schemes.TERNARY, activations="int8", other="int8"),
     Variant("ternary_unpack_op", schemes.TERNARY, strategy="unpack_op"),
     Variant("ternary_unpack_builtin", schemes.TERNARY, strategy="unpack_builtin", kv_cache="variables"),
     Variant("ternary_int2", schemes.TERNARY, strategy="int2_fc", other="int8", kv_cache="variables"),
