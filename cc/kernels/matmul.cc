@@ -17,6 +17,7 @@ const char* IsaName(Isa isa) {
     case Isa::kReference: return "reference";
     case Isa::kAvx2: return "avx2";
     case Isa::kAvx512: return "avx512";
+    case Isa::kAmx: return "amx";
     case Isa::kNeon: return "neon";
     case Isa::kNeonDot: return "neon_dot";
     case Isa::kNeonI8mm: return "neon_i8mm";
@@ -38,6 +39,8 @@ std::vector<Isa> AvailableIsas(Activations activations) {
   if (__builtin_cpu_supports("avx512f") && (activations == Activations::kFloat32 || avx512_int8)) {
     isas.push_back(Isa::kAvx512);
   }
+  // AMX tiles (Sapphire Rapids and later) for int8 activations: prefill; decode runs the VNNI loop.
+  if (activations == Activations::kInt8 && avx512_int8 && internal::AmxUsable()) isas.push_back(Isa::kAmx);
 #elif defined(__ARM_NEON)
   // Advanced SIMD is mandatory on AArch64. On 32-bit ARM it is a build-time choice: our armv7
   // target compiles with -mfpu=neon-vfpv4, so its binaries already require NEON everywhere.
@@ -78,6 +81,8 @@ std::unique_ptr<internal::Kernel> MakeKernel(WeightFormat format, Activations ac
       return int8 ? MakeA8KernelAvx2(w, n, k) : MakeLutKernelAvx2(format, w, n, k);
     case Isa::kAvx512:
       return int8 ? MakeA8KernelAvx512Vnni(w, n, k) : MakeLutKernelAvx512(format, w, n, k);
+    case Isa::kAmx:
+      return int8 ? MakeA8KernelAmx(w, n, k) : nullptr;
 #elif defined(__ARM_NEON)
     case Isa::kNeon:
       return int8 ? MakeA8KernelNeon(w, n, k) : MakeBitPlaneKernelNeon(format, w, n, k);

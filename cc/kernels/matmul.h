@@ -27,7 +27,7 @@
 
 namespace tvlm {
 
-enum class Isa { kReference, kAvx2, kAvx512, kNeon, kNeonDot, kNeonI8mm };
+enum class Isa { kReference, kAvx2, kAvx512, kAmx, kNeon, kNeonDot, kNeonI8mm };
 enum class Activations { kFloat32, kInt8 };
 
 const char* IsaName(Isa isa);  // "reference", "avx2", "avx512", "neon", "neon_dot", "neon_i8mm"

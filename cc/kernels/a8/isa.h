@@ -23,6 +23,11 @@ using A8DotFn = void (*)(const A8Layout& layout, const uint8_t* packed, const A8
 #if defined(__x86_64__)
 void A8DotAvx512Vnni(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
                      size_t row_begin, size_t row_end, float* y);
+// Intel AMX (tiles) for 16 rows and more, the VNNI loop below that; only where AmxInt8Usable().
+void A8DotAmx(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
+              size_t row_begin, size_t row_end, float* y);
+// The CPU has AMX-INT8 and the OS granted this process the tile state (asked for on the first call).
+bool AmxInt8Usable();
 void A8DotAvx2(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
                size_t row_begin, size_t row_end, float* y);
 #elif defined(__ARM_NEON)

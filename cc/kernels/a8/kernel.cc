@@ -46,6 +46,10 @@ class A8Kernel : public Kernel {
 std::unique_ptr<Kernel> MakeA8KernelAvx512Vnni(const int8_t* w, size_t n, size_t k) {
   return std::make_unique<A8Kernel>(&A8DotAvx512Vnni, w, n, k);
 }
+std::unique_ptr<Kernel> MakeA8KernelAmx(const int8_t* w, size_t n, size_t k) {
+  return std::make_unique<A8Kernel>(&A8DotAmx, w, n, k);
+}
+bool AmxUsable() { return AmxInt8Usable(); }
 std::unique_ptr<Kernel> MakeA8KernelAvx2(const int8_t* w, size_t n, size_t k) {
   return std::make_unique<A8Kernel>(&A8DotAvx2, w, n, k);
 }

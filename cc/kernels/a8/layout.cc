@@ -37,18 +37,21 @@ std::vector<uint8_t> A8Pack(const A8Layout& layout, const int8_t* w) {
 namespace {
 constexpr size_t kAlign = 64;
 size_t Aligned(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+// The quantized rows, then 64 readable bytes: an AMX tile reads 64 inputs at a time, past k_padded
+// in the last row (its codes there are 0, amx.cc).
+size_t QBytes(size_t m, size_t stride) { return Aligned(m * stride + 64); }
 }  // namespace
 
 size_t A8ScratchBytes(size_t m, size_t stride) {
-  return Aligned(m * stride) + Aligned(m * sizeof(float)) + Aligned(m * sizeof(int32_t));
+  return QBytes(m, stride) + Aligned(m * sizeof(float)) + Aligned(m * sizeof(int32_t));
 }
 
 A8Rows A8View(void* scratch, size_t m, size_t stride) {
   uint8_t* p = static_cast<uint8_t*>(scratch);
   A8Rows rows;
   rows.q = reinterpret_cast<int8_t*>(p);
-  rows.scale = reinterpret_cast<float*>(p + Aligned(m * stride));
-  rows.sum = reinterpret_cast<int32_t*>(p + Aligned(m * stride) + Aligned(m * sizeof(float)));
+  rows.scale = reinterpret_cast<float*>(p + QBytes(m, stride));
+  rows.sum = reinterpret_cast<int32_t*>(p + QBytes(m, stride) + Aligned(m * sizeof(float)));
   rows.stride = stride;
   return rows;
 }

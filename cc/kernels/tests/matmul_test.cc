@@ -154,11 +154,12 @@ void CheckShape(Isa isa, Activations act, WeightFormat format, ThreadPool* pool,
 TEST_P(MatMulTest, MatchesReferenceOnRaggedShapes) {
   ThreadPool pool(std::get<3>(GetParam()));
   std::mt19937 rng(42);
-  // k = 2500 spans several K chunks of the m > 1 table-lookup paths.
+  // k = 2500 spans several K chunks of the m > 1 table-lookup paths; m = 17 and 40 are one and two
+  // 16-row AMX tiles plus a remainder (the VNNI loop's), n = 67 and 130 one and two 64-row groups.
   for (size_t k : {1, 3, 7, 33, 100, 577, 1000, 2500}) {
     for (size_t n : {1, 5, 17, 67, 130}) {
       CheckShape(std::get<0>(GetParam()), std::get<1>(GetParam()), std::get<2>(GetParam()), &pool,
-                 k, n, {1, 3, 4, 9, 17}, rng);
+                 k, n, {1, 3, 4, 9, 17, 40}, rng);
     }
   }
 }
@@ -315,6 +316,7 @@ TEST(MatMulCreateTest, IsaNamesAndBest) {
   EXPECT_STREQ(IsaName(Isa::kReference), "reference");
   EXPECT_STREQ(IsaName(Isa::kAvx2), "avx2");
   EXPECT_STREQ(IsaName(Isa::kAvx512), "avx512");
+  EXPECT_STREQ(IsaName(Isa::kAmx), "amx");
   EXPECT_STREQ(IsaName(Isa::kNeon), "neon");
   EXPECT_STREQ(IsaName(Isa::kNeonDot), "neon_dot");
   EXPECT_STREQ(IsaName(Isa::kNeonI8mm), "neon_i8mm");
