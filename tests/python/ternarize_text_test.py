@@ -120,7 +120,15 @@ class TernarizeTextTest(absltest.TestCase):
         r = run(f"--model={self.model_dir}", f"--init_from={self.out}", "--mode=binary", "--corpus_rows=8",
                 "--steps=0", "--eval_windows=1", f"--out={os.path.join(self.tmp, 'refused')}")
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("a ternary model; it cannot be continued as --mode=binary", r.stderr)
+        self.assertIn(f"--init_from={self.out}: {self.out}/config.json is not a binary ternarize output "
+                      f"(quantization_config.mode 'ternary')", r.stderr)
+        r = run(f"--model={self.model_dir}", f"--init_from={self.model_dir}", "--steps=0",
+                f"--out={os.path.join(self.tmp, 'refused')}")  # a float checkpoint: nothing to continue
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.stderr.strip().splitlines()[-1],
+                         f"ternarize: --init_from={self.model_dir}: {self.model_dir}/config.json is not a ternary "
+                         f"ternarize output (quantization_config.mode None)")
+        self.assertNotIn("Traceback", r.stderr)
         other = tiny_checkpoints.make_llama_with_tokenizer(os.path.join(self.tmp, "other"), hidden_size=36)
         r = run(f"--model={other}", f"--init_from={self.out}", "--corpus_rows=8", "--steps=0", "--eval_windows=1",
                 f"--out={os.path.join(self.tmp, 'refused')}")

@@ -118,13 +118,23 @@ def start_student(model, num_text_layers: int, calibration_rows=None) -> list:
 
 
 def init_name() -> str:
-    """The report's and config's init: --init, or that of the output --init_from continues."""
+    """The report's and config's init: --init, or that of the output --init_from continues (checked here, before
+    any loading or training, to be a ternarize output of --mode)."""
     if not FLAGS.init_from:
         return FLAGS.init
     from ternary_vlm.checkpoints import model_path
+    from ternary_vlm.errors import TernaryVLMError
 
-    with open(os.path.join(model_path(FLAGS.init_from), "config.json")) as f:
-        return json.load(f)["quantization_config"]["init"]
+    path = os.path.join(model_path(FLAGS.init_from), "config.json")
+    try:
+        with open(path) as f:
+            q = json.load(f).get("quantization_config") or {}
+    except (OSError, ValueError) as e:
+        raise TernaryVLMError(f"--init_from={FLAGS.init_from}: no ternarize output there ({path}: {e})") from None
+    if q.get("mode") != FLAGS.mode:
+        raise TernaryVLMError(f"--init_from={FLAGS.init_from}: {path} is not a {FLAGS.mode} ternarize output "
+                              f"(quantization_config.mode {q.get('mode')!r})")
+    return q.get("init", "unknown")
 
 
 def report_markdown(r: dict) -> str:
@@ -157,6 +167,7 @@ def run() -> None:
     if FLAGS.export_variant and export.parse(FLAGS.export_variant).scheme != schemes.by_mode(FLAGS.mode):
         raise TernaryVLMError(f"--export_variant={FLAGS.export_variant} is not a {FLAGS.mode} variant (--mode)")
     path = model_path(FLAGS.model)
+    init_name()  # a bad --init_from fails here, in one line, before the (slow) load
     if FLAGS.dry_run:  # sized for the mesh asked for, whatever this machine has
         return dry_run(path, sharding.mesh_shape(FLAGS.mesh, None if FLAGS.mesh else 1))
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
