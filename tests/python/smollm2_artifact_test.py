@@ -53,7 +53,10 @@ class SmolLM2ArtifactTest(parameterized.TestCase):
         # The same weights and arithmetic as the training run's evaluation (α·t in float32, summed over
         # windows × 256 tokens): only float32 summation order can differ, far below 1e-4 relative.
         np.testing.assert_allclose(ppl, last["ppl_pydoc"], rtol=1e-4)
-        self.assertLess(ppl, 0.01 * report["after_init"]["ppl_pydoc"])  # training happened
+        if report.get("init_from"):  # continued from an earlier output (ternarize --init_from): it improved on it
+            self.assertLess(ppl, report["after_init"]["ppl_pydoc"])
+        else:  # trained from the post-init model
+            self.assertLess(ppl, 0.01 * report["after_init"]["ppl_pydoc"])
 
 
 if __name__ == "__main__":
