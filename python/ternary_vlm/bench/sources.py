@@ -84,10 +84,11 @@ class Source:
             try:
                 with open(os.path.join(directory, "report.json")) as f:
                     report = json.load(f)
-                steps, init = report.get("steps"), report.get("init")
+                steps, init, start = report.get("steps"), report.get("init"), report.get("init_from")
             except (OSError, ValueError):
-                init = "?"
-            how = f"ternarize output ({init} init, {steps} QAT steps)" if steps else "ternarize output (no QAT)"
+                init, start = "?", None
+            trained = f"{steps} more QAT steps from {start}" if start else f"{steps} QAT steps"
+            how = f"ternarize output ({init} init, {trained})" if steps else "ternarize output (no QAT)"
             if self.name != "demo":
                 how = f"python/artifacts/{name}: " + how
             result = (loaded.model, layers, how)

@@ -103,12 +103,9 @@ def start_student(model, num_text_layers: int, calibration_rows=None) -> list:
     """Stage 1 in place on `model` (a clone of the float teacher): QuantLinears initialized by --init, or those of
     --init_from's output; returns the per-layer reports."""
     from ternary_vlm.checkpoints import model_path
-    from ternary_vlm.errors import TernaryVLMError
     from ternary_vlm.quant.apply import continue_from, quantize_model
 
-    if FLAGS.init_from:
-        if FLAGS["init"].present or FLAGS.keep_float:
-            raise TernaryVLMError("--init_from continues an output's own codes: it takes no --init or --keep_float")
+    if FLAGS.init_from:  # checked by resolve_init
         return continue_from(model, model_path(FLAGS.init_from), FLAGS.mode)
     moments = None
     if FLAGS.init in qinit.DATA_INITS:
@@ -117,24 +114,21 @@ def start_student(model, num_text_layers: int, calibration_rows=None) -> list:
     return quantize_model(model, FLAGS.mode, FLAGS.init, FLAGS.keep_float, num_text_layers, moments)
 
 
-def init_name() -> str:
-    """The report's and config's init: --init, or that of the output --init_from continues (checked here, before
-    any loading or training, to be a ternarize output of --mode)."""
+def resolve_init() -> str:
+    """The report's and config's init: --init, or that of the output --init_from continues. Checks --init_from (a
+    ternarize output of --mode, no --init or --keep_float beside it) before anything slow runs."""
     if not FLAGS.init_from:
         return FLAGS.init
     from ternary_vlm.checkpoints import model_path
     from ternary_vlm.errors import TernaryVLMError
+    from ternary_vlm.quant.apply import output_quantization
 
-    path = os.path.join(model_path(FLAGS.init_from), "config.json")
+    if FLAGS["init"].present or FLAGS.keep_float:
+        raise TernaryVLMError("--init_from continues an output's own codes: it takes no --init or --keep_float")
     try:
-        with open(path) as f:
-            q = json.load(f).get("quantization_config") or {}
-    except (OSError, ValueError) as e:
-        raise TernaryVLMError(f"--init_from={FLAGS.init_from}: no ternarize output there ({path}: {e})") from None
-    if q.get("mode") != FLAGS.mode:
-        raise TernaryVLMError(f"--init_from={FLAGS.init_from}: {path} is not a {FLAGS.mode} ternarize output "
-                              f"(quantization_config.mode {q.get('mode')!r})")
-    return q.get("init", "unknown")
+        return output_quantization(model_path(FLAGS.init_from), FLAGS.mode).get("init", "unknown")
+    except TernaryVLMError as e:
+        raise TernaryVLMError(f"--init_from={FLAGS.init_from}: {e}") from None
 
 
 def report_markdown(r: dict) -> str:
@@ -167,7 +161,7 @@ def run() -> None:
     if FLAGS.export_variant and export.parse(FLAGS.export_variant).scheme != schemes.by_mode(FLAGS.mode):
         raise TernaryVLMError(f"--export_variant={FLAGS.export_variant} is not a {FLAGS.mode} variant (--mode)")
     path = model_path(FLAGS.model)
-    init_name()  # a bad --init_from fails here, in one line, before the (slow) load
+    init = resolve_init()  # a bad --init_from fails here, in one line, before the (slow) load
     if FLAGS.dry_run:  # sized for the mesh asked for, whatever this machine has
         return dry_run(path, sharding.mesh_shape(FLAGS.mesh, None if FLAGS.mesh else 1))
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
@@ -175,7 +169,7 @@ def run() -> None:
     loaded = load_model(path)
     out = os.path.abspath(user_path(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode))
     if not loaded.is_vlm:
-        return run_text(loaded, path, out, mesh)
+        return run_text(loaded, path, out, mesh, init)
     if FLAGS.init in qinit.DATA_INITS:
         raise TernaryVLMError(f"--init={FLAGS.init} needs calibration text and is for text-only models for now")
     batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)
@@ -194,7 +188,7 @@ def run() -> None:
         return batcher.document_batch([data.train[i] for i in rng.integers(0, len(data.train), 32)]).arrays()
 
     start = time.time()
-    report = {"model": path, "mode": FLAGS.mode, "init": init_name(), "init_from": FLAGS.init_from,
+    report = {"model": path, "mode": FLAGS.mode, "init": init, "init_from": FLAGS.init_from,
               "steps": FLAGS.steps, "data": FLAGS.data, "float": scores(loaded.model)}
     logging.info("float model: %s", report["float"])
     teacher = nnx.clone(loaded.model)
@@ -237,7 +231,7 @@ def dry_run(path: str, shape: dict[str, int]) -> None:
         print(f"  {'fits' if fits else 'does NOT fit'} in {FLAGS.device_memory:g} GiB per device (1.5x margin)")
 
 
-def run_text(loaded, path: str, out: str, mesh) -> None:
+def run_text(loaded, path: str, out: str, mesh, init: str) -> None:
     """A text-only decoder through train/text_recipe.py; writes the same output as for a VLM."""
     from flax import nnx
 
@@ -266,7 +260,7 @@ def run_text(loaded, path: str, out: str, mesh) -> None:
     curve = text_recipe.Curve(text_recipe.eval_tokens(tokenizer, heldout), FLAGS.eval_windows,
                               os.path.join(work, "curve.jsonl"))
     start = time.time()
-    report = {"model": path, "mode": FLAGS.mode, "init": init_name(), "init_from": FLAGS.init_from,
+    report = {"model": path, "mode": FLAGS.mode, "init": init, "init_from": FLAGS.init_from,
               "steps": FLAGS.steps, "recipe": dataclasses.asdict(recipe), "float": text_recipe.ppl(curve.add("float", 0, loaded.model))}
     teacher = nnx.clone(loaded.model)
     model = loaded.model

@@ -67,26 +67,39 @@ def quantized_layers(model: nnx.Module):
     return list(layers.iter_linears(model, QuantLinear))
 
 
+def output_quantization(directory: str, mode: str) -> dict:
+    """The quantization_config of the ternarize output in `directory`, checked to be of `mode` (one-line errors)."""
+    import json
+    import os
+
+    from ternary_vlm.errors import TernaryVLMError
+
+    path = os.path.join(directory, "config.json")
+    try:
+        with open(path) as f:
+            q = json.load(f).get("quantization_config") or {}
+    except (OSError, ValueError) as e:
+        raise TernaryVLMError(f"{path}: no ternarize output there ({e})") from None
+    if q.get("mode") != mode:
+        raise TernaryVLMError(f"{path} is not a {mode} ternarize output (quantization_config.mode {q.get('mode')!r})")
+    return q
+
+
 def continue_from(model: nnx.Module, directory: str, mode: str) -> list[LayerReport]:
     """Makes the float `model` the ternarize output in `directory` again, to train it further (ternarize
     --init_from): each of its quantized layers becomes a QuantLinear with latent weights α·t and scales α, so the
     codes are exactly the output's, and every other tensor it trained (norm gains) is copied in. The reports give
     each layer's ‖W − α·t‖ / ‖W‖ against `model`'s float weights."""
-    import json
-    import os
-
     from ternary_vlm.checkpoints.loader import load_model
     from ternary_vlm.errors import TernaryVLMError
     from ternary_vlm.quant import artifact
 
+    output_quantization(directory, mode)
     start = load_model(directory).model
     quantized = {layer.name: layer for layer in artifact.read(start, directory)}
     if not quantized:
         raise TernaryVLMError(f"{directory}: not a ternarize output (no quantized.safetensors) to continue from")
-    with open(os.path.join(directory, "config.json")) as f:
-        was = json.load(f)["quantization_config"].get("mode")
-    if was != mode:
-        raise TernaryVLMError(f"{directory}: a {was} model; it cannot be continued as --mode={mode}")
+
     def shapes(m):
         return {".".join(map(str, path)): v.get_value().shape for path, v in nnx.to_flat_state(nnx.state(m, nnx.Param))}
 
