@@ -43,6 +43,7 @@ std::unique_ptr<Kernel> MakeBitPlaneKernelNeon(WeightFormat format, const int8_t
 std::unique_ptr<Kernel> MakeReferenceInt8Kernel(const int8_t* w, size_t n, size_t k);
 #if defined(__x86_64__)
 std::unique_ptr<Kernel> MakeA8KernelAvx512Vnni(const int8_t* w, size_t n, size_t k);
+std::unique_ptr<Kernel> MakeA8KernelAvx512Vbmi(const int8_t* w, size_t n, size_t k);  // dense layout
 std::unique_ptr<Kernel> MakeA8KernelAmx(const int8_t* w, size_t n, size_t k);
 bool AmxUsable();  // AMX-INT8 present and the tile state granted to this process (a8/amx.cc)
 std::unique_ptr<Kernel> MakeA8KernelAvx2(const int8_t* w, size_t n, size_t k);

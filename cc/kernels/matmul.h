@@ -27,13 +27,14 @@
 
 namespace tvlm {
 
-enum class Isa { kReference, kAvx2, kAvx512, kAmx, kNeon, kNeonDot, kNeonI8mm };
+enum class Isa { kReference, kAvx2, kAvx512, kAvx512Vbmi, kAmx, kNeon, kNeonDot, kNeonI8mm };
 enum class Activations { kFloat32, kInt8 };
 
-const char* IsaName(Isa isa);  // "reference", "avx2", "avx512", "neon", "neon_dot", "neon_i8mm"
+const char* IsaName(Isa isa);  // "reference", "avx2", "avx512", "avx512_vbmi", "amx", "neon", ...
 const char* ActivationsName(Activations activations);  // "float32", "int8"
 // The ISAs with a kernel for `activations` this CPU can run, reference first, best last (int8 on
-// AVX-512 needs AVX512BW and VNNI; neon_dot and neon_i8mm, int8 only, the AArch64 dot-product and
+// AVX-512 needs AVX512BW and VNNI; avx512_vbmi, int8 only, streams the dense 1.6-bit layout of
+// a8/layout.h and needs VBMI besides; neon_dot and neon_i8mm, int8 only, the AArch64 dot-product and
 // int8 matrix-multiply extensions).
 std::vector<Isa> AvailableIsas(Activations activations);
 Isa BestIsa(Activations activations);

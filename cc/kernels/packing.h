@@ -8,6 +8,9 @@
 //   kTernary2: t in {-1, 0, +1} as the 2-bit code t + 1 (0b00 = -1, 0b01 = 0, 0b10 = +1;
 //              0b11 is invalid), 4 weights per byte, weight k in bits 2*(k%4)..2*(k%4)+1
 //              (least significant pair first). Padding past K holds code 0b01 (zero weight).
+//   kTernary5: t in {-1, 0, +1}, 5 weights per byte (1.6 bits per weight): the byte is the base-3
+//              number Σ_j (t_j + 1) · 3^j over weights 5b + j, j = 0..4 (0 to 242; 243-255 are
+//              invalid). Padding past K holds digit 1 (zero weight).
 //   kBinary1:  b in {-1, +1} as one bit (1 = +1, 0 = -1), 8 weights per byte, weight k in
 //              bit k%8 (least significant first). Padding bits past K are 0.
 //
@@ -24,7 +27,9 @@ namespace tvlm {
 enum class WeightFormat : int {
   kTernary2 = 0,
   kBinary1 = 1,
+  kTernary5 = 2,
 };
+constexpr int kWeightFormats = 3;
 
 struct WeightFormatInfo {
   WeightFormat format;

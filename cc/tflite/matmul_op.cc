@@ -36,18 +36,36 @@ uint8_t* InvokeScratch(size_t bytes) {
   return buffer.data();
 }
 
-// The custom options (matmul_op.h), or an error naming what was found.
-std::string ParseOptions(const char* buffer, size_t length, Activations* activations) {
+std::string Printable(const std::string& s) {
+  std::string shown = s.substr(0, 40);
+  for (char& c : shown) c = c >= 32 && c < 127 ? c : '?';
+  return shown;
+}
+
+// The custom options (matmul_op.h): comma-separated key=value, each key at most once. Sets
+// op->activations and, for TernaryMatMul, op->format; returns an error naming what was found.
+std::string ParseOptions(const char* buffer, size_t length, OpData* op) {
   const std::string options(buffer == nullptr ? "" : std::string(buffer, length));
-  if (options.empty() || options == "activations=float32") {
-    *activations = Activations::kFloat32;
-  } else if (options == "activations=int8") {
-    *activations = Activations::kInt8;
-  } else {
-    std::string shown = options.substr(0, 40);
-    for (char& c : shown) c = c >= 32 && c < 127 ? c : '?';
-    return "unknown custom options \"" + shown + "\" (expected none, activations=float32 or " +
-           "activations=int8)";
+  const bool ternary = op->format == WeightFormat::kTernary2;
+  bool seen_activations = false, seen_format = false;
+  size_t begin = 0;
+  while (begin < options.size()) {
+    size_t end = options.find(',', begin);
+    if (end == std::string::npos) end = options.size();
+    const std::string item = options.substr(begin, end - begin);
+    begin = end + 1;
+    if (item == "activations=float32" || item == "activations=int8") {
+      if (seen_activations) return "activations given twice in custom options \"" + Printable(options) + "\"";
+      seen_activations = true;
+      op->activations = item == "activations=int8" ? Activations::kInt8 : Activations::kFloat32;
+    } else if (ternary && (item == "format=ternary2" || item == "format=ternary5")) {
+      if (seen_format) return "format given twice in custom options \"" + Printable(options) + "\"";
+      seen_format = true;
+      op->format = item == "format=ternary5" ? WeightFormat::kTernary5 : WeightFormat::kTernary2;
+    } else {
+      return "unknown custom option \"" + Printable(item) + "\" (expected activations=float32 or " +
+             "activations=int8" + (ternary ? ", format=ternary2 or format=ternary5" : "") + ")";
+    }
   }
   return "";
 }
@@ -57,7 +75,7 @@ void* Init(TfLiteContext*, const char* buffer, size_t length) {
   auto* op = new OpData;
   op->format = kFormat;
   op->name = kFormat == WeightFormat::kTernary2 ? "TernaryMatMul" : "BinaryMatMul";
-  op->options_error = ParseOptions(buffer, length, &op->activations);
+  op->options_error = ParseOptions(buffer, length, op);
   return op;
 }
 

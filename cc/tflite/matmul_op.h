@@ -5,8 +5,10 @@
 //   inputs:  0 x float32 [..., K], 1 packed uint8 [N, RowBytes(K)] (constant, cc/kernels/packing.h),
 //            2 scale float32 [N], 3 bias float32 [N] (optional)
 //   output:  y float32 [..., N] = (x · Wᵀ) * scale + bias
-//   custom options (text): empty or "activations=float32" multiplies x as it is;
-//            "activations=int8" quantizes each row of x to int8 first (W2A8, cc/kernels/matmul.h).
+//   custom options (text, comma-separated key=value): "activations=float32" (the default) multiplies x
+//            as it is, "activations=int8" quantizes each row of x to int8 first (W2A8,
+//            cc/kernels/matmul.h); TernaryMatMul also takes "format=ternary5" for weights packed 5 per
+//            byte (default format=ternary2, cc/kernels/packing.h). E.g. "activations=int8,format=ternary5".
 // Prepare validates every type, rank, dim and byte count and re-packs the weights once for the
 // kernel; Invoke only runs it.
 

@@ -16,11 +16,15 @@ using Int8Array = py::array_t<int8_t, py::array::c_style | py::array::forcecast>
 using Uint8Array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 
 tvlm::WeightFormat ParseFormat(const std::string& name) {
-  for (int f = 0; f <= static_cast<int>(tvlm::WeightFormat::kBinary1); ++f) {
+  for (int f = 0; f < tvlm::kWeightFormats; ++f) {
     const auto format = static_cast<tvlm::WeightFormat>(f);
     if (name == tvlm::FormatInfo(format).name) return format;
   }
-  throw py::value_error("unknown weight format '" + name + "' (known: ternary2, binary1)");
+  std::string known;
+  for (int f = 0; f < tvlm::kWeightFormats; ++f) {
+    known += std::string(f ? ", " : "") + tvlm::FormatInfo(static_cast<tvlm::WeightFormat>(f)).name;
+  }
+  throw py::value_error("unknown weight format '" + name + "' (known: " + known + ")");
 }
 
 void Check(const tvlm::Status& status) {
@@ -69,7 +73,7 @@ py::array_t<int8_t> Unpack(Uint8Array packed, size_t k, const std::string& forma
 
 py::list Formats() {
   py::list formats;
-  for (int f = 0; f <= static_cast<int>(tvlm::WeightFormat::kBinary1); ++f) {
+  for (int f = 0; f < tvlm::kWeightFormats; ++f) {
     const auto& info = tvlm::FormatInfo(static_cast<tvlm::WeightFormat>(f));
     py::dict d;
     d["name"] = info.name;

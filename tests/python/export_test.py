@@ -118,7 +118,8 @@ class ExportTest(absltest.TestCase):
         cls.models = {"fp32": make_model(), "int8": make_model(), "ternary_f32": make_model("ternary"),
                       "binary": make_model("binary"), "ternary_int8": make_model("ternary"), "ternary": make_model("ternary"),
                       "ternary_unpack_op": make_model("ternary"), "ternary_unpack_builtin": make_model("ternary"),
-                      "ternary_int2": make_model("ternary"), "int4": make_model(), "int4_b32": make_model()}
+                      "ternary_int2": make_model("ternary"), "int4": make_model(), "int4_b32": make_model(),
+                      "ternary_t5": make_model("ternary")}
         cls.paths, cls.results = {}, {}
         for variant, model in cls.models.items():
             result = export.convert(model, export.parse(variant), max_len=MAX_LEN, prefill_len=PREFILL_LEN)
@@ -211,6 +212,39 @@ class ExportTest(absltest.TestCase):
                 float_gap = max(float_gap, np.abs(y.reshape(want.shape) - (x @ t.T) * alpha - bias).max())
         # The emulation is sharper than float activations would be: the op really rounds its input to int8.
         self.assertGreater(float_gap, 1e-4)
+
+    def test_ternary5_format_equals_the_2bit_file_with_a_fifth_fewer_code_bytes(self):
+        """ternary_t5: the codes packed 5 per byte (packing.h's ternary5, checked against numpy's base-3 digits);
+        the op unpacks them once at load, so every logit equals the 2-bit `ternary` file's exactly."""
+        tokens = [3, 1, 4, 1, 5]
+        _, want = tflite_logits(self.paths["ternary"], tokens)
+        _, got = tflite_logits(self.paths["ternary_t5"], tokens)
+        np.testing.assert_array_equal(np.concatenate(got), np.concatenate(want))
+        self.assertEqual(self.results["ternary_t5"].replacements, self.results["ternary"].replacements)
+        content = read(self.paths["ternary_t5"])
+        parsed = tflite.read_model(content)
+        buffers = {bytes(b.data) for b in parsed.buffers if b.data is not None}
+        for _, q in quantized_layers(self.models["ternary_t5"]):
+            codes = q.codes().astype(np.int64)
+            padded = np.zeros((codes.shape[0], -(-codes.shape[1] // 5) * 5), np.int64)
+            padded[:, :codes.shape[1]] = codes
+            digits = ((padded + 1).reshape(len(codes), -1, 5) * 3 ** np.arange(5)).sum(-1).astype(np.uint8)
+            self.assertIn(digits.tobytes(), buffers, q.name)
+            self.assertNotIn(packing.pack(q.codes(), packing.TERNARY).tobytes(), buffers, q.name)
+        options = {bytes(o.customOptions) for s in parsed.subgraphs for o in s.operators
+                   if tflite.opcode_name(parsed, o) == "TernaryMatMul"}
+        self.assertEqual(options, {b"activations=int8,format=ternary5"})
+        code_bytes = {v: sum(packing.row_bytes(f, q.in_features) * q.out_features
+                             for _, q in quantized_layers(self.models[v]))
+                      for v, f in (("ternary", packing.TERNARY), ("ternary_t5", packing.TERNARY5))}
+        def tensor_bytes(variant):  # every buffer but the metadata's (which names the variant)
+            m = tflite.read_model(read(self.paths[variant]))
+            metadata = {entry.buffer for entry in m.metadata or []}
+            return sum(len(b.data) for i, b in enumerate(m.buffers) if b.data is not None and i not in metadata)
+
+        data = {v: tensor_bytes(v) for v in code_bytes}
+        self.assertEqual(data["ternary"] - data["ternary_t5"], code_bytes["ternary"] - code_bytes["ternary_t5"])
+        self.assertLess(os.path.getsize(self.paths["ternary_t5"]), os.path.getsize(self.paths["ternary"]))
 
     def test_stock_lowbit_variants_run_without_our_library_and_do_their_arithmetic(self):
         """ternary_int2 (the ternary layers as stock INT2 FULLY_CONNECTEDs) and int4 / int4_b32 (every float FC

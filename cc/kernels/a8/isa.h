@@ -15,14 +15,19 @@ namespace tvlm {
 namespace internal {
 
 struct A8Layout;
+struct A8DenseLayout;
 struct A8Rows;
 
-using A8DotFn = void (*)(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows,
-                         size_t m, size_t row_begin, size_t row_end, float* y);
+template <class Layout>
+using A8DotFn = void (*)(const Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
+                         size_t row_begin, size_t row_end, float* y);
 
 #if defined(__x86_64__)
 void A8DotAvx512Vnni(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
                      size_t row_begin, size_t row_end, float* y);
+// The dense 1.6-bit layout (A8DenseLayout); needs AVX512_VBMI besides.
+void A8DenseDotAvx512Vbmi(const A8DenseLayout& layout, const uint8_t* packed, const A8Rows& rows,
+                          size_t m, size_t row_begin, size_t row_end, float* y);
 // Intel AMX (tiles) for 16 rows and more, the VNNI loop below that; only where AmxInt8Usable().
 void A8DotAmx(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows, size_t m,
               size_t row_begin, size_t row_end, float* y);

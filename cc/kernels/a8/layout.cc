@@ -34,6 +34,35 @@ std::vector<uint8_t> A8Pack(const A8Layout& layout, const int8_t* w) {
   return out;
 }
 
+A8DenseLayout::A8DenseLayout(size_t n, size_t k)
+    : n(n),
+      k(k),
+      k_padded((k + kChunk - 1) / kChunk * kChunk),
+      chunks(k_padded / kChunk),
+      blocks((n + kRows - 1) / kRows) {}
+
+std::vector<uint8_t> A8Pack(const A8DenseLayout& layout, const int8_t* w) {
+  std::vector<uint8_t> out(layout.blocks * layout.block_bytes(), 0);
+  for (size_t b = 0; b < layout.blocks; ++b) {
+    for (size_t c = 0; c < layout.chunks; ++c) {
+      uint8_t* chunk = out.data() + b * layout.block_bytes() + c * A8DenseLayout::kChunkBytes;
+      for (size_t r = 0; r < A8DenseLayout::kRows; ++r) {
+        const size_t row = b * A8DenseLayout::kRows + r;
+        for (size_t j = 0; j < 4; ++j) {
+          unsigned value = 0;
+          for (size_t g = 5; g-- > 0;) {  // digit 4 (input 16 + j) is the most significant
+            const size_t col = c * A8DenseLayout::kChunk + 4 * g + j;
+            const int t = row < layout.n && col < layout.k ? w[row * layout.k + col] : 0;
+            value = 3 * value + static_cast<unsigned>(t + 1);
+          }
+          chunk[4 * r + j] = static_cast<uint8_t>(value);
+        }
+      }
+    }
+  }
+  return out;
+}
+
 namespace {
 constexpr size_t kAlign = 64;
 size_t Aligned(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }

@@ -18,11 +18,12 @@ namespace tvlm {
 namespace {
 
 std::vector<int8_t> RandomWeights(WeightFormat format, size_t count, std::mt19937& rng) {
-  std::uniform_int_distribution<int> dist(0, format == WeightFormat::kTernary2 ? 2 : 1);
+  const bool ternary = format != WeightFormat::kBinary1;
+  std::uniform_int_distribution<int> dist(0, ternary ? 2 : 1);
   std::vector<int8_t> w(count);
   for (auto& v : w) {
     const int d = dist(rng);
-    v = static_cast<int8_t>(format == WeightFormat::kTernary2 ? d - 1 : 2 * d - 1);
+    v = static_cast<int8_t>(ternary ? d - 1 : 2 * d - 1);
   }
   return w;
 }
@@ -229,6 +230,8 @@ std::vector<Param> AllParams() {
       for (WeightFormat format : {WeightFormat::kTernary2, WeightFormat::kBinary1}) {
         for (int threads : {1, 2}) params.emplace_back(isa, act, format, threads);
       }
+      // The denser storage format is unpacked at Create, then runs the same kernels: one thread suffices.
+      params.emplace_back(isa, act, WeightFormat::kTernary5, 1);
     }
   }
   return params;
@@ -316,6 +319,7 @@ TEST(MatMulCreateTest, IsaNamesAndBest) {
   EXPECT_STREQ(IsaName(Isa::kReference), "reference");
   EXPECT_STREQ(IsaName(Isa::kAvx2), "avx2");
   EXPECT_STREQ(IsaName(Isa::kAvx512), "avx512");
+  EXPECT_STREQ(IsaName(Isa::kAvx512Vbmi), "avx512_vbmi");
   EXPECT_STREQ(IsaName(Isa::kAmx), "amx");
   EXPECT_STREQ(IsaName(Isa::kNeon), "neon");
   EXPECT_STREQ(IsaName(Isa::kNeonDot), "neon_dot");

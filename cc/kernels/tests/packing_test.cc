@@ -12,6 +12,21 @@ namespace {
 // Independent reference: the byte layout spelled out weight by weight, as documented in packing.h.
 std::vector<uint8_t> ReferencePack(WeightFormat format, const std::vector<int8_t>& v, size_t rows,
                                    size_t k) {
+  if (format == WeightFormat::kTernary5) {  // base-3 digits, weight 5b + j the j-th least significant
+    const size_t row_bytes = (k + 4) / 5;
+    std::vector<uint8_t> out(rows * row_bytes, 0);
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t b = 0; b < row_bytes; ++b) {
+        unsigned value = 0;
+        for (size_t j = 5; j-- > 0;) {
+          const size_t c = 5 * b + j;
+          value = 3 * value + static_cast<unsigned>((c < k ? v[r * k + c] : 0) + 1);
+        }
+        out[r * row_bytes + b] = static_cast<uint8_t>(value);
+      }
+    }
+    return out;
+  }
   const bool ternary = format == WeightFormat::kTernary2;
   const size_t per_byte = ternary ? 4 : 8;
   const size_t row_bytes = (k + per_byte - 1) / per_byte;
@@ -28,11 +43,12 @@ std::vector<uint8_t> ReferencePack(WeightFormat format, const std::vector<int8_t
 }
 
 std::vector<int8_t> RandomValues(WeightFormat format, size_t n, std::mt19937& rng) {
-  std::uniform_int_distribution<int> dist(0, format == WeightFormat::kTernary2 ? 2 : 1);
+  const bool ternary = format != WeightFormat::kBinary1;
+  std::uniform_int_distribution<int> dist(0, ternary ? 2 : 1);
   std::vector<int8_t> v(n);
   for (auto& x : v) {
     const int d = dist(rng);
-    x = static_cast<int8_t>(format == WeightFormat::kTernary2 ? d - 1 : 2 * d - 1);
+    x = static_cast<int8_t>(ternary ? d - 1 : 2 * d - 1);
   }
   return v;
 }
@@ -79,7 +95,8 @@ TEST_P(PackingTest, DequantizeIsScaleTimesValueForAnyKAndRowRange) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, PackingTest,
-                         ::testing::Values(WeightFormat::kTernary2, WeightFormat::kBinary1));
+                         ::testing::Values(WeightFormat::kTernary2, WeightFormat::kBinary1,
+                                           WeightFormat::kTernary5));
 
 TEST(PackingTest, RowBytesAndFormatTable) {
   EXPECT_EQ(RowBytes(WeightFormat::kTernary2, 1), 1u);
@@ -89,6 +106,21 @@ TEST(PackingTest, RowBytesAndFormatTable) {
   EXPECT_EQ(RowBytes(WeightFormat::kBinary1, 9), 2u);
   EXPECT_STREQ(FormatInfo(WeightFormat::kTernary2).name, "ternary2");
   EXPECT_STREQ(FormatInfo(WeightFormat::kBinary1).name, "binary1");
+  EXPECT_EQ(RowBytes(WeightFormat::kTernary5, 5), 1u);
+  EXPECT_EQ(RowBytes(WeightFormat::kTernary5, 6), 2u);
+  EXPECT_EQ(RowBytes(WeightFormat::kTernary5, 2048), 410u);
+  EXPECT_STREQ(FormatInfo(WeightFormat::kTernary5).name, "ternary5");
+  EXPECT_EQ(FormatInfo(WeightFormat::kTernary5).bits_per_weight_x100, 160);
+}
+
+TEST(PackingTest, KnownTernary5Bytes) {
+  // +1, 0, -1, +1, +1 -> digits 2, 1, 0, 2, 2 -> 2 + 3 + 0 + 54 + 162 = 221; then -1 and four zeros:
+  // 0 + 3 + 9 + 27 + 81 = 120.
+  const std::vector<int8_t> v = {1, 0, -1, 1, 1, -1};
+  std::vector<uint8_t> packed(2);
+  ASSERT_TRUE(Pack(WeightFormat::kTernary5, v.data(), 1, 6, packed.data()).ok());
+  EXPECT_EQ(packed[0], 221);
+  EXPECT_EQ(packed[1], 120);
 }
 
 TEST(PackingTest, KnownTernaryBytes) {
@@ -122,6 +154,14 @@ TEST(PackingTest, RejectsInvalidCodesAndPadding) {
   s = Unpack(WeightFormat::kTernary2, &ternary_pad, 1, 3, out.data());
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("padding"), std::string::npos) << s.message();
+  const uint8_t ternary5_invalid[2] = {121, 243};  // 243 = 3^5 has no digits
+  s = Unpack(WeightFormat::kTernary5, ternary5_invalid, 1, 10, out.data());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("invalid ternary5 byte 243 in row 0, byte 1"), std::string::npos) << s.message();
+  const uint8_t ternary5_pad = 121 + 81;  // k = 4, padding weight 4 holds +1
+  s = Unpack(WeightFormat::kTernary5, &ternary5_pad, 1, 4, out.data());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("padding at [0, 4]"), std::string::npos) << s.message();
   const uint8_t binary_pad = 0b10000000;  // k = 7, padding bit set
   s = Unpack(WeightFormat::kBinary1, &binary_pad, 1, 7, out.data());
   ASSERT_FALSE(s.ok());

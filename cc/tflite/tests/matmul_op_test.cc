@@ -121,7 +121,7 @@ TEST(MatMulOpTest, Int8ActivationsOptionQuantizesEachRow) {
 TEST(MatMulOpTest, RejectsUnknownOptions) {
   std::vector<uint8_t> packed(4 * RowBytes(WeightFormat::kBinary1, 8), 0x55);
   std::vector<float> x(8), scale(4, 1.0f);
-  for (const char* options : {"activations=int4", "int8", "activations=int8;x=1"}) {
+  for (const char* options : {"activations=int4", "int8", "activations=int8;x=1", "format=ternary5"}) {
     FakeInterpreter interp;
     const int xi = interp.AddTensor(kTfLiteFloat32, {1, 8}, x.data(), 32, false);
     const int pi = interp.AddTensor(kTfLiteUInt8, {4, 1}, packed.data(), packed.size(), true);
@@ -129,9 +129,60 @@ TEST(MatMulOpTest, RejectsUnknownOptions) {
     const int yi = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
     std::vector<float> y;
     EXPECT_EQ(interp.Run(BinaryMatMulRegistration(), {xi, pi, si}, yi, &y, options), kTfLiteError);
-    EXPECT_EQ(interp.error(), std::string("BinaryMatMul: unknown custom options \"") + options +
-                                  "\" (expected none, activations=float32 or activations=int8)");
+    EXPECT_EQ(interp.error(), std::string("BinaryMatMul: unknown custom option \"") + options +
+                                  "\" (expected activations=float32 or activations=int8)");
   }
+  FakeInterpreter interp;
+  const int xi = interp.AddTensor(kTfLiteFloat32, {1, 8}, x.data(), 32, false);
+  const int pi = interp.AddTensor(kTfLiteUInt8, {4, 2}, packed.data(), packed.size(), true);
+  const int si = interp.AddTensor(kTfLiteFloat32, {4}, scale.data(), 16, true);
+  const int yi = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+  std::vector<float> y;
+  EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si}, yi, &y, "format=ternary4"), kTfLiteError);
+  EXPECT_EQ(interp.error(), "TernaryMatMul: unknown custom option \"format=ternary4\" (expected "
+                            "activations=float32 or activations=int8, format=ternary2 or format=ternary5)");
+  EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si}, yi, &y, "activations=int8,activations=int8"),
+            kTfLiteError);
+  EXPECT_EQ(interp.error(), "TernaryMatMul: activations given twice in custom options "
+                            "\"activations=int8,activations=int8\"");
+}
+
+// format=ternary5: the same weights packed 5 per byte give the 2-bit op's output exactly, with either
+// activations; a buffer packed 4 per byte is refused by its size.
+TEST(MatMulOpTest, Ternary5FormatOptionMatchesTernary2Exactly) {
+  std::mt19937 rng(5);
+  const size_t m = 3, n = 37, k = 101;
+  Layer l = RandomLayer(WeightFormat::kTernary2, n, k, rng);
+  std::vector<uint8_t> dense(n * RowBytes(WeightFormat::kTernary5, k));
+  ASSERT_TRUE(Pack(WeightFormat::kTernary5, l.w.data(), n, k, dense.data()).ok());
+  std::vector<float> x(m * k);
+  std::normal_distribution<float> normal;
+  for (auto& v : x) v = normal(rng);
+  for (const std::string act : {"activations=float32", "activations=int8"}) {
+    std::vector<float> y2, y5;
+    for (bool five : {false, true}) {
+      FakeInterpreter interp;
+      std::vector<uint8_t>& p = five ? dense : l.packed;
+      const int xi = interp.AddTensor(kTfLiteFloat32, {int(m), int(k)}, x.data(), x.size() * 4, false);
+      const int pi = interp.AddTensor(kTfLiteUInt8, {int(n), int(p.size() / n)}, p.data(), p.size(), true);
+      const int si = interp.AddTensor(kTfLiteFloat32, {int(n)}, l.scale.data(), n * 4, true);
+      const int yi = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+      const std::string options = five ? "format=ternary5," + act : act;
+      ASSERT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si}, yi, five ? &y5 : &y2, options.c_str()),
+                kTfLiteOk) << interp.error();
+    }
+    EXPECT_EQ(y5, y2) << act;
+  }
+  FakeInterpreter interp;
+  const int xi = interp.AddTensor(kTfLiteFloat32, {int(m), int(k)}, x.data(), x.size() * 4, false);
+  const int pi = interp.AddTensor(kTfLiteUInt8, {int(n), int(l.packed.size() / n)}, l.packed.data(),
+                                  l.packed.size(), true);
+  const int si = interp.AddTensor(kTfLiteFloat32, {int(n)}, l.scale.data(), n * 4, true);
+  const int yi = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+  std::vector<float> y;
+  EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si}, yi, &y, "format=ternary5"), kTfLiteError);
+  EXPECT_EQ(interp.error(), "TernaryMatMul: packed weights have shape [37, 26], expected [37, 21] for N = 37 "
+                            "(scale) and K = 101 (input x)");
 }
 
 struct BadCase {

@@ -126,7 +126,8 @@ def convert(model, variant: Variant, *, quantized=None, max_len: int = 64,
                 raise TernaryVLMError(f"{key}: {counts[index]} attentions became KVCacheAttention, expected {want}")
     replacements, expected = {}, {}
     if variant.scheme is not None:
-        content, counts = tflite.replace_quantized(content, layers, variant.strategy, variant.activations)
+        content, counts = tflite.replace_quantized(content, layers, variant.strategy, variant.activations,
+                                                   variant.format)
         for key, index in tflite.signature_subgraphs(content).items():
             want = {l.name for l in layers if key in _SIGNATURE_USES[_part(l.name)]}
             got = counts[index]

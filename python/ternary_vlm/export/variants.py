@@ -13,6 +13,9 @@ spec) into a Variant that the exporter and the passes read; nothing below parses
                own; export/tflite/int8_embeddings.py)
   kv_cache     op (KVCacheAttention owns the cache) or variables (stock resource variables); the default is
                the table's, a spec `name/kv_cache` overrides it
+  format       the packing format of the fused ops' codes in the file (cc/kernels/packing.h); None: the
+               scheme's own. ternary5 stores 5 ternary weights per byte (1.6 bits instead of 2); the op
+               unpacks it once at load, so it computes exactly what the 2-bit file does
 
 A new variant is one row in VARIANTS.
 """
@@ -22,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 
 from ternary_vlm.errors import TernaryVLMError
-from ternary_vlm.quant import schemes
+from ternary_vlm.quant import packing, schemes
 from ternary_vlm.quant.schemes import Scheme
 
 KV_CACHES = ("op", "variables")
@@ -36,6 +39,7 @@ class Variant:
     strategy: str = "fused"
     other: str = "fp32"
     kv_cache: str = "op"
+    format: str | None = None
 
     @property
     def builtin_only(self) -> bool:
@@ -57,6 +61,7 @@ VARIANTS = {v.name: v for v in (
     # The default ternary export: W2A8 TernaryMatMuls (int8 input rows), embedding / LM head in int8. ternary_f32
     # computes exactly what the Flax model does (float activations, other weights fp32).
     Variant("ternary", schemes.TERNARY, activations="int8", other="int8"),
+    Variant("ternary_t5", schemes.TERNARY, activations="int8", other="int8", format=packing.TERNARY5),
     Variant("ternary_f32", schemes.TERNARY),
     Variant("binary", schemes.BINARY),
     Variant("ternary_int8", schemes.TERNARY, other="int8"),

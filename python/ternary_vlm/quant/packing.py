@@ -11,6 +11,7 @@ from ternary_vlm import _native
 
 TERNARY = "ternary2"
 BINARY = "binary1"
+TERNARY5 = "ternary5"  # the same ternary codes, 5 per byte (1.6 bits per weight)
 FORMATS = {f["name"]: f for f in _native.formats()}
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ternary_vlm.export.tflite import lowbit
-from ternary_vlm.quant import schemes
+from ternary_vlm.quant import packing, schemes
 
 _TYPES = {
     np.dtype(np.float32): schema.TensorType.FLOAT32,
@@ -23,11 +23,18 @@ _TYPES = {
 ACTIVATIONS = ("float32", "int8")
 
 
-def matmul_options(activations: str) -> bytes | None:
-    """The custom options of a TernaryMatMul / BinaryMatMul; None (no options) is float32."""
+def matmul_options(activations: str, fmt: str | None = None) -> bytes | None:
+    """The custom options of a TernaryMatMul / BinaryMatMul; None (no options) is float32 activations and the
+    scheme's own packing format. fmt: the packing format of the op's codes when it is not its scheme's
+    (ternary5 for a TernaryMatMul)."""
     if activations not in ACTIVATIONS:
         raise ValueError(f"unknown activations {activations!r} (known: {', '.join(ACTIVATIONS)})")
-    return None if activations == "float32" else f"activations={activations}".encode()
+    options = [] if activations == "float32" else [f"activations={activations}"]
+    if fmt is not None:
+        if fmt != packing.TERNARY5:
+            raise ValueError(f"format {fmt!r} is not an alternative packing (known: {packing.TERNARY5})")
+        options.append(f"format={fmt}")
+    return ",".join(options).encode() if options else None
 
 
 class ModelBuilder:

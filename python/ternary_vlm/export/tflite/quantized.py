@@ -112,10 +112,11 @@ def _int2_weights(subgraph, constants: Constants, layer: QuantizedLayer) -> int:
 
 
 def replace_quantized(content: bytes, layers: list[QuantizedLayer], strategy: str = "fused",
-                      activations: str = "float32") -> tuple[bytes, list[Counter]]:
+                      activations: str = "float32", fmt: str | None = None) -> tuple[bytes, list[Counter]]:
     """Returns the rewritten model and, per subgraph, how many times each layer name was replaced.
 
     activations: what the fused ops do with their input (builder.ACTIVATIONS): float32, or int8 (W2A8).
+    fmt: the packing format of the fused ops' codes when not the layers' own (ternary5, ternary layers only).
 
     Subgraphs (signatures) may share weight buffers, so the packed data and scales are shared too (one
     buffer per layer) and a float buffer is emptied only once no tensor of any subgraph still uses it."""
@@ -123,7 +124,10 @@ def replace_quantized(content: bytes, layers: list[QuantizedLayer], strategy: st
         raise ValueError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
     if strategy.startswith("unpack") and any(layer.fmt != packing.TERNARY for layer in layers):
         raise ValueError(f"strategy {strategy} unpacks ternary layers only")
-    custom_options = matmul_options(activations)
+    if fmt is not None and (strategy != "fused" or any(layer.fmt != packing.TERNARY for layer in layers)):
+        raise ValueError(f"format {fmt} stores the codes of fused ternary layers only")
+    custom_options = matmul_options(activations, fmt)
+    stored = {layer.name: layer.packed if fmt is None else packing.pack(layer.codes, fmt) for layer in layers}
     if strategy != "fused" and custom_options is not None:
         raise ValueError(f"strategy {strategy} multiplies unpacked float weights: activations must be float32")
     model = read_model(content)
@@ -160,7 +164,7 @@ def replace_quantized(content: bytes, layers: list[QuantizedLayer], strategy: st
             options = op.builtinOptions
             if options is not None and options.fusedActivationFunction != schema.ActivationFunctionType.NONE:
                 raise ValueError(f"{layer.name}: FULLY_CONNECTED with a fused activation cannot be rewritten")
-            packed = constants.tensor(subgraph, layer.name + ".packed", layer.packed.astype(np.uint8),
+            packed = constants.tensor(subgraph, layer.name + ".packed", stored[layer.name].astype(np.uint8),
                                       schema.TensorType.UINT8)
             scale = constants.tensor(subgraph, layer.name + ".scale", layer.scale.astype(np.float32),
                                      schema.TensorType.FLOAT32)
