@@ -74,6 +74,25 @@ class BenchmarkTest(absltest.TestCase):
         self.assertIn("| fp32 |", md)
         self.assertIn("| ternary_f32 |", md)
 
+    def test_llama_cpp_flags_fail_in_one_line_before_any_work(self):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        for flags, message in ((["--llama_cpp=Q3_K"], "unknown --llama_cpp type 'Q3_K' (known: Q8_0, Q4_0)"),
+                               (["--models=demo", "--llama_cpp=Q4_0"], "--llama_cpp runs the whole SmolLM2 GGUF"),
+                               (["--smollm2_layers=2", "--llama_cpp=Q4_0"], "no --smollm2_layers")):
+            proc = subprocess.run([sys.executable, "-m", "ternary_vlm.cli.benchmark", *flags], env=env,
+                                  capture_output=True, text=True, timeout=120)
+            self.assertNotEqual(proc.returncode, 0)
+            self.assertIn(message, proc.stderr)
+
+    def test_llama_cpp_pin_is_in_the_lock_but_not_installed_by_setup(self):
+        """llama-cpp-python is benchmark-only: pinned as a comment line, which tools/setup's reader skips."""
+        from ternary_vlm.bench import llama_cpp
+        pins = llama_cpp.pins()
+        self.assertTrue(any(p.startswith("llama-cpp-python==") for p in pins), pins)
+        lock = open(llama_cpp._LOCK).read().splitlines()
+        installed = [l.split("#")[0].strip() for l in lock if l.split("#")[0].strip()]
+        self.assertFalse(any(l.startswith("llama-cpp-python") for l in installed))
+
 
 if __name__ == "__main__":
     absltest.main()

@@ -81,12 +81,13 @@ class Launcher:
         self._proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, text=True)
 
-    def run(self, args) -> dict:
+    def run(self, args, module: str = "ternary_vlm.bench.child") -> dict:
+        """One measurement: `module`.measure(args) in a fresh child (bench/llama_cpp.py has one too)."""
         from ternary_vlm.runtime import litert
         # One OpenBLAS thread: numpy's idle BLAS threads would compete with LiteRT's for the cores.
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
                    TERNARY_VLM_OPS_LIBRARY=litert.ops_library(), OPENBLAS_NUM_THREADS="1")
-        code = "import sys; from ternary_vlm.bench.child import measure; measure(sys.argv[1:])"
+        code = f"import sys; from {module} import measure; measure(sys.argv[1:])"
         self._proc.stdin.write(json.dumps([[sys.executable, "-c", code, *map(str, args)], env]) + "\n")
         self._proc.stdin.flush()
         returncode, stdout, stderr = json.loads(self._proc.stdout.readline())

@@ -66,6 +66,8 @@ flags.DEFINE_list("max_len", ["demo:256", "smollm2:256"], "KV cache length per m
 flags.DEFINE_list("prefill_len", ["demo:64", "smollm2:64"], "Prefill capacity per model (model:N).")
 flags.DEFINE_integer("smollm2_layers", 0, "Export only SmolLM2's first N of its 30 decoder layers (embedding, final "
                      "norm and LM head kept), for quick runs; 0 = all.", lower_bound=0)
+flags.DEFINE_list("llama_cpp", [], "Also run SmolLM2 on llama.cpp (llama-cpp-python, built from PyPI on first use; "
+                  "bench/llama_cpp.py), its GGUF requantized by llama.cpp to these types: Q8_0, Q4_0.")
 flags.DEFINE_string("export_dir", None, "Keep the .tflite files here (default: a temporary directory, removed).")
 flags.DEFINE_string("json", None, "Write every figure to this JSON file.")
 flags.DEFINE_string("plot", None, "Write a PNG: memory vs perplexity, marker size = decode tok/s.")
@@ -177,7 +179,43 @@ def benchmark_model(name: str, variants: list, workdir: str, launcher: Launcher)
         gc.collect()
         if FLAGS.json:  # partial results survive a later failure (e.g. the OOM killer during a conversion)
             atomic.write_bytes(user_path(FLAGS.json) + ".partial", json.dumps(result, indent=1).encode())
+    if name == "smollm2" and FLAGS.llama_cpp:
+        result["variants"] += llama_cpp_rows(source.path, inputs_path, stream, windows, max_len, prefill_len, workdir,
+                                             launcher)
     return result
+
+
+def llama_cpp_rows(gguf: str, inputs_path: str, stream, windows: int, max_len: int, prefill_len: int, workdir: str,
+                   launcher: Launcher) -> list[dict]:
+    """The llama.cpp baseline rows: the same weights requantized by llama.cpp, measured as our exports."""
+    from ternary_vlm.bench import llama_cpp
+
+    version = llama_cpp.ensure_installed()
+    rows = []
+    for qtype in FLAGS.llama_cpp:
+        path = os.path.join(workdir, f"smollm2-{qtype}.gguf")
+        llama_cpp.quantize(gguf, path, qtype)
+        row = {"variant": f"llama.cpp {qtype}", "kv_cache": "llama.cpp",
+               "weights": f"the pip GGUF (Q4_1) requantized to {qtype} by llama.cpp (llama-cpp-python {version})",
+               "file_mb": os.path.getsize(path) / 1e6, "speed": {}}
+        for threads in FLAGS.threads:
+            runs = [launcher.run([path, inputs_path, int(threads), FLAGS.decode_steps, FLAGS.warmup, FLAGS.timing_runs,
+                                  prefill_len, max_len], module="ternary_vlm.bench.llama_cpp")
+                    for _ in range(FLAGS.processes)]
+            m = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+            m["decode_tok_s"] = 1e3 / m["decode_ms"]
+            row["speed"][threads] = m
+            logging.info("smollm2 llama.cpp %s, %s thread(s): %s", qtype, threads,
+                         ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
+        first = row["speed"][FLAGS.threads[0]]
+        row.update(rss_mb=first["rss_mb"], prefill_ms=first["prefill_ms"],
+                   decode_tok_s={t: s["decode_tok_s"] for t, s in row["speed"].items()})
+        if windows:
+            row["text_ppl"] = llama_cpp.text_perplexity(path, stream, FLAGS.text_window, windows)
+        rows.append(row)
+        if FLAGS.export_dir is None:
+            os.unlink(path)
+    return rows
 
 
 def _params(model):
@@ -195,6 +233,13 @@ def main(argv):
     for m in FLAGS.models:
         if m not in MODELS:
             raise app.UsageError(f"unknown model {m!r} (known: {', '.join(MODELS)})")
+    from ternary_vlm.bench.llama_cpp import TYPES
+    bad = [t for t in FLAGS.llama_cpp if t not in TYPES]
+    if bad:
+        raise app.UsageError(f"unknown --llama_cpp type {bad[0]!r} (known: {', '.join(TYPES)})")
+    if FLAGS.llama_cpp and ("smollm2" not in FLAGS.models or FLAGS.smollm2_layers):
+        raise app.UsageError("--llama_cpp runs the whole SmolLM2 GGUF: it needs --models with smollm2 and no "
+                             "--smollm2_layers")
     try:
         variants = [export.parse(spec) for spec in FLAGS.variants]
     except TernaryVLMError as e:
