@@ -1,5 +1,9 @@
 #include "cc/tflite/matmul_op.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -40,6 +44,22 @@ std::string Printable(const std::string& s) {
   std::string shown = s.substr(0, 40);
   for (char& c : shown) c = c >= 32 && c < 127 ? c : '?';
   return shown;
+}
+
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21  // Linux 5.4; older kernels reject it (EINVAL), which only loses the saving
+#endif
+
+// The kernel keeps its own re-packed copy of the weights, so the packed bytes are not read again: their
+// whole pages go back to the kernel. MADV_PAGEOUT keeps the contents (a file mapping, TFLite's mmap of the
+// model, re-reads them if anyone touches them again; anonymous memory without swap stays as it is), unlike
+// MADV_DONTNEED, which would zero a buffer the application passed in. Saves one copy of every quantized
+// layer in the resident set (~27 MB for SmolLM2).
+void ReleasePages(const void* data, size_t bytes) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
 }
 
 // The custom options (matmul_op.h): comma-separated key=value, each key at most once. Sets
@@ -134,6 +154,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     if (!status.ok()) return Fail(context, op.name, status.message());
     op.kernel = std::move(kernel);
     op.kernel_source = packed->data.raw;
+    ReleasePages(packed->data.raw, packed->bytes);
   }
 
   size_t m = 1;

@@ -74,6 +74,31 @@ class BenchmarkTest(absltest.TestCase):
         self.assertIn("| fp32 |", md)
         self.assertIn("| ternary_f32 |", md)
 
+    def test_a_ternarize_output_is_measured_and_labelled_with_its_training(self):
+        """--demo_ternary=OUT: the row runs that output's weights and says where they came from (a continued run names
+        its start)."""
+        tmp = tempfile.mkdtemp()
+        out, out_json = os.path.join(tmp, "demo-ternary"), os.path.join(tmp, "b.json")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        proc = subprocess.run([sys.executable, "-m", "ternary_vlm.cli.ternarize", "--steps=1", "--eval_examples=2",
+                               "--export=false", f"--out={out}"], env=env, capture_output=True, text=True, timeout=900)
+        self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+        with open(os.path.join(out, "report.json")) as f:
+            report = json.load(f)
+        report["init_from"] = "an-earlier-output"  # as `ternarize --init_from` writes it
+        with open(os.path.join(out, "report.json"), "w") as f:
+            json.dump(report, f)
+        proc = subprocess.run(
+            [sys.executable, "-m", "ternary_vlm.cli.benchmark", "--models=demo", "--variants=ternary_f32",
+             f"--demo_ternary={out}", "--threads=1", "--decode_steps=2", "--warmup=0", "--timing_runs=1",
+             "--processes=1", "--scenes=0", "--text_windows=0", f"--json={out_json}"],
+            env=env, capture_output=True, text=True, timeout=600)
+        self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+        with open(out_json) as f:
+            row = json.load(f)["models"]["demo"]["variants"][0]
+        self.assertEqual(row["weights"], "ternarize output (kmeans init, 1 more QAT steps from an-earlier-output)")
+        self.assertLess(row["f64_logit_diff"], 1e-4)
+
     def test_llama_cpp_flags_fail_in_one_line_before_any_work(self):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         for flags, message in ((["--llama_cpp=Q3_K"], "unknown --llama_cpp type 'Q3_K' (known: Q8_0, Q4_0)"),

@@ -84,10 +84,10 @@ class Source:
             try:
                 with open(os.path.join(directory, "report.json")) as f:
                     report = json.load(f)
-                steps, init, start = report.get("steps"), report.get("init"), report.get("init_from")
+                steps, init, origin = report.get("steps"), report.get("init"), report.get("init_from")
             except (OSError, ValueError):
-                init, start = "?", None
-            trained = f"{steps} more QAT steps from {start}" if start else f"{steps} QAT steps"
+                init, origin = "?", None
+            trained = f"{steps} more QAT steps from {origin}" if origin else f"{steps} QAT steps"
             how = f"ternarize output ({init} init, {trained})" if steps else "ternarize output (no QAT)"
             if self.name != "demo":
                 how = f"python/artifacts/{name}: " + how

@@ -12,6 +12,7 @@ The token loop is models/sampling.py's, shared with the Flax Generator.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 from typing import Iterator, Sequence
@@ -74,15 +75,19 @@ class Runtime:
                 raise TernaryVLMError(f"{model_path}: expected one .tflite file, found {len(found)}"
                                       + (f" ({', '.join(found)})" if found else ""))
             model_path = os.path.join(model_path, found[0])
+        # The metadata through a read-only mapping, and the model by path: LiteRT maps the file too, so weights
+        # stay file pages, which our ops hand back once they hold their own re-packed copy (matmul_op.cc).
         try:
             with open(model_path, "rb") as f:
-                content = f.read()
+                if os.fstat(f.fileno()).st_size < 8:  # too short to map or to be a .tflite: read_metadata says so
+                    self.meta = read_metadata(f.read())
+                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as content:
+                    self.meta = read_metadata(content)
         except OSError as e:
             raise TernaryVLMError(f"cannot read {model_path}: {e.strerror}") from None
-        self.meta = read_metadata(content)
         try:
             # Only a model with custom ops needs our library (exports before the key existed all do).
-            self.interpreter = litert.interpreter(model_content=content, num_threads=num_threads, xnnpack=xnnpack,
+            self.interpreter = litert.interpreter(model_path=model_path, num_threads=num_threads, xnnpack=xnnpack,
                                                   ops=bool(self.meta.get("custom_ops", True)))
         except (RuntimeError, ValueError) as e:
             raise TernaryVLMError(f"{model_path}: {e}") from None
