@@ -184,7 +184,7 @@ def plot(results: dict, path: str) -> None:
     from ternary_vlm import plots
 
     markers = {"fp32": "o", "int8": "s", "ternary": "*", "binary": "v", "ternary_int8": "D", "binary_int8": "P",
-               "ternary_f32": "^", "ternary_unpack_op": "<", "ternary_unpack_builtin": ">", "ternary_int2": "x",
+               "ternary_f32": "^", "ternary_t5": "p", "llama.cpp Q8_0": "8", "llama.cpp Q4_0": "d", "ternary_unpack_op": "<", "ternary_unpack_builtin": ">", "ternary_int2": "x",
                "int4": "h", "int4_b32": "H"}
     colours = {"demo": "tab:blue", "smollm2": "tab:orange"}
     fig, axes = plots.subplots(1, 2, figsize=(13, 5.2))
@@ -204,7 +204,9 @@ def plot(results: dict, path: str) -> None:
         ax.set_xlabel(label)
         ax.set_ylabel("perplexity (demo: captions, SmolLM2: pydoc text)")
         ax.grid(True, which="both", lw=0.3)
-    fig.suptitle("Exported models on LiteRT: memory vs perplexity (marker area ~ decode tok/s, 1 thread)")
+    runtimes = "LiteRT and llama.cpp" if any(v["variant"].startswith("llama.cpp") for r in results.values()
+                                             for v in r["variants"]) else "LiteRT"
+    fig.suptitle(f"Exported models on {runtimes}: memory vs perplexity (marker area ~ decode tok/s, 1 thread)")
     plots.save(fig, path)
 
 
