@@ -38,8 +38,8 @@ std::vector<Isa> AvailableIsas(Activations activations) {
   const bool avx512_int8 =
       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
   // The dense 1.6-bit layout streams 20 % fewer bytes but decodes them with 16 vector ops per 64 bytes
-  // against 8: on a Xeon (Sapphire Rapids) it runs 1.2-1.3x slower than the 2-bit loop at M = 1, 1 and 2
-  // threads (docs/BENCHMARKS.md), so it ranks below it.
+  // against 8: on a Xeon (Sapphire Rapids) it takes 1.1-1.25x the 2-bit loop's time at M = 1 (1 and 2
+  // threads) and ~1.9x at M = 32 (docs/BENCHMARKS.md), so it ranks below it.
   if (activations == Activations::kInt8 && avx512_int8 && __builtin_cpu_supports("avx512vbmi")) {
     isas.push_back(Isa::kAvx512Vbmi);
   }

@@ -7,13 +7,6 @@
 namespace tvlm {
 namespace internal {
 
-A8Layout::A8Layout(size_t n, size_t k)
-    : n(n),
-      k(k),
-      k_padded((k + kChunk - 1) / kChunk * kChunk),
-      chunks(k_padded / kChunk),
-      blocks((n + kRows - 1) / kRows) {}
-
 std::vector<uint8_t> A8Pack(const A8Layout& layout, const int8_t* w) {
   std::vector<uint8_t> out(layout.blocks * layout.block_bytes(), 0);
   for (size_t b = 0; b < layout.blocks; ++b) {
@@ -33,13 +26,6 @@ std::vector<uint8_t> A8Pack(const A8Layout& layout, const int8_t* w) {
   }
   return out;
 }
-
-A8DenseLayout::A8DenseLayout(size_t n, size_t k)
-    : n(n),
-      k(k),
-      k_padded((k + kChunk - 1) / kChunk * kChunk),
-      chunks(k_padded / kChunk),
-      blocks((n + kRows - 1) / kRows) {}
 
 std::vector<uint8_t> A8Pack(const A8DenseLayout& layout, const int8_t* w) {
   std::vector<uint8_t> out(layout.blocks * layout.block_bytes(), 0);

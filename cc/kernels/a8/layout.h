@@ -23,12 +23,16 @@
 namespace tvlm {
 namespace internal {
 
-struct A8Layout {
+// Both weight layouts below: output rows in blocks of 16, K in chunks of kChunk inputs, 64 bytes a chunk.
+template <size_t Chunk>
+struct A8Blocks {
   static constexpr size_t kRows = 16;
-  static constexpr size_t kChunk = 16;
-  static constexpr size_t kChunkBytes = kRows * kChunk / 4;
+  static constexpr size_t kChunk = Chunk;
+  static constexpr size_t kChunkBytes = 64;
 
-  A8Layout(size_t n, size_t k);
+  A8Blocks(size_t n, size_t k)
+      : n(n), k(k), k_padded((k + kChunk - 1) / kChunk * kChunk), chunks(k_padded / kChunk),
+        blocks((n + kRows - 1) / kRows) {}
 
   size_t n, k;
   size_t k_padded;  // k rounded up to kChunk: the stride of quantized activation rows
@@ -41,6 +45,10 @@ struct A8Layout {
   }
 };
 
+struct A8Layout : A8Blocks<16> {
+  using A8Blocks::A8Blocks;
+};
+
 // Re-packs unpacked weights [n, k] (values in {-1, 0, +1}) into blocks * block_bytes() bytes.
 std::vector<uint8_t> A8Pack(const A8Layout& layout, const int8_t* w);
 
@@ -50,21 +58,8 @@ std::vector<uint8_t> A8Pack(const A8Layout& layout, const int8_t* w);
 // digit 4 is that of input 20c + 16 + j (0 to 242). A byte lookup (a8/avx512_vbmi.cc) turns it into
 // the A8Layout byte of its first four digits plus the code of the fifth, so the dot products are
 // those of A8Layout. Padding holds code 1, as there.
-struct A8DenseLayout {
-  static constexpr size_t kRows = 16;
-  static constexpr size_t kChunk = 20;
-  static constexpr size_t kChunkBytes = 64;
-
-  A8DenseLayout(size_t n, size_t k);
-
-  size_t n, k;
-  size_t k_padded;  // k rounded up to kChunk: the stride of quantized activation rows
-  size_t chunks;
-  size_t blocks;
-  size_t block_bytes() const { return chunks * kChunkBytes; }
-  const uint8_t* block(const uint8_t* packed, size_t row) const {
-    return packed + row / kRows * block_bytes();
-  }
+struct A8DenseLayout : A8Blocks<20> {
+  using A8Blocks::A8Blocks;
 };
 
 std::vector<uint8_t> A8Pack(const A8DenseLayout& layout, const int8_t* w);

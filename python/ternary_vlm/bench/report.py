@@ -184,7 +184,8 @@ def plot(results: dict, path: str) -> None:
     from ternary_vlm import plots
 
     markers = {"fp32": "o", "int8": "s", "ternary": "*", "binary": "v", "ternary_int8": "D", "binary_int8": "P",
-               "ternary_f32": "^", "ternary_t5": "p", "llama.cpp Q8_0": "8", "llama.cpp Q4_0": "d", "ternary_unpack_op": "<", "ternary_unpack_builtin": ">", "ternary_int2": "x",
+               "ternary_f32": "^", "ternary_t5": "p", "ternary_unpack_op": "<", "ternary_unpack_builtin": ">",
+               "ternary_int2": "x", "llama.cpp Q8_0": "8", "llama.cpp Q4_0": "d",
                "int4": "h", "int4_b32": "H"}
     colours = {"demo": "tab:blue", "smollm2": "tab:orange"}
     fig, axes = plots.subplots(1, 2, figsize=(13, 5.2))

@@ -134,21 +134,8 @@ def benchmark_model(name: str, variants: list, workdir: str, launcher: Launcher)
                "file_mb": os.path.getsize(path) / 1e6, "custom_ops": exported.replacements}
         del exported
         logging.info("%s %s: %.2f MB in %.0f s; measuring speed", name, spec, row["file_mb"], row["export_s"])
-        row["speed"] = {}
-        for threads in FLAGS.threads:
-            runs = [launcher.run([path, inputs_path, int(threads), FLAGS.decode_steps, FLAGS.warmup,
-                                  FLAGS.timing_runs]) for _ in range(FLAGS.processes)]
-            m = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
-            m["decode_tok_s"] = 1e3 / m["decode_ms"]
-            row["speed"][threads] = m
-            logging.info("%s %s, %s thread(s), median of %d processes: %s", name, spec, threads, len(runs),
-                         ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
-        first = row["speed"][FLAGS.threads[0]]
-        row["rss_mb"] = first["rss_mb"]
-        row["prefill_ms"] = first["prefill_ms"]
-        if "encode_ms" in first:
-            row["encode_ms"] = first["encode_ms"]
-        row["decode_tok_s"] = {t: s["decode_tok_s"] for t, s in row["speed"].items()}
+        measure_speed(row, f"{name} {spec}", launcher,
+                      lambda threads: [path, inputs_path, threads, FLAGS.decode_steps, FLAGS.warmup, FLAGS.timing_runs])
         logging.info("%s %s: quality", name, spec)
         start = time.time()
         rt = Runtime(path, num_threads=int(FLAGS.threads[0]))
@@ -185,6 +172,22 @@ def benchmark_model(name: str, variants: list, workdir: str, launcher: Launcher)
     return result
 
 
+def measure_speed(row: dict, label: str, launcher: Launcher, args_of, module: str = "ternary_vlm.bench.child") -> None:
+    """Fills row["speed"] (per thread count, the median of --processes fresh children running `module`.measure on
+    args_of(threads)) and the row's headline figures from the first thread count."""
+    row["speed"] = {}
+    for threads in FLAGS.threads:
+        runs = [launcher.run(args_of(int(threads)), module=module) for _ in range(FLAGS.processes)]
+        m = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+        m["decode_tok_s"] = 1e3 / m["decode_ms"]
+        row["speed"][threads] = m
+        logging.info("%s, %s thread(s), median of %d processes: %s", label, threads, len(runs),
+                     ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
+    first = row["speed"][FLAGS.threads[0]]
+    row.update({k: first[k] for k in ("rss_mb", "prefill_ms", "encode_ms") if k in first})
+    row["decode_tok_s"] = {t: s["decode_tok_s"] for t, s in row["speed"].items()}
+
+
 def llama_cpp_rows(gguf: str, inputs_path: str, stream, windows: int, max_len: int, prefill_len: int, workdir: str,
                    launcher: Launcher) -> list[dict]:
     """The llama.cpp baseline rows: the same weights requantized by llama.cpp, measured as our exports."""
@@ -197,19 +200,10 @@ def llama_cpp_rows(gguf: str, inputs_path: str, stream, windows: int, max_len: i
         llama_cpp.quantize(gguf, path, qtype)
         row = {"variant": f"llama.cpp {qtype}", "kv_cache": "llama.cpp",
                "weights": f"the pip GGUF (Q4_1) requantized to {qtype} by llama.cpp (llama-cpp-python {version})",
-               "file_mb": os.path.getsize(path) / 1e6, "speed": {}}
-        for threads in FLAGS.threads:
-            runs = [launcher.run([path, inputs_path, int(threads), FLAGS.decode_steps, FLAGS.warmup, FLAGS.timing_runs,
-                                  prefill_len, max_len], module="ternary_vlm.bench.llama_cpp")
-                    for _ in range(FLAGS.processes)]
-            m = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
-            m["decode_tok_s"] = 1e3 / m["decode_ms"]
-            row["speed"][threads] = m
-            logging.info("smollm2 llama.cpp %s, %s thread(s): %s", qtype, threads,
-                         ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
-        first = row["speed"][FLAGS.threads[0]]
-        row.update(rss_mb=first["rss_mb"], prefill_ms=first["prefill_ms"],
-                   decode_tok_s={t: s["decode_tok_s"] for t, s in row["speed"].items()})
+               "file_mb": os.path.getsize(path) / 1e6}
+        measure_speed(row, f"smollm2 llama.cpp {qtype}", launcher,
+                      lambda threads: [path, inputs_path, threads, FLAGS.decode_steps, FLAGS.warmup, FLAGS.timing_runs,
+                                       prefill_len, max_len], module="ternary_vlm.bench.llama_cpp")
         if windows:
             row["text_ppl"] = llama_cpp.text_perplexity(path, stream, FLAGS.text_window, windows)
         rows.append(row)
