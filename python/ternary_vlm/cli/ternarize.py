@@ -62,6 +62,8 @@ flags.DEFINE_integer("batch_size", 8, "Token rows per step (text-only models).",
 flags.DEFINE_integer("seq_len", 128, "Tokens per training row (text-only models).", lower_bound=8)
 flags.DEFINE_integer("corpus_rows", 1024, "Rows of 256 tokens sampled from the float model when no --data is "
                      "given (text-only models; data/teacher_text.py).", lower_bound=1)
+flags.DEFINE_integer("corpus_batch", 32, "Rows sampled at once for that corpus (its shards; a GPU wants hundreds). "
+                     "Part of the corpus's identity: another value samples other rows.", lower_bound=1)
 flags.DEFINE_integer("eval_every", 100, "Distillation steps between held-out perplexity points.", lower_bound=1)
 flags.DEFINE_integer("eval_windows", 16, "256-token windows per held-out text for the curve.", lower_bound=1)
 # Where it runs (train/sharding.py, train/memory.py).
@@ -251,7 +253,8 @@ def run_text(loaded, path: str, out: str, mesh, init: str) -> None:
         logging.info("--data: %d training rows of 256 tokens, %d held-out documents", len(rows), len(data.heldout))
     else:
         special = teacher_text.special_ids(tokenizer, loaded.config.vocab_size)
-        rows = teacher_text.generate(loaded.model, special, FLAGS.corpus_rows, 256, os.path.join(work, "teacher_text"))
+        rows = teacher_text.generate(loaded.model, special, FLAGS.corpus_rows, 256, os.path.join(work, "teacher_text"),
+                                     batch=FLAGS.corpus_batch)
     recipe = text_recipe.TextRecipe(
         blockwise_steps=FLAGS.blockwise_steps, calib_rows=FLAGS.calib_rows, steps=FLAGS.steps,
         learning_rate=FLAGS.learning_rate, blockwise_learning_rate=FLAGS.blockwise_learning_rate,

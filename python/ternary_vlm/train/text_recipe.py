@@ -116,7 +116,7 @@ def run(student, teacher, rows: np.ndarray, curve: Curve, recipe: TextRecipe, wo
     report = {}
     if recipe.blockwise_steps:
         cfg = blockwise.BlockwiseConfig(recipe.blockwise_steps, recipe.batch, recipe.blockwise_learning_rate,
-                                        os.path.join(work_dir, "blockwise"))
+                                        os.path.join(work_dir, "blocks"))
         calib = rows[: recipe.calib_rows, : recipe.seq_len]
         report["blockwise"] = blockwise.train_blocks(student, teacher, calib, cfg)
         report["after_blockwise"] = ppl(curve.add("blockwise", recipe.blockwise_steps, student))
