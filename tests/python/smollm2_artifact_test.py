@@ -8,6 +8,7 @@ import tempfile
 
 import numpy as np
 from absl.testing import absltest, parameterized
+from cli_runner import run_module
 from safetensors.numpy import load_file
 
 from ternary_vlm.train import evaluate
@@ -57,6 +58,17 @@ class SmolLM2ArtifactTest(parameterized.TestCase):
             self.assertLess(ppl, report["after_init"]["ppl_pydoc"])
         else:  # trained from the post-init model
             self.assertLess(ppl, 0.01 * report["after_init"]["ppl_pydoc"])
+
+    def test_export_cli_takes_the_names(self):
+        """`export --model=smollm2-binary` loads the shipped artifact (it once looked for a folder of that name): a
+        ternary variant of it is then refused for its binary layers, after the load and before any conversion."""
+        os.environ["TERNARY_VLM_CACHE"] = tempfile.mkdtemp()
+        out = os.path.join(tempfile.mkdtemp(), "m.tflite")
+        result = run_module("ternary_vlm.cli.export", "--model=smollm2-binary", "--variant=ternary",
+                            f"--out={out}")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("needs ternary layers, the model has ['binary1']", result.stderr)
+        self.assertFalse(os.path.exists(out))
 
 
 if __name__ == "__main__":

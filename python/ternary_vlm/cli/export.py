@@ -8,12 +8,14 @@ import os
 
 from absl import app, flags, logging
 
+from ternary_vlm.checkpoints import model_path
 from ternary_vlm.errors import TernaryVLMError
 from ternary_vlm.export import KV_CACHES, VARIANTS, export_path, parse
 from ternary_vlm.paths import user_path
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Model directory (Hugging Face layout, e.g. a ternarize output) or GGUF file.")
+flags.DEFINE_string("model", None, "Model directory (Hugging Face layout, e.g. a ternarize output), GGUF file, or a "
+                    "name every CLI knows: smollm2, smollm2-ternary, smollm2-binary.")
 flags.DEFINE_string("variant", "ternary", f"One of {', '.join(VARIANTS)}.")
 flags.DEFINE_string("out", None, "Output .tflite file (default: <model>-<variant>.tflite).")
 flags.DEFINE_integer("max_len", None, "KV cache length = most prompt + generated tokens "
@@ -27,8 +29,8 @@ def run():
     if not FLAGS.model:
         raise TernaryVLMError("--model is required")
     variant = parse(FLAGS.variant, FLAGS.kv_cache)  # a bad variant fails before the (slow) load
-    model = user_path(FLAGS.model)
-    out = user_path(FLAGS.out or os.path.basename(os.path.normpath(model)) + f"-{FLAGS.variant}.tflite")
+    model = model_path(FLAGS.model)
+    out = user_path(FLAGS.out or os.path.basename(os.path.normpath(FLAGS.model)) + f"-{FLAGS.variant}.tflite")
     result = export_path(model, variant, out, FLAGS.max_len, FLAGS.prefill_len)
     for key, n in result.replacements.items():
         logging.info("%s: %d quantized layers -> custom ops", key, n)

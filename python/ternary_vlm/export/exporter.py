@@ -107,8 +107,6 @@ def convert(model, variant: Variant, *, quantized=None, max_len: int = 64,
     if variant.other == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     content = converter.convert()
-    if variant.other in ("int4", "int4_b32"):
-        content, _ = tflite.int4_weights(content, block=32 if variant.other == "int4_b32" else None)
     if variant.other != "fp32":
         content, counts = tflite.int8_embeddings(content)
         for key, index in tflite.signature_subgraphs(content).items():
@@ -136,6 +134,8 @@ def convert(model, variant: Variant, *, quantized=None, max_len: int = 64,
                 missing, extra = sorted(want - set(got)), sorted(set(got) - want)
                 raise TernaryVLMError(f"{key}: rewrote {sum(got.values())} FULLY_CONNECTED ops for {len(want)} "
                                       f"quantized layers (not found: {missing[:3]}, unexpected: {extra[:3]})")
+    if variant.other in ("int4", "int4_b32"):  # after the quantized layers: only the other float weights are left
+        content, _ = tflite.int4_weights(content, block=32 if variant.other == "int4_b32" else None)
     meta = {"variant": variant.name, "kv_cache": variant.kv_cache, "max_len": max_len, "prefill_len": prefill_len,
             "hidden_size": text_cfg.hidden_size, "vocab_size": text_cfg.vocab_size,
             "custom_ops": tflite.custom_ops(content)}  # empty: stock LiteRT runs it without our library
