@@ -144,10 +144,6 @@ size_t MatMulKernel::ScratchBytes(size_t m) const {
   return bytes == 0 ? 0 : bytes + internal::kScratchAlign;
 }
 
-// Below this many multiply-adds a matmul takes a few microseconds on one core: waking workers
-// would cost more than it saves (and, inside an interpreter, compete with XNNPACK's threads).
-constexpr size_t kMinParallelMacs = size_t{1} << 18;
-
 void MatMulKernel::Run(const float* x, size_t m, const float* scale, const float* bias, float* y,
                        void* scratch, ThreadPool* pool) const {
   if (m == 0) return;

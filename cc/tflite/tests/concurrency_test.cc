@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "cc/kernels/matmul.h"
 #include "cc/kernels/packing.h"
 #include "cc/tflite/attention_op.h"
 #include "cc/tflite/matmul_op.h"
@@ -19,9 +20,9 @@
 namespace tvlm {
 namespace {
 
-// Big enough (m·n·k ≥ matmul.cc's kMinParallelMacs = 2^18) that the matmul splits its rows over
-// the pool.
-constexpr int kK = 512, kN = 1024, kHeads = 2, kDim = 16, kSteps = 48;
+// Big enough that the matmul splits its rows over the pool.
+constexpr int kK = 1024, kN = 2048, kHeads = 2, kDim = 16, kSteps = 48;
+static_assert(size_t{kK} * kN >= kMinParallelMacs, "one row must cross the parallel threshold");
 
 std::vector<float> Normal(std::mt19937* rng, size_t count) {
   std::normal_distribution<float> normal;
