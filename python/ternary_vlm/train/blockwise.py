@@ -33,12 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from absl import logging
 from flax import nnx
 from tqdm import tqdm
 
 from ternary_vlm.models.llama import LlamaDecoder, rope_cos_sin
-from ternary_vlm.train import distributed
+from ternary_vlm.train import distributed, loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,9 +128,8 @@ def train_blocks(student: LlamaDecoder, teacher: LlamaDecoder, ids: np.ndarray, 
     embed = nnx.jit(lambda m, x: m.embed(x))
     h_float = _map_rows(lambda x: embed(teacher, x), ids)
     h_quant = _map_rows(lambda x: embed(student, x), ids)
+    restore_logging = loop.hide_orbax_info()
     ckpt = _Checkpoints(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     start = ckpt.restore(student) if ckpt else 0
     distributed.barrier("block-wise restored")  # every process has read the checkpoint before process 0 writes
     layers = len(student.layers)
@@ -165,5 +163,5 @@ def train_blocks(student: LlamaDecoder, teacher: LlamaDecoder, ids: np.ndarray, 
     if ckpt:
         ckpt.close()
     nnx.update(student, distributed.same_everywhere(nnx.state(student)))
-    logging.set_verbosity(verbosity)
+    restore_logging()
     return history

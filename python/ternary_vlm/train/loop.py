@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging as pylogging
 import os
 from typing import Callable
 
@@ -40,6 +41,20 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     checkpoint_every: int = 100
     log_every: int = 10
+
+
+class _NoOrbaxInfo(pylogging.Filter):
+    """Drops orbax's INFO records (it logs every checkpoint save) and keeps everyone else's, the curve points ours."""
+
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        return record.levelno >= pylogging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def hide_orbax_info() -> Callable[[], None]:
+    """Silences orbax's INFO logging until the returned function is called."""
+    handler, quiet = logging.get_absl_handler(), _NoOrbaxInfo()
+    handler.addFilter(quiet)
+    return lambda: handler.removeFilter(quiet)
 
 
 def optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
@@ -116,10 +131,9 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
     opt = nnx.Optimizer(model, optimizer(cfg), wrt=wrt)
     mesh = mesh or sharding.parse_mesh(None)
     step_fn = make_train_step(loss_fn, wrt)
+    restore_logging = hide_orbax_info()
     ckpt = _Checkpoints(cfg.checkpoint_dir, cfg.checkpoint_every * cfg.grad_accum) if cfg.checkpoint_dir else None
     total = cfg.steps * cfg.grad_accum
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; the bar says enough
     for module in (model, opt) + tuple(frozen):
         nnx.update(module, sharding.place(nnx.state(module), mesh))
     start = ckpt.restore(model, opt) if ckpt else 0
@@ -148,7 +162,7 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
         ckpt.close()
     if jax.process_count() > 1:
         nnx.update(model, distributed.local_copy(nnx.state(model)))
-    logging.set_verbosity(verbosity)
+    restore_logging()
     return history
 
 
