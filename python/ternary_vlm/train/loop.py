@@ -44,7 +44,7 @@ class TrainConfig:
 
 
 class _NoOrbaxInfo(pylogging.Filter):
-    """Drops orbax's INFO records (it logs every checkpoint save) and keeps everyone else's, the curve points ours."""
+    """Drops orbax's INFO records (it logs every checkpoint save); every other record passes, the curve's points too."""
 
     def filter(self, record: pylogging.LogRecord) -> bool:
         return record.levelno >= pylogging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
