@@ -28,7 +28,7 @@ VOCAB_SIZE = 1024
 def default_checkpoint() -> str:
     path = Path(os.environ.get("TERNARY_VLM_DEMO", CHECKPOINT_DIR))
     if not (path / "config.json").exists():
-        raise FileNotFoundError(f"the bundled demo VLM is missing at {path} (tools/bazel run //python:pretrain_demo)")
+        raise FileNotFoundError(f"the bundled demo VLM is missing at {path} (tools/bazel run //python:pretrain_vlm)")
     return str(path)
 
 
@@ -69,13 +69,6 @@ def hf_config(tok: Tokenizer) -> dict:
     }
 
 
-def preprocessor_config() -> dict:
-    return {"image_processor_type": "SmolVLMImageProcessor", "do_convert_rgb": True, "do_resize": True,
-            "size": {"longest_edge": IMAGE_SIZE}, "resample": 1, "do_image_splitting": False,
-            "max_image_size": {"longest_edge": IMAGE_SIZE}, "do_rescale": True, "rescale_factor": 1 / 255,
-            "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "do_pad": True}
-
-
 def write_tokenizer_files(tok: Tokenizer, directory: str) -> None:
     tok.save(os.path.join(directory, "tokenizer.json"))
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|im_start|>",
@@ -86,4 +79,4 @@ def write_tokenizer_files(tok: Tokenizer, directory: str) -> None:
     with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
         json.dump(config, f, indent=1)
     with open(os.path.join(directory, "preprocessor_config.json"), "w") as f:
-        json.dump(preprocessor_config(), f, indent=1)
+        json.dump(processing.vlm_preprocessor_config(IMAGE_SIZE), f, indent=1)

@@ -200,6 +200,15 @@ def build_inputs(tokenizer: Tokenizer, prompt: str, *, image=None, image_process
     return tokenizer.encode(text), pixel_values
 
 
+def vlm_preprocessor_config(image_size: int) -> dict:
+    """preprocessor_config.json of a VLM that sees each image whole at image_size px (no tiles), normalized to
+    [-1, 1]: the demo VLM's and the grafted VLMs' (checkpoints/grafted_vlm.py)."""
+    return {"image_processor_type": "SmolVLMImageProcessor", "do_convert_rgb": True, "do_resize": True,
+            "size": {"longest_edge": image_size}, "resample": 1, "do_image_splitting": False,
+            "max_image_size": {"longest_edge": image_size}, "do_rescale": True, "rescale_factor": 1 / 255,
+            "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "do_pad": True}
+
+
 @dataclasses.dataclass
 class Processing:
     """What generation needs of a checkpoint besides its weights: config, tokenizer, image processor."""

@@ -13,7 +13,7 @@ from ternary_vlm.checkpoints import processing
 from ternary_vlm.data import scenes, text
 
 CAPTION_PROMPT = "Describe the image."
-END_OF_TURN = "<end_of_utterance>"
+END_OF_TURN = "<end_of_utterance>"  # SmolVLM's, for a tokenizer that names no eos token
 
 
 @dataclasses.dataclass
@@ -35,6 +35,7 @@ class Batcher:
         self.tokenizer, self.image_processor, self.vlm_config = tokenizer, image_processor, vlm_config
         self.max_len, self.seed = max_len, seed
         self.pad_id = tokenizer.token_to_id("<|endoftext|>") or 0
+        self.end_of_turn = tokenizer.eos_token or END_OF_TURN
         self._text_ids: dict[str, np.ndarray] = {}
 
     # -- rows ------------------------------------------------------------------------------------------
@@ -47,7 +48,10 @@ class Batcher:
         """(prompt ids with the image's tokens, answer ids ending the turn, pixel values)."""
         prompt_ids, pixels = processing.build_inputs(self.tokenizer, prompt, image=image,
                                                      image_processor=self.image_processor, vlm_config=self.vlm_config)
-        answer_ids = self.tokenizer.encode(" " + answer + END_OF_TURN, add_special_tokens=False)
+        # The answer follows the generation prompt as the chat template leaves it: "Assistant:" (SmolVLM) wants a
+        # space, ChatML's "<|im_start|>assistant\n" (checkpoints/grafted_vlm.py) none.
+        space = "" if self.tokenizer.decode(prompt_ids[-1:], skip_special_tokens=False)[-1:].isspace() else " "
+        answer_ids = self.tokenizer.encode(space + answer + self.end_of_turn, add_special_tokens=False)
         return prompt_ids, answer_ids, pixels
 
     def document_row(self, doc):
@@ -84,7 +88,7 @@ class Batcher:
 
     def text_ids(self, split: str) -> np.ndarray:
         if split not in self._text_ids:
-            eos = self.tokenizer.encode(END_OF_TURN, add_special_tokens=False)
+            eos = self.tokenizer.encode(self.end_of_turn, add_special_tokens=False)
             ids = [i for p in text.split(split) for i in self.tokenizer.encode(p, add_special_tokens=False) + eos]
             self._text_ids[split] = np.asarray(ids, np.int32)
         return self._text_ids[split]

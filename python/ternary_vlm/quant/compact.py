@@ -29,7 +29,8 @@ NAMES = ("smollm2-ternary", "smollm2-binary")
 _COPIED = ("quantized.safetensors", "config.json", "report.json", "report.md")
 
 
-def _base_tensors(base_flag: str) -> tuple[dict[str, np.ndarray], object]:
+def base_tensors(base_flag: str) -> tuple[dict[str, np.ndarray], object]:
+    """(tensors by transformers name, tokenizer) of the text-only model a --model value names."""
     from ternary_vlm.checkpoints import model_path
     from ternary_vlm.checkpoints.loader import load_model
     from ternary_vlm.checkpoints import writer
@@ -45,7 +46,7 @@ def write(ternarize_dir: str, base_flag: str, dest: str) -> None:
     """The compact form of a ternarize output whose base model is `base_flag`."""
     config = json.load(open(os.path.join(ternarize_dir, "config.json")))
     layers = set(config["quantization_config"]["layers"])
-    base, _ = _base_tensors(base_flag)
+    base, _ = base_tensors(base_flag)
     trained = load_file(os.path.join(ternarize_dir, "model.safetensors"))
     changed = {name: t for name, t in trained.items()
                if name.removeprefix("model.").removesuffix(".weight") not in layers
@@ -59,7 +60,7 @@ def write(ternarize_dir: str, base_flag: str, dest: str) -> None:
         save_file(changed, os.path.join(tmp, "changed.safetensors"))
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
     return Path(os.environ.get("TERNARY_VLM_CACHE", Path.home() / ".cache" / "ternary_vlm"))
 
 
@@ -81,28 +82,37 @@ def materialize_dir(src: Path, name: str) -> str:
     from ternary_vlm.quant import packing
 
     src = Path(src)
-    digest = hashlib.sha256(b"".join((src / f).read_bytes() for f in ("config.json", "quantized.safetensors",
-                                                                       "changed.safetensors"))).hexdigest()[:16]
-    target = _cache_root() / f"{name}-{digest}"
-    if (target / "model.safetensors").exists():
-        return str(target)
-    config = json.load(open(src / "config.json"))
-    q = config["quantization_config"]
-    tensors, tokenizer = _base_tensors(q["base"])
-    packed = load_file(str(src / "quantized.safetensors"))
-    for layer in q["layers"]:
-        key = f"model.{layer}.weight"
-        codes = packing.unpack(packed[layer + ".packed"], tensors[key].shape[1], q["format"])
-        tensors[key] = packed[layer + ".scale"][:, None] * codes.astype(np.float32)
-    tensors.update(load_file(str(src / "changed.safetensors")))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=target.parent)
-    os.chmod(tmp, 0o755)  # an ordinary directory, like any ternarize output
-    try:
+
+    def fill(tmp: str) -> None:
+        config = json.load(open(src / "config.json"))
+        q = config["quantization_config"]
+        tensors, tokenizer = base_tensors(q["base"])
+        packed = load_file(str(src / "quantized.safetensors"))
+        for layer in q["layers"]:
+            key = f"model.{layer}.weight"
+            codes = packing.unpack(packed[layer + ".packed"], tensors[key].shape[1], q["format"])
+            tensors[key] = packed[layer + ".scale"][:, None] * codes.astype(np.float32)
+        tensors.update(load_file(str(src / "changed.safetensors")))
         for f in _COPIED:
             shutil.copy(src / f, tmp)
         save_file(tensors, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save(tmp)
+
+    return cached_directory(src, ("config.json", "quantized.safetensors", "changed.safetensors"), name, fill)
+
+
+def cached_directory(src: Path, inputs: tuple[str, ...], name: str, fill) -> str:
+    """A directory rebuilt once from the artifact files `inputs` of `src`: cached under `name` + their digest,
+    written by fill(tmp_dir) into a temporary sibling that is renamed into place when complete."""
+    digest = hashlib.sha256(b"".join((Path(src) / f).read_bytes() for f in inputs)).hexdigest()[:16]
+    target = cache_root() / f"{name}-{digest}"
+    if (target / "model.safetensors").exists():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=target.parent)
+    os.chmod(tmp, 0o755)  # an ordinary directory, like any ternarize output
+    try:
+        fill(tmp)
         os.rename(tmp, target)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)

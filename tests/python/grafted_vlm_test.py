@@ -1,0 +1,170 @@
+"""A vision tower grafted onto the real SmolLM2-135M (checkpoints/grafted_vlm.py, cli/pretrain_vlm.py): the
+directory it writes loads in transformers with the same logits, the decoder is untouched (its text logits are the
+base model's), the prompt format is SmolLM2's ChatML with SmolVLM's image expansion, the compact form rebuilds the
+directory bit for bit and refuses a trained decoder, and the CLI trains, resumes and writes on a tiny decoder."""
+
+import json
+import os
+import tempfile
+
+import jax.numpy as jnp
+import numpy as np
+import torch
+import transformers
+from absl.testing import absltest
+from PIL import Image
+from safetensors.numpy import load_file, save_file
+
+import cli_runner
+import tiny_checkpoints
+from ternary_vlm.checkpoints import grafted_vlm, model_path, writer
+from ternary_vlm.checkpoints.loader import load_model
+from ternary_vlm.data import scenes
+from ternary_vlm.data.batches import Batcher
+from ternary_vlm.errors import CheckpointError
+
+
+def float32_bound(max_logit: float, k: int, layers: int) -> float:
+    """The rounding error float32 puts on logits against exact arithmetic: u·sqrt(K)·sqrt(L)·max|logit| (the
+    argument is smollm2_gguf_test.float32_bound's)."""
+    return 2.0 ** -24 * np.sqrt(k) * np.sqrt(layers) * max_logit
+
+
+class GraftedSmolLM2Test(absltest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.base = load_model(model_path("smollm2"))
+        cls.model, cls.config, cls.tok = grafted_vlm.graft(cls.base, seed=3)
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.dir = os.path.join(cls.tmp.name, "smollm2-vlm")
+        writer.save_directory(cls.model, cls.config, cls.dir, lambda d: grafted_vlm.write_files(d, cls.tok))
+        cls.loaded = load_model(cls.dir)
+        cls.batcher = Batcher(cls.loaded.tokenizer, cls.loaded.image_processor, cls.loaded.config, max_len=64)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_tokens_and_prompt_format(self):
+        self.assertEqual([self.tok.token_to_id(t) for t in grafted_vlm.IMAGE_TOKENS], [49152, 49153, 49154])
+        self.assertEqual(self.config["text_config"]["vocab_size"], 49155)
+        self.assertEqual(self.config["image_token_id"], 49154)
+        example = scenes.example(0, "test", 5)
+        prompt, answer, pixels = self.batcher.scene_row(example, "caption")
+        text = self.loaded.tokenizer.decode(prompt + answer, skip_special_tokens=False)
+        image = "<fake_token_around_image><global-img>" + "<image>" * 9 + "<fake_token_around_image>"
+        self.assertEqual(text, f"<|im_start|>user\n{image}Describe the image.<|im_end|>\n<|im_start|>assistant\n"
+                               f"{example.caption}<|im_end|>")
+        self.assertEqual(pixels.shape, (1, 3, 48, 48))
+
+    def test_decoder_untouched(self):
+        ids = jnp.asarray([self.base.tokenizer.encode("The capital of France is Paris, and")])
+        want, _ = self.base.model.hidden_states(self.base.model.embed(ids))
+        got, _ = self.loaded.model.text_model.hidden_states(self.loaded.model.embed(ids))
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+        want_logits, got_logits = np.asarray(self.base.model.logits(want)), np.asarray(self.loaded.model.text_model.logits(got))
+        self.assertEqual(got_logits.shape[-1], 49155)
+        # The same rows of one table times the same hidden states; only the GEMM's blocking (N = 49155 vs 49152)
+        # may sum K = 576 products in another order: within u·sqrt(K)·max|logit| (one layer).
+        bound = float32_bound(np.abs(want_logits).max(), 576, 1)
+        np.testing.assert_allclose(got_logits[..., :49152], want_logits, rtol=0, atol=bound)
+        # The added rows are the mean embedding: their logits stay below every real token's best.
+        self.assertTrue((got_logits[..., 49152:].max(-1) < want_logits.max(-1)).all())
+
+    def test_transformers_loads_it_with_the_same_logits(self):
+        batch = self.batcher.scene_batch("test", range(3), lambda i: ("caption", "qa")[i % 2])
+        refs = {dtype: transformers.SmolVLMForConditionalGeneration.from_pretrained(self.dir, dtype=dtype).eval()
+                for dtype in (torch.float32, torch.float64)}
+        text, vision = self.config["text_config"], self.config["vision_config"]
+        for row in range(3):
+            # The example's own tokens, up to its end of turn: the padding after it (repeated <|endoftext|>) is no
+            # input anyone feeds, and there both float32 runs drift from float64 by up to 3e-3.
+            ids = batch.ids[row: row + 1, : int(batch.mask[row].nonzero()[0].max()) + 1]
+            pixels = batch.pixel_values[row: row + 1]
+            with torch.no_grad():
+                want, exact = (refs[t](input_ids=torch.from_numpy(ids.astype(np.int64)),
+                                       pixel_values=torch.from_numpy(pixels).to(t)[None]).logits.float().numpy()
+                               for t in (torch.float32, torch.float64))
+            got = np.asarray(self.loaded.model(jnp.asarray(ids), jnp.asarray(pixels))[0])
+            # transformers in float64 stands in for exact arithmetic; each float32 run is within the bound of it
+            # (K up to the MLP's 1536, the vision blocks counted with the decoder's).
+            bound = float32_bound(np.abs(exact).max(), text["intermediate_size"],
+                                  text["num_hidden_layers"] + vision["num_hidden_layers"])
+            ours, theirs = np.abs(got - exact).max(), np.abs(want - exact).max()
+            print(f"row {row}: max |logit| {np.abs(exact).max():.1f}, vs float64: ours {ours:.2e}, transformers "
+                  f"float32 {theirs:.2e}, bound {bound:.2e}")
+            self.assertLessEqual(theirs, bound)
+            self.assertLessEqual(ours, bound)
+
+    def test_compact_form_round_trip(self):
+        with tempfile.TemporaryDirectory() as d:
+            compact = os.path.join(d, "compact")
+            grafted_vlm.write_compact(self.dir, "smollm2", compact)
+            self.assertEqual(sorted(os.listdir(compact)), ["config.json", "graft.safetensors",
+                                                           "preprocessor_config.json"])
+            size = os.path.getsize(os.path.join(compact, "graft.safetensors"))
+            self.assertLess(size, 12e6)  # vision tower + connector (2.3 M floats) + 3 rows, not the 540 MB decoder
+            os.environ["TERNARY_VLM_CACHE"] = os.path.join(d, "cache")
+            try:
+                rebuilt = grafted_vlm.materialize("test-vlm", compact)
+            finally:
+                del os.environ["TERNARY_VLM_CACHE"]
+            want, got = load_file(os.path.join(self.dir, "model.safetensors")), \
+                load_file(os.path.join(rebuilt, "model.safetensors"))
+            self.assertEqual(sorted(want), sorted(got))
+            for name in want:
+                np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+            self.assertEqual(self.tok.encode("<image>hello"), load_model(rebuilt).tokenizer.encode("<image>hello"))
+
+            # A decoder that training moved cannot be given back by the base: refused, naming the tensor.
+            moved = os.path.join(d, "moved")
+            os.makedirs(moved)
+            tensors = dict(want)
+            tensors["model.text_model.norm.weight"] = tensors["model.text_model.norm.weight"] * 1.01
+            save_file(tensors, os.path.join(moved, "model.safetensors"))
+            json.dump(self.config, open(os.path.join(moved, "config.json"), "w"))
+            with self.assertRaisesRegex(CheckpointError, "model.text_model.norm.weight differs from smollm2"):
+                grafted_vlm.write_compact(moved, "smollm2", os.path.join(d, "never"))
+            self.assertFalse(os.path.exists(os.path.join(d, "never")))
+
+
+class PretrainCliTest(absltest.TestCase):
+
+    def test_trains_resumes_and_writes_a_directory_transformers_loads(self):
+        with tempfile.TemporaryDirectory() as d:
+            lm = tiny_checkpoints.make_llama_with_tokenizer(os.path.join(d, "lm"))
+            out = os.path.join(d, "vlm")
+            flags = [f"--language_model={lm}", "--scene_rows=4", "--eval_examples=8", "--max_len=64",
+                     "--checkpoint_every=1", f"--out={out}"]
+            first = cli_runner.run_module("ternary_vlm.cli.pretrain_vlm", "--steps=2", *flags)
+            self.assertEqual(first.returncode, 0, first.stderr[-3000:])
+            second = cli_runner.run_module("ternary_vlm.cli.pretrain_vlm", "--steps=3", *flags)
+            self.assertEqual(second.returncode, 0, second.stderr[-3000:])
+            self.assertIn("resumed from the checkpoint at micro-step 2", second.stderr + second.stdout)
+            scores = json.load(open(os.path.join(out, "scores.json")))
+            self.assertEqual(set(scores) - {"eval_examples", "seed"},
+                             {"caption_accuracy", "qa_accuracy", "caption_ppl", "text_ppl"})
+
+            # The decoder stayed frozen: its tensors are the tiny LM's own.
+            base, trained = load_file(os.path.join(lm, "model.safetensors")), \
+                load_file(os.path.join(out, "model.safetensors"))
+            np.testing.assert_array_equal(trained["model.text_model.layers.0.mlp.up_proj.weight"],
+                                          base["model.layers.0.mlp.up_proj.weight"])
+            loaded = load_model(out)
+            ref = transformers.SmolVLMForConditionalGeneration.from_pretrained(out).eval()
+            batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=64)
+            prompt, _, pixels = batcher.image_row(Image.new("RGB", (48, 48), (200, 30, 30)), "Describe the image.", "")
+            with torch.no_grad():
+                want = ref(input_ids=torch.tensor([prompt]), pixel_values=torch.from_numpy(pixels)[None]).logits.numpy()
+            got, _ = loaded.model(jnp.asarray([prompt]), jnp.asarray(pixels))
+            self.assertLess(float(np.abs(np.asarray(got) - want).max()), 1e-4)
+
+            bad = cli_runner.run_module("ternary_vlm.cli.pretrain_vlm", "--text_rows=4", *flags)
+            self.assertNotEqual(bad.returncode, 0)
+            self.assertEqual(bad.stderr.strip().splitlines()[-1],
+                             "pretrain_vlm: --text_rows trains the decoder, which a grafted VLM keeps frozen")
+
+
+if __name__ == "__main__":
+    absltest.main()
