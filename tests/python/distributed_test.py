@@ -127,8 +127,8 @@ class DistributedTest(absltest.TestCase):
     def test_ternarize_text_recipe_on_two_processes_writes_the_one_process_output(self):
         with tempfile.TemporaryDirectory() as d:
             model = tiny_checkpoints.make_llama_with_tokenizer(os.path.join(d, "tiny"))
-            flags = [f"--model={model}", "--corpus_rows=8", "--calib_rows=8", "--blockwise_steps=2", "--steps=4",
-                     "--eval_every=2", "--eval_windows=1", "--checkpoint_every=2", "--seq_len=32", "--batch_size=4",
+            flags = [f"--model={model}", "--data=sampled", "--corpus_rows=8", "--calib_rows=8", "--blockwise_steps=2",
+                     "--steps=4", "--eval_every=2", "--eval_windows=1", "--checkpoint_every=2", "--seq_len=32", "--batch_size=4",
                      "--export=false"]
             with mock.patch.dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1"):
                 one = run_module("ternary_vlm.cli.ternarize", *flags, f"--out={d}/one", timeout=600)

@@ -38,8 +38,8 @@ class TernarizeTextTest(absltest.TestCase):
         cls.tmp = tempfile.mkdtemp()
         cls.model_dir = tiny_checkpoints.make_llama_with_tokenizer(os.path.join(cls.tmp, "tiny"))
         cls.out = os.path.join(cls.tmp, "tiny-ternary")
-        cls.result = run(f"--model={cls.model_dir}", "--corpus_rows=8", "--calib_rows=8", "--blockwise_steps=2",
-                         "--steps=4", "--eval_every=2", "--eval_windows=1", "--checkpoint_every=2", "--seq_len=32",
+        cls.result = run(f"--model={cls.model_dir}", "--data=sampled", "--corpus_rows=8", "--calib_rows=8",
+                         "--blockwise_steps=2", "--steps=4", "--eval_every=2", "--eval_windows=1", "--checkpoint_every=2", "--seq_len=32",
                          "--batch_size=4", "--max_len=48", "--export_variant=ternary_f32", f"--out={cls.out}")
 
     @classmethod
@@ -90,7 +90,7 @@ class TernarizeTextTest(absltest.TestCase):
     def test_init_from_continues_an_output_where_it_ended(self):
         self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])
         out = os.path.join(self.tmp, "tiny-ternary-more")
-        r = run(f"--model={self.model_dir}", f"--init_from={self.out}", "--corpus_rows=8", "--steps=2",
+        r = run(f"--model={self.model_dir}", f"--init_from={self.out}", "--data=sampled", "--corpus_rows=8", "--steps=2",
                 "--eval_windows=1", "--seq_len=32", "--batch_size=4", "--max_len=48", f"--out={out}")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         before = json.load(open(os.path.join(self.out, "report.json")))
@@ -117,8 +117,8 @@ class TernarizeTextTest(absltest.TestCase):
 
     def test_init_from_refuses_another_mode_or_model(self):
         self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])
-        r = run(f"--model={self.model_dir}", f"--init_from={self.out}", "--mode=binary", "--corpus_rows=8",
-                "--steps=0", "--eval_windows=1", f"--out={os.path.join(self.tmp, 'refused')}")
+        r = run(f"--model={self.model_dir}", f"--init_from={self.out}", "--mode=binary", "--data=sampled",
+                "--corpus_rows=8", "--steps=0", "--eval_windows=1", f"--out={os.path.join(self.tmp, 'refused')}")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn(f"--init_from={self.out}: {self.out}/config.json is not a binary ternarize output "
                       f"(quantization_config.mode 'ternary')", r.stderr)
@@ -130,11 +130,23 @@ class TernarizeTextTest(absltest.TestCase):
                          f"ternarize output (quantization_config.mode None)")
         self.assertNotIn("Traceback", r.stderr)
         other = tiny_checkpoints.make_llama_with_tokenizer(os.path.join(self.tmp, "other"), hidden_size=36)
-        r = run(f"--model={other}", f"--init_from={self.out}", "--corpus_rows=8", "--steps=0", "--eval_windows=1",
-                f"--out={os.path.join(self.tmp, 'refused')}")
+        r = run(f"--model={other}", f"--init_from={self.out}", "--data=sampled", "--corpus_rows=8", "--steps=0",
+                "--eval_windows=1", f"--out={os.path.join(self.tmp, 'refused')}")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("not a ternarization of it", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "refused")))
+
+    def test_default_data_is_the_installed_text(self):
+        out = os.path.join(self.tmp, "installed")
+        r = run(f"--model={self.model_dir}", "--steps=0", "--eval_windows=1", "--export=false", f"--out={out}")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertRegex(r.stderr, r"--data=installed: \d+ training rows of 256 tokens, \d+ held-out documents")
+        report = json.load(open(os.path.join(out, "report.json")))
+        self.assertEqual(report["data"], "installed")
+        self.assertEqual(set(report["after_init"]), {"ppl_pydoc", "ppl_code", "ppl_licence", "ppl_data"})
+        r = run("--data=installed", "--steps=0", f"--out={os.path.join(self.tmp, 'vlm')}")  # the demo VLM
+        self.assertEqual(r.stderr.strip().splitlines()[-1], "ternarize: --data=installed is a text corpus for "
+                         "language models; a VLM trains on the scenes or on image-text --data")
 
 
 class StageResumeTest(absltest.TestCase):

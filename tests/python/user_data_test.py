@@ -10,7 +10,7 @@ import numpy as np
 from absl.testing import absltest
 from PIL import Image
 
-from ternary_vlm.data import user_data
+from ternary_vlm.data import eval_texts, installed_text, text, user_data
 
 PARAGRAPHS = [f"Paragraph {i} says something about topic {i * 7 % 13}." for i in range(60)]
 
@@ -131,6 +131,45 @@ class UserDataTest(absltest.TestCase):
         self.assertError(f"{d}/nothing", f"{d}/nothing: no .txt or .md files")
         self.assertError(self.write("one.txt", "just one paragraph"),
                          f"{d}/one.txt: too little data for a training and a held-out set (1 document(s), all held out)")
+
+
+class InstalledTextTest(absltest.TestCase):
+    """The default corpus of a text-only model: real installed text, never an evaluation text."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.docs = installed_text.documents()
+        cls.joined = "\n\x00".join(cls.docs)
+
+    def test_kinds_and_size(self):
+        self.assertGreater(len(self.joined), 3_000_000)
+        self.assertTrue(any("def " in d and "import " in d for d in self.docs))        # library sources
+        self.assertIn(text.split("train")[0], self.docs)                              # pydoc train paragraphs
+        self.assertEqual(installed_text.documents(), self.docs)                       # the same on every call
+
+    def test_pydoc_train_split_holds_no_held_out_paragraph(self):
+        # pydoc repeats paragraphs under several topics: a copy of a test paragraph must not be a train paragraph.
+        held_out = set(text.split("test")) | set(text.split("validation"))
+        self.assertEqual(set(text.split("train")) & held_out, set())
+        self.assertGreater(len(text.split("train")), 900)
+
+    def test_no_evaluation_text_inside(self):
+        for paragraph in text.split("test") + text.split("validation"):
+            self.assertNotIn(paragraph, self.joined)
+        for module in eval_texts.CODE_MODULES:
+            source = __import__(module).__file__
+            body = open(source, encoding="utf-8").read()
+            for start in range(0, len(body) - 400, len(body) // 8):  # eight 400-character stretches of each
+                self.assertNotIn(body[start: start + 400], self.joined, module)
+        licence = eval_texts.load("licence")
+        for start in range(0, len(licence) - 300, len(licence) // 20):
+            self.assertNotIn(licence[start: start + 300], self.joined)
+
+    def test_split_never_overlaps(self):
+        ds = installed_text.dataset()
+        self.assertEqual(len(ds.train) + len(ds.heldout), len(self.docs))
+        self.assertEqual({d.text for d in ds.train} & {d.text for d in ds.heldout}, set())
+        self.assertBetween(len(ds.heldout) / len(self.docs), 0.03, 0.08)
 
 
 if __name__ == "__main__":

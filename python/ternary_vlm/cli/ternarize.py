@@ -53,15 +53,17 @@ flags.DEFINE_integer("max_len", 128, "KV cache length of the exported model.", l
 # Text-only decoders (train/text_recipe.py).
 flags.DEFINE_string("data", None, "Your training data: .txt/.md files or a folder of them, .jsonl ({\"text\"} for a "
                     "language model, {\"image\", \"text\" | \"messages\"} for a VLM), or a datasets save_to_disk "
-                    "folder (data/user_data.py). Default: the scenes (demo VLM), text sampled from the model (LMs).")
+                    "folder (data/user_data.py). Default: the scenes (VLMs); for a language model `installed`, real "
+                    "text installed with Python (data/installed_text.py). `sampled`: text sampled from the float "
+                    "model itself (--corpus_rows; data/teacher_text.py).")
 flags.DEFINE_integer("blockwise_steps", 0, "Block-wise reconstruction steps per decoder block before the "
                      "end-to-end stage (0: skip).", lower_bound=0)
 flags.DEFINE_float("blockwise_learning_rate", 1e-4, "Peak learning rate of the block-wise stage.", lower_bound=0.0)
 flags.DEFINE_integer("calib_rows", 128, "Corpus rows the block-wise stage trains on.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 8, "Token rows per step (text-only models).", lower_bound=1)
 flags.DEFINE_integer("seq_len", 128, "Tokens per training row (text-only models).", lower_bound=8)
-flags.DEFINE_integer("corpus_rows", 1024, "Rows of 256 tokens sampled from the float model when no --data is "
-                     "given (text-only models; data/teacher_text.py).", lower_bound=1)
+flags.DEFINE_integer("corpus_rows", 1024, "Rows of 256 tokens sampled from the float model with --data=sampled "
+                     "(data/teacher_text.py).", lower_bound=1)
 flags.DEFINE_integer("corpus_batch", 32, "Rows sampled at once for that corpus (its shards; a GPU wants hundreds). "
                      "Part of the corpus's identity: another value samples other rows.", lower_bound=1)
 flags.DEFINE_integer("eval_every", 100, "Distillation steps between held-out perplexity points.", lower_bound=1)
@@ -175,6 +177,9 @@ def run() -> None:
     if FLAGS.init in qinit.DATA_INITS:
         raise TernaryVLMError(f"--init={FLAGS.init} needs calibration text and is for text-only models for now")
     batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)
+    if FLAGS.data in ("installed", "sampled"):
+        raise TernaryVLMError(f"--data={FLAGS.data} is a text corpus for language models; a VLM trains on the scenes "
+                              f"or on image-text --data")
     data = user_data.read(user_path(FLAGS.data), vlm=True) if FLAGS.data else None
 
     def scores(m):
@@ -238,7 +243,7 @@ def run_text(loaded, path: str, out: str, mesh, init: str) -> None:
     from flax import nnx
 
     from ternary_vlm import plots
-    from ternary_vlm.data import teacher_text, user_data
+    from ternary_vlm.data import installed_text, teacher_text, user_data
     from ternary_vlm.paths import user_path
     from ternary_vlm.train import text_recipe
 
@@ -246,15 +251,17 @@ def run_text(loaded, path: str, out: str, mesh, init: str) -> None:
     os.makedirs(work, exist_ok=True)
     tokenizer = loaded.tokenizer
     heldout = {}
-    if FLAGS.data:
-        data = user_data.read(user_path(FLAGS.data))
-        rows = text_recipe.token_rows([d.text for d in data.train], tokenizer, 256, FLAGS.data)
-        heldout["data"] = [d.text for d in data.heldout]
-        logging.info("--data: %d training rows of 256 tokens, %d held-out documents", len(rows), len(data.heldout))
-    else:
+    if FLAGS.data == "sampled":
         special = teacher_text.special_ids(tokenizer, loaded.config.vocab_size)
         rows = teacher_text.generate(loaded.model, special, FLAGS.corpus_rows, 256, os.path.join(work, "teacher_text"),
                                      batch=FLAGS.corpus_batch)
+    else:
+        what = FLAGS.data or "installed"
+        data = installed_text.dataset() if what == "installed" else user_data.read(user_path(what))
+        rows = text_recipe.token_rows([d.text for d in data.train], tokenizer, 256, what)
+        heldout["data"] = [d.text for d in data.heldout]
+        logging.info("--data=%s: %d training rows of 256 tokens, %d held-out documents", what, len(rows),
+                     len(data.heldout))
     recipe = text_recipe.TextRecipe(
         blockwise_steps=FLAGS.blockwise_steps, calib_rows=FLAGS.calib_rows, steps=FLAGS.steps,
         learning_rate=FLAGS.learning_rate, blockwise_learning_rate=FLAGS.blockwise_learning_rate,
@@ -264,7 +271,8 @@ def run_text(loaded, path: str, out: str, mesh, init: str) -> None:
                               os.path.join(work, "curve.jsonl"))
     start = time.time()
     report = {"model": path, "mode": FLAGS.mode, "init": init, "init_from": FLAGS.init_from,
-              "steps": FLAGS.steps, "recipe": dataclasses.asdict(recipe), "float": text_recipe.ppl(curve.add("float", 0, loaded.model))}
+              "data": FLAGS.data or "installed", "steps": FLAGS.steps, "recipe": dataclasses.asdict(recipe),
+              "float": text_recipe.ppl(curve.add("float", 0, loaded.model))}
     teacher = nnx.clone(loaded.model)
     model = loaded.model
     layer_reports = start_student(model, loaded.config.num_hidden_layers, rows[: FLAGS.calib_rows, : FLAGS.seq_len])

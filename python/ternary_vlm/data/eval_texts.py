@@ -1,5 +1,5 @@
 """Held-out texts for language-model perplexity, three kinds, all on every machine that runs the project and
-none used for training (the default text corpus is sampled from the model itself, data/teacher_text.py):
+none used for training (the default text corpus, data/installed_text.py, leaves them out):
 
   pydoc    technical English: the test split of CPython's pydoc topics (data/text.py), the benchmark's text
   code     Python source: CPython's textwrap, fractions, statistics and difflib modules, as installed
@@ -14,7 +14,7 @@ import os
 from ternary_vlm.data import text
 
 NAMES = ("pydoc", "code", "licence")
-_CODE_MODULES = ("textwrap", "fractions", "statistics", "difflib")
+CODE_MODULES = ("textwrap", "fractions", "statistics", "difflib")
 _LICENCE = "/usr/share/common-licenses/GPL-3"
 
 
@@ -22,7 +22,7 @@ def load(name: str) -> str:
     if name == "pydoc":
         return "\n\n".join(text.split("test"))
     if name == "code":
-        return "\n\n".join(open(importlib.import_module(m).__file__, encoding="utf-8").read() for m in _CODE_MODULES)
+        return "\n\n".join(open(importlib.import_module(m).__file__, encoding="utf-8").read() for m in CODE_MODULES)
     if name == "licence":
         if not os.path.exists(_LICENCE):
             raise FileNotFoundError(f"{_LICENCE} (Debian's base-files) is missing")

@@ -165,7 +165,14 @@ def read(path: str, vlm: bool = False, heldout_percent: float = 5.0) -> Dataset:
         docs = [d for f in files for d in _read_documents(f, vlm)]
     else:
         docs = _read_documents(path, vlm)
-    if heldout is None:  # the lowest hashes (at least one distinct document) are held out
+    return split(docs, path, heldout_percent, heldout)
+
+
+def split(docs: list[Document], what: str, heldout_percent: float = 5.0,
+          heldout: list[Document] | None = None) -> Dataset:
+    """Training and held-out documents: the given held-out set, else the lowest `heldout_percent` of content
+    hashes (at least one distinct document); a document equal to a held-out one is never trained on."""
+    if heldout is None:
         ranked = sorted({d.key(): _hash_fraction(d) for d in docs}.items(), key=lambda kv: kv[1])
         keys = {k for k, h in ranked if h < heldout_percent / 100} or {ranked[0][0]}
         heldout = [d for d in docs if d.key() in keys]
@@ -173,7 +180,7 @@ def read(path: str, vlm: bool = False, heldout_percent: float = 5.0) -> Dataset:
         keys = {d.key() for d in heldout}
     docs = [d for d in docs if d.key() not in keys]
     if not docs:
-        raise DataError(f"{path}: too little data for a training and a held-out set "
+        raise DataError(f"{what}: too little data for a training and a held-out set "
                         f"({len(heldout)} document(s), all held out)")
     return Dataset(docs, heldout)
 
