@@ -22,6 +22,9 @@ from ternary_vlm.checkpoints.loader import load_model
 from ternary_vlm.data import scenes
 from ternary_vlm.data.batches import Batcher
 from ternary_vlm.errors import CheckpointError
+from ternary_vlm.models import layers
+from ternary_vlm.quant import apply, artifact
+from ternary_vlm.quant.layers import QuantLinear
 
 
 def float32_bound(max_logit: float, k: int, layers: int) -> float:
@@ -128,6 +131,26 @@ class GraftedSmolLM2Test(absltest.TestCase):
                 grafted_vlm.write_compact(moved, "smollm2", os.path.join(d, "never"))
             self.assertFalse(os.path.exists(os.path.join(d, "never")))
 
+    def test_decoder_starts_from_the_ternary_smollm2(self):
+        """ternarize --text_init_from: the decoder becomes the shipped ternary SmolLM2 (codes, scales, norm gains);
+        the image tokens' embedding rows stay the graft's."""
+        vlm, _, _ = grafted_vlm.graft(self.base, seed=3)
+        added = np.asarray(vlm.text_model.embed_tokens.weight[...])[49152:]
+        directory = model_path("smollm2-ternary")
+        reports = apply.continue_from(vlm.text_model, directory, "ternary", prefix="text_model.")
+        self.assertLen(reports, 30 * 7)
+        want = {layer.name: layer for layer in artifact.read(load_model(directory).model, directory)}
+        for _, q in layers.iter_linears(vlm, QuantLinear):
+            self.assertTrue(q.name.startswith("text_model."), q.name)
+            layer = want[q.name.removeprefix("text_model.")]
+            np.testing.assert_array_equal(q.codes(), layer.codes, err_msg=q.name)
+            np.testing.assert_array_equal(np.asarray(q.scale[...]), layer.scale, err_msg=q.name)
+        trained = load_file(os.path.join(directory, "model.safetensors"))
+        np.testing.assert_array_equal(np.asarray(vlm.text_model.norm.weight[...]), trained["model.norm.weight"])
+        embedding = np.asarray(vlm.text_model.embed_tokens.weight[...])
+        np.testing.assert_array_equal(embedding[:49152], trained["model.embed_tokens.weight"])
+        np.testing.assert_array_equal(embedding[49152:], added)
+
 
 class PretrainCliTest(absltest.TestCase):
 
@@ -159,6 +182,25 @@ class PretrainCliTest(absltest.TestCase):
                 want = ref(input_ids=torch.tensor([prompt]), pixel_values=torch.from_numpy(pixels)[None]).logits.numpy()
             got, _ = loaded.model(jnp.asarray([prompt]), jnp.asarray(pixels))
             self.assertLess(float(np.abs(np.asarray(got) - want).max()), 1e-4)
+
+            # ternarize the tiny decoder alone, then the VLM with its decoder started from that output
+            text_out, vlm_out = os.path.join(d, "lm-ternary"), os.path.join(d, "vlm-ternary")
+            r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={lm}", "--data=sampled", "--corpus_rows=8",
+                                      "--steps=0", "--eval_windows=1", "--export=false", f"--out={text_out}")
+            self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+            r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={out}", f"--text_init_from={text_out}",
+                                      "--steps=1", "--eval_examples=8", "--export=false", f"--out={vlm_out}")
+            self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+            text_q, vlm_q = (json.load(open(os.path.join(o, "config.json")))["quantization_config"]["layers"]
+                             for o in (text_out, vlm_out))
+            self.assertEqual(sorted(n for n in vlm_q if n.startswith("text_model.")),
+                             sorted("text_model." + n for n in text_q))
+            self.assertTrue(any(n.startswith("vision_model.") for n in vlm_q))
+            self.assertEqual(json.load(open(os.path.join(vlm_out, "report.json")))["text_init_from"], text_out)
+            r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={lm}", f"--text_init_from={text_out}",
+                                      "--steps=0", f"--out={os.path.join(d, 'never')}")
+            self.assertEqual(r.stderr.strip().splitlines()[-1], f"ternarize: --text_init_from is for a VLM grafted "
+                             f"onto a language model; {lm} is a language model itself")
 
             bad = cli_runner.run_module("ternary_vlm.cli.pretrain_vlm", "--text_rows=4", *flags)
             self.assertNotEqual(bad.returncode, 0)

@@ -41,6 +41,9 @@ flags.DEFINE_float("distill", 1.0, "Weight of the KL(teacher || student) term; 0
 flags.DEFINE_string("init_from", None, "Train further an earlier ternarize output of the same model and --mode (its "
                     "directory, or a name: smollm2-ternary): its codes, scales and trained norms are the starting "
                     "point, latent weights α·t (instead of --init and --keep_float).")
+flags.DEFINE_string("text_init_from", None, "A VLM grafted onto a language model (pretrain_vlm): start its decoder "
+                    "from a ternarize output of that language model (e.g. smollm2-ternary for smollm2-vlm): its codes, "
+                    "scales and norm gains; the vision encoder and connector get --init (or --keep_float).")
 flags.DEFINE_list("keep_float", [], "Layers left in float: vision, connector, first, last, lm_head, or globs.")
 flags.DEFINE_integer("checkpoint_every", 100, "Steps between training checkpoints.", lower_bound=1)
 flags.DEFINE_integer("eval_examples", 256, "Test examples per task for the reports.", lower_bound=1)
@@ -111,6 +114,10 @@ def start_student(model, num_text_layers: int, calibration_rows=None) -> list:
 
     if FLAGS.init_from:  # checked by resolve_init
         return continue_from(model, model_path(FLAGS.init_from), FLAGS.mode)
+    if FLAGS.text_init_from:  # a VLM (checked in run)
+        decoder = continue_from(model.text_model, model_path(FLAGS.text_init_from), FLAGS.mode, prefix="text_model.")
+        return decoder + quantize_model(model, FLAGS.mode, FLAGS.init, FLAGS.keep_float + ["text_model.*"],
+                                        num_text_layers)
     moments = None
     if FLAGS.init in qinit.DATA_INITS:
         from ternary_vlm.quant import calibrate
@@ -154,6 +161,7 @@ def run() -> None:
     from ternary_vlm.train import evaluate
     from ternary_vlm.checkpoints import model_path
     from ternary_vlm.checkpoints.loader import load_model
+    from ternary_vlm.checkpoints.processing import load_processing
     import numpy as np
 
     from ternary_vlm.data import user_data
@@ -170,6 +178,11 @@ def run() -> None:
         return dry_run(path, sharding.mesh_shape(FLAGS.mesh, None if FLAGS.mesh else 1))
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     mesh = sharding.parse_mesh(FLAGS.mesh)  # a bad --mesh fails before the (slow) load
+    if FLAGS.text_init_from and FLAGS.init_from:
+        raise TernaryVLMError("--text_init_from starts a fresh VLM's decoder; --init_from continues a whole output")
+    if FLAGS.text_init_from and not load_processing(path).is_vlm:
+        raise TernaryVLMError(f"--text_init_from is for a VLM grafted onto a language model; {path} is a language "
+                              f"model itself")
     loaded = load_model(path)
     out = os.path.abspath(user_path(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode))
     if not loaded.is_vlm:
@@ -196,7 +209,8 @@ def run() -> None:
 
     start = time.time()
     report = {"model": path, "mode": FLAGS.mode, "init": init, "init_from": FLAGS.init_from,
-              "steps": FLAGS.steps, "data": FLAGS.data, "float": scores(loaded.model)}
+              "text_init_from": FLAGS.text_init_from, "steps": FLAGS.steps, "data": FLAGS.data,
+              "float": scores(loaded.model)}
     logging.info("float model: %s", report["float"])
     teacher = nnx.clone(loaded.model)
     model = loaded.model

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -85,31 +86,43 @@ def output_quantization(directory: str, mode: str) -> dict:
     return q
 
 
-def continue_from(model: nnx.Module, directory: str, mode: str) -> list[LayerReport]:
+def continue_from(model: nnx.Module, directory: str, mode: str, prefix: str = "") -> list[LayerReport]:
     """Makes the float `model` the ternarize output in `directory` again, to train it further (ternarize
     --init_from): each of its quantized layers becomes a QuantLinear with latent weights α·t and scales α, so the
     codes are exactly the output's, and every other tensor it trained (norm gains) is copied in. The reports give
-    each layer's ‖W − α·t‖ / ‖W‖ against `model`'s float weights."""
+    each layer's ‖W − α·t‖ / ‖W‖ against `model`'s float weights.
+
+    With prefix "text_model.", `model` is a grafted VLM's decoder and `directory` a ternarize output of the text-only
+    model it was grafted onto (ternarize --text_init_from): layer names differ by the prefix, and the VLM's
+    embedding may hold more rows (the image tokens), which keep their values."""
     from ternary_vlm.checkpoints.loader import load_model
     from ternary_vlm.errors import TernaryVLMError
     from ternary_vlm.quant import artifact
 
     output_quantization(directory, mode)
     start = load_model(directory).model
-    quantized = {layer.name: layer for layer in artifact.read(start, directory)}
+    quantized = {prefix + layer.name: layer for layer in artifact.read(start, directory)}
     if not quantized:
         raise TernaryVLMError(f"{directory}: not a ternarize output (no quantized.safetensors) to continue from")
 
-    def shapes(m):
-        return {".".join(map(str, path)): v.get_value().shape for path, v in nnx.to_flat_state(nnx.state(m, nnx.Param))}
+    def flat(m):
+        return {".".join(map(str, path)): v.get_value() for path, v in nnx.to_flat_state(nnx.state(m, nnx.Param))}
 
-    ours, theirs = shapes(model), shapes(start)
+    ours, theirs = flat(model), flat(start)
     for name in sorted(ours.keys() | theirs.keys()):
-        if ours.get(name) != theirs.get(name):
-            raise TernaryVLMError(f"{directory}: tensor {name} is {theirs.get(name)} there and {ours.get(name)} in "
-                                  f"the model: not a ternarization of it")
+        o, t = getattr(ours.get(name), "shape", None), getattr(theirs.get(name), "shape", None)
+        grown = prefix and name == "embed_tokens.weight" and o and t and o[1:] == t[1:] and o[0] >= t[0]
+        if o != t and not grown:
+            raise TernaryVLMError(f"{directory}: tensor {name} is {t} there and {o} in the model: not a "
+                                  f"ternarization of it")
     float_weights = {lin.name: np.asarray(lin.weight[...]) for _, lin in layers.iter_linears(model)}
-    nnx.update(model, nnx.state(start, nnx.Param))
+    state = []
+    for path, var in nnx.to_flat_state(nnx.state(start, nnx.Param)):
+        value, mine = var.get_value(), ours[".".join(map(str, path))]
+        if value.shape != mine.shape:  # the added rows of a grafted VLM's embedding stay the VLM's
+            value = jnp.concatenate([value, mine[value.shape[0]:]])
+        state.append((path, var.replace(value)))
+    nnx.update(model, nnx.from_flat_state(state))
     reports = []
     for path, lin in list(layers.iter_linears(model)):
         if lin.name not in quantized:
