@@ -37,7 +37,7 @@ def plot_curves(curves: dict[str, list[dict]], path: str, x: str = "wall_s") -> 
                 if p["stage"] in ("init", "blockwise"):
                     ax.annotate(p["stage"], (p[x] / 60, p[text]), fontsize=7, textcoords="offset points",
                                 xytext=(4, 4))
-            if float_point:
+            if float_point and text in float_point:  # a later stage may add a text (its --data's held-out part)
                 ax.axhline(float_point[text], linestyle="--", color="grey", linewidth=1)
         ax.set_yscale("log")
         ax.set_title(f"held-out {text[4:]} (dashed: float)")

@@ -301,7 +301,7 @@ def run_text(loaded, path: str, out: str, mesh, init: str) -> None:
                                              os.path.join(d, "curve.png")))
     if distributed.is_main():
         print(report_markdown(report))
-        print(f"wrote {out} (the sampled corpus and the curve stay in {work})")
+        print(f"wrote {out} (the checkpoints, the curve and any sampled corpus stay in {work})")
 
 
 if __name__ == "__main__":
