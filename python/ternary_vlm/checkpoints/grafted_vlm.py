@@ -79,14 +79,19 @@ def hf_config(text: TextConfig, tok: Tokenizer) -> dict:
             "tie_word_embeddings": text.tie_word_embeddings, "text_config": text_config, "vision_config": dict(VISION)}
 
 
+def _vlm_name(text_name: str) -> str:
+    """The VLM's transformers name of a text-only decoder's tensor (an untied LM head keeps its name)."""
+    return text_name if text_name.startswith("lm_head.") else _TEXT_PREFIX + text_name.removeprefix("model.")
+
+
 def grafted_tensors(text_tensors: dict[str, np.ndarray], vocab: int) -> dict[str, np.ndarray]:
-    """A text-only decoder's tensors (transformers names) under the VLM's names, the embedding (and an untied LM
-    head) grown to `vocab` rows with the mean row."""
+    """A text-only decoder's tensors under the VLM's names, the embedding (and an untied LM head) grown to `vocab`
+    rows with the mean row."""
     out = {}
     for name, t in text_tensors.items():
         if name in ("model.embed_tokens.weight", "lm_head.weight") and t.shape[0] < vocab:
             t = np.concatenate([t, np.repeat(t.mean(axis=0, keepdims=True), vocab - t.shape[0], axis=0)])
-        out[name if name.startswith("lm_head.") else _TEXT_PREFIX + name.removeprefix("model.")] = t
+        out[_vlm_name(name)] = t
     return out
 
 
@@ -145,6 +150,7 @@ def write_compact(vlm_dir: str, base_flag: str, dest: str) -> None:
     base, _ = base_tensors(base_flag)
     config = json.load(open(os.path.join(vlm_dir, "config.json")))
     expected = grafted_tensors(base, config["text_config"]["vocab_size"])
+    base_rows = {_vlm_name(name): len(t) for name, t in base.items()}
     kept = {}
     with safe_open(os.path.join(vlm_dir, "model.safetensors"), framework="numpy") as f:
         for name in f.keys():
@@ -152,7 +158,7 @@ def write_compact(vlm_dir: str, base_flag: str, dest: str) -> None:
             if name not in expected:
                 kept[name] = t
                 continue
-            rows = base.get(name.replace(_TEXT_PREFIX, "model.", 1), base.get(name, t)).shape[0]
+            rows = base_rows[name]  # the added rows of a grown embedding are kept, the base's checked
             if not np.array_equal(t[:rows], expected[name][:rows]):
                 raise CheckpointError(f"{vlm_dir}: tensor {name} differs from {base_flag}'s; the compact form holds "
                                       f"only a vision tower grafted onto an untouched decoder")
