@@ -15,6 +15,7 @@ import json
 import os
 import time
 
+import jax
 from absl import app, flags, logging
 from flax import nnx
 
@@ -103,7 +104,7 @@ def build():
         tok = demo_model.train_tokenizer(FLAGS.seed)
         config = demo_model.hf_config(tok)
         model = SmolVLM(config_from_dict(config), rngs=nnx.Rngs(FLAGS.seed))
-        params = sum(x.size for x in __import__("jax").tree.leaves(nnx.state(model, nnx.Param)))
+        params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
         logging.info("demo VLM: %.2fM parameters", params / 1e6)
         tokenizer = Tokenizer(tok, bos_token="<|im_start|>", eos_token="<end_of_utterance>",
                               chat_template=processing.DEFAULT_VLM_CHAT_TEMPLATE)
@@ -117,7 +118,7 @@ def build():
 
     model, config, tokenizer = grafted_vlm.graft(load_model(model_path(FLAGS.language_model)), FLAGS.seed)
     trainable = nnx.All(nnx.Param, nnx.Any(nnx.PathContains("vision_model"), nnx.PathContains("connector")))
-    count = sum(x.size for x in __import__("jax").tree.leaves(nnx.state(model, trainable)))
+    count = sum(x.size for x in jax.tree.leaves(nnx.state(model, trainable)))
     logging.info("grafted VLM: %.2fM trainable parameters (vision encoder + connector), the decoder frozen",
                  count / 1e6)
     return (model, config, tokenizer, trainable, lambda d: grafted_vlm.write_files(d, tokenizer),
