@@ -73,6 +73,15 @@ class TrainTest(absltest.TestCase):
             np.testing.assert_allclose([h["loss"] for h in runs[spec]], [h["loss"] for h in runs[None]],
                                        rtol=1e-4, err_msg=spec)
 
+    def test_logged_perplexity_is_of_the_cross_entropy_not_of_the_distillation_loss(self):
+        cfg = train.TrainConfig(steps=3, learning_rate=1e-2, warmup_steps=1, log_every=1)
+        history = train.train(make_model(True), train.distillation_loss(1.0), batch, cfg, frozen=(make_model(),))
+        self.assertEqual([h["step"] for h in history], [1, 2, 3])
+        for h in history:
+            self.assertGreater(h["kl"], 1e-4)  # so exp(CE + KL) differs from exp(CE) by 10x the rtol below
+            np.testing.assert_allclose(h["ppl"], np.exp(h["ce"]), rtol=1e-5)
+            np.testing.assert_allclose(h["loss"], h["ce"] + h["kl"], rtol=1e-5)
+
     def test_dry_run_estimate_against_xla_accounting_of_the_compiled_step(self):
         """memory.estimate (ternarize --dry_run) per device, for a Llama config on 1 device, fsdp:8 and
         data:2,fsdp:4, against XLA's own bytes for the compiled distillation step (arguments + temporaries +

@@ -140,17 +140,18 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
     history = []
     bar = tqdm(range(start, total), initial=start, total=total, desc=description, unit="step", dynamic_ncols=True,
                disable=not distributed.is_main())
-    running = []
+    running, running_ce = [], []
     for micro in bar:
         loss, metrics = step_fn(model, opt, sharding.shard_batch(batch_fn(micro), mesh), tuple(frozen))
         running.append(float(loss))
+        running_ce.append(float(metrics.get("ce", loss)))  # perplexity is of the cross-entropy, not of CE + KL
         done = micro + 1
         step_done = done % cfg.grad_accum == 0
         evaluate_now = evaluate and evaluate_every and step_done and (done // cfg.grad_accum) % evaluate_every == 0
         if done % (cfg.log_every * cfg.grad_accum) == 0 or done == total or evaluate_now:
-            mean = float(np.mean(running))
-            running = []
-            row = {"step": done // cfg.grad_accum, "loss": mean, "ppl": float(np.exp(min(mean, 50)))}
+            mean, mean_ce = float(np.mean(running)), float(np.mean(running_ce))
+            running, running_ce = [], []
+            row = {"step": done // cfg.grad_accum, "loss": mean, "ppl": float(np.exp(min(mean_ce, 50)))}
             row.update({k: float(v) for k, v in metrics.items()})
             if evaluate_now:
                 row.update(evaluate(row["step"], _evaluable(model)))
