@@ -2,7 +2,10 @@
 exported as ternary_f32, binary, ternary (int8 activations), ternary_unpack_op (UnpackTernary +
 FULLY_CONNECTED) and ternary_int2 (stock INT2 FULLY_CONNECTEDs, no custom op) .tflite files, plus
 a scene prompt and the logits the host's LiteRT gives for prefill and a few greedy decode steps. Writes
-one .npz."""
+one .npz.
+
+With --model=<a ternarize output or a shipped name, e.g. smollm2-vlm-ternary> and --variants, the same cases of
+that trained VLM (its own codes), for a manual device run of a model too big for the test (docs/RESULTS.md)."""
 
 import os
 
@@ -11,27 +14,36 @@ from absl import app, flags
 from PIL import Image
 
 from ternary_vlm import atomic, export
-from ternary_vlm.checkpoints import demo_model
+from ternary_vlm.checkpoints import model_path
 from ternary_vlm.checkpoints import processing
 from ternary_vlm.checkpoints.loader import load_model
 from ternary_vlm.data import scenes
+from ternary_vlm.quant import artifact
 from ternary_vlm.quant.apply import quantize_model
 from ternary_vlm.runtime import Runtime
 
 flags.DEFINE_string("out", None, "Output .npz", required=True)
+flags.DEFINE_string("model", None, "A quantized VLM (ternarize output or shipped name); default: the demo VLM, "
+                    "quantized in memory.")
+flags.DEFINE_list("variants", ["ternary_f32", "binary", "ternary", "ternary_unpack_op", "ternary_int2"],
+                  "Export variants.")
 STEPS = 4
-VARIANTS = ("ternary_f32", "binary", "ternary", "ternary_unpack_op", "ternary_int2")
 
 
 def main(argv):
     del argv
     arrays = {}
-    for mode in VARIANTS:
-        loaded = load_model(demo_model.default_checkpoint())
-        quantize_model(loaded.model, export.parse(mode).scheme.mode, "kmeans", [],
-                       loaded.text_config.num_hidden_layers)
-        content = export.convert(loaded.model, export.parse(mode), max_len=64, prefill_len=40).content
-        scene = scenes.example(0, "test", 5, demo_model.IMAGE_SIZE)
+    for mode in flags.FLAGS.variants:
+        loaded = load_model(model_path(flags.FLAGS.model))
+        if flags.FLAGS.model:
+            layers = artifact.read(loaded.model, loaded.path)
+        else:
+            layers = None
+            quantize_model(loaded.model, export.parse(mode).scheme.mode, "kmeans", [],
+                           loaded.text_config.num_hidden_layers)
+        content = export.convert(loaded.model, export.parse(mode), quantized=layers, max_len=64,
+                                 prefill_len=40).content
+        scene = scenes.example(0, "test", 5, loaded.config.vision.image_size)
         ids, pixels = processing.build_inputs(loaded.tokenizer, "Describe the image.",
                                               image=Image.fromarray(scene.image),
                                               image_processor=loaded.image_processor, vlm_config=loaded.config)

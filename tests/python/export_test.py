@@ -5,6 +5,7 @@ import os
 import tempfile
 from collections import Counter
 
+import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 from flax import nnx
@@ -23,6 +24,7 @@ from ternary_vlm.models.llama import LlamaDecoder
 from ternary_vlm.models.smolvlm import SmolVLM
 from ternary_vlm.quant import packing
 from ternary_vlm.quant.apply import quantize_model, quantized_layers
+from ternary_vlm.quant.layers import QuantLinear
 from ternary_vlm.runtime import Runtime, litert
 
 CONFIG = {  # tests/python/train_test.py's tiny SmolVLM: 4 image tokens per 16 px image
@@ -56,6 +58,11 @@ def make_model(mode=None, seed=0):
     model = spread(SmolVLM(cfg, rngs=nnx.Rngs(seed)))
     if mode:
         quantize_model(model, mode, "kmeans", [], cfg.text.num_hidden_layers)
+        # Training leaves α free and it may cross zero (it did in 4 rows of the SmolLM2 VLM's vision tower): every
+        # third row gets a negative α, which each export must carry as it is α·t (the codes follow α's sign).
+        for _, q in layers.iter_linears(model, QuantLinear):
+            rows = np.arange(q.out_features) % 3 == 1
+            q.scale.set_value(jnp.where(jnp.asarray(rows), -q.scale[...], q.scale[...]))
     return model
 
 
@@ -94,6 +101,11 @@ def decode_lowbit(model, graph, tensor, types, steps=False):
         scales = np.frombuffer(np.asarray(model.buffers[scales_tensor.buffer].data, np.uint8).tobytes(), np.float16)
         step = np.repeat(scales.reshape(n, -1).astype(np.float64), q.details.blockSize, axis=1)
     return (values * step, step) if steps else values * step
+
+
+def stored_codes(q):
+    """The codes a file stores for QuantLinear q: α ≥ 0 in every row, so a row with α < 0 holds −t (same α·t)."""
+    return q.codes() * np.where(np.asarray(q.scale[...]) < 0, -1, 1).astype(np.int8)[:, None]
 
 
 def read(path):
@@ -225,12 +237,12 @@ class ExportTest(absltest.TestCase):
         parsed = tflite.read_model(content)
         buffers = {bytes(b.data) for b in parsed.buffers if b.data is not None}
         for _, q in quantized_layers(self.models["ternary_t5"]):
-            codes = q.codes().astype(np.int64)
+            codes = stored_codes(q).astype(np.int64)
             padded = np.zeros((codes.shape[0], -(-codes.shape[1] // 5) * 5), np.int64)
             padded[:, :codes.shape[1]] = codes
             digits = ((padded + 1).reshape(len(codes), -1, 5) * 3 ** np.arange(5)).sum(-1).astype(np.uint8)
             self.assertIn(digits.tobytes(), buffers, q.name)
-            self.assertNotIn(packing.pack(q.codes(), packing.TERNARY).tobytes(), buffers, q.name)
+            self.assertNotIn(packing.pack(stored_codes(q), packing.TERNARY).tobytes(), buffers, q.name)
         options = {bytes(o.customOptions) for s in parsed.subgraphs for o in s.operators
                    if tflite.opcode_name(parsed, o) == "TernaryMatMul"}
         self.assertEqual(options, {b"activations=int8,format=ternary5"})
@@ -326,11 +338,12 @@ class ExportTest(absltest.TestCase):
         buffers = Counter(np.asarray(b.data, np.uint8).tobytes()
                           for b in tflite.read_model(content).buffers if b.data is not None)
         for _, q in quantized_layers(model):
-            codes, scale = q.codes(), np.asarray(q.scale[...], np.float32)
+            codes, scale = stored_codes(q), np.abs(np.asarray(q.scale[...], np.float32))
             self.assertNotIn((scale[:, None] * codes).astype(np.float32).tobytes(), buffers, q.name)
             self.assertNotIn((127 * codes).astype(np.int8).tobytes(), buffers, q.name)
             fmt = packing.TERNARY if q.mode == "ternary" else packing.BINARY
             self.assertEqual(buffers[packing.pack(codes, fmt).tobytes()], 1, q.name)
+            self.assertEqual(buffers[scale.tobytes()], 1, q.name)  # |α|: the ops' scales are never negative
 
     def test_unpack_strategies_equal_the_fused_op(self):
         """ternary_unpack_op / ternary_unpack_builtin: the same packed bytes (no float copy in the file), unpacked

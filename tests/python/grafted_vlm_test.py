@@ -23,7 +23,7 @@ from ternary_vlm.data import scenes
 from ternary_vlm.data.batches import Batcher
 from ternary_vlm.errors import CheckpointError
 from ternary_vlm.models import layers
-from ternary_vlm.quant import apply, artifact
+from ternary_vlm.quant import apply, artifact, compact
 from ternary_vlm.quant.layers import QuantLinear
 
 
@@ -166,7 +166,7 @@ class PretrainCliTest(absltest.TestCase):
             self.assertEqual(second.returncode, 0, second.stderr[-3000:])
             self.assertIn("resumed from the checkpoint at micro-step 2", second.stderr + second.stdout)
             scores = json.load(open(os.path.join(out, "scores.json")))
-            self.assertEqual(set(scores) - {"eval_examples", "seed"},
+            self.assertEqual(set(scores) - {"eval_examples", "seed", "max_len"},
                              {"caption_accuracy", "qa_accuracy", "caption_ppl", "text_ppl"})
 
             # The decoder stayed frozen: its tensors are the tiny LM's own.
@@ -197,6 +197,48 @@ class PretrainCliTest(absltest.TestCase):
                              sorted("text_model." + n for n in text_q))
             self.assertTrue(any(n.startswith("vision_model.") for n in vlm_q))
             self.assertEqual(json.load(open(os.path.join(vlm_out, "report.json")))["text_init_from"], text_out)
+            # --freeze_decoder: QAT moves the vision tower only; the decoder's codes, scales and gains stay the text
+            # output's, so the compact form takes them from it and stores the vision tower alone.
+            frozen_out = os.path.join(d, "vlm-ternary-frozen")
+            r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={out}", f"--text_init_from={text_out}",
+                                      "--freeze_decoder", "--steps=3", "--learning_rate=1e-2", "--eval_examples=8",
+                                      "--export=false", f"--out={frozen_out}")
+            self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+            text_packed = load_file(os.path.join(text_out, "quantized.safetensors"))
+            frozen_packed = load_file(os.path.join(frozen_out, "quantized.safetensors"))
+            for name, t in text_packed.items():
+                np.testing.assert_array_equal(frozen_packed["text_model." + name], t, err_msg=name)
+            text_w, frozen_w, trained_w = (load_file(os.path.join(o, "model.safetensors"))
+                                           for o in (text_out, frozen_out, vlm_out))
+            np.testing.assert_array_equal(frozen_w["model.text_model.norm.weight"], text_w["model.norm.weight"])
+            # the vision tower did train: its weights (α·t, α trained) moved away from the 1-step run's
+            vision = [k for k in frozen_w if k.startswith("model.vision_model.")]
+            self.assertTrue(any(np.abs(frozen_w[k] - trained_w[k]).max() > 0 for k in vision))
+            compact_dir = os.path.join(d, "vlm-ternary-compact")
+            compact.write(frozen_out, out, compact_dir, text_layers_from=text_out)
+            stored = load_file(os.path.join(compact_dir, "quantized.safetensors"))
+            self.assertTrue(stored and not any(k.startswith("text_model.") for k in stored), sorted(stored))
+            os.environ["TERNARY_VLM_CACHE"] = os.path.join(d, "cache")
+            try:
+                rebuilt = compact.materialize_dir(compact_dir, "tiny-vlm-ternary")
+                for f in ("model.safetensors", "quantized.safetensors"):
+                    want, got = (load_file(os.path.join(o, f)) for o in (frozen_out, rebuilt))
+                    self.assertEqual(sorted(got), sorted(want), f)
+                    for k in want:
+                        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+                self.assertEqual(load_model(rebuilt).tokenizer.encode("a red circle"),
+                                 load_model(frozen_out).tokenizer.encode("a red circle"))
+                # a text output changed since is refused, not silently used
+                save_file({k: v + 1 if k.endswith(".scale") else v for k, v in text_packed.items()},
+                          os.path.join(text_out, "quantized.safetensors"))
+                with self.assertRaisesRegex(CheckpointError, "its decoder layers come from .* which has changed"):
+                    compact.materialize_dir(compact_dir, "tiny-vlm-ternary")
+            finally:
+                del os.environ["TERNARY_VLM_CACHE"]
+            r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={out}", "--freeze_decoder", "--steps=0",
+                                      f"--out={os.path.join(d, 'never')}")
+            self.assertEqual(r.stderr.strip().splitlines()[-1],
+                             "ternarize: --freeze_decoder keeps the decoder of --text_init_from; give that flag too")
             r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={lm}", f"--text_init_from={text_out}",
                                       "--steps=0", f"--out={os.path.join(d, 'never')}")
             self.assertEqual(r.stderr.strip().splitlines()[-1], f"ternarize: --text_init_from is for a VLM grafted "

@@ -21,7 +21,7 @@ from ternary_vlm.train.text_recipe import eval_tokens
 
 class SmolLM2ArtifactTest(parameterized.TestCase):
 
-    @parameterized.parameters(*compact.NAMES)
+    @parameterized.parameters(*(n for n in compact.NAMES if "-vlm-" not in n))
     def test_rebuilt_model_is_the_reported_one(self, name):
         os.environ["TERNARY_VLM_CACHE"] = tempfile.mkdtemp()
         src = compact.ARTIFACTS / name

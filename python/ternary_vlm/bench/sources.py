@@ -10,7 +10,8 @@ import time
 import numpy as np
 from absl import logging
 
-MODEL_NAMES = {"demo": "demo VLM (python/demo_vlm)", "smollm2": "SmolLM2-135M-Instruct (text only)"}
+MODEL_NAMES = {"demo": "demo VLM (python/demo_vlm)", "smollm2": "SmolLM2-135M-Instruct (text only)",
+               "smollm2-vlm": "SmolLM2-135M-Instruct with a vision tower (grafted VLM, python/artifacts/smollm2-vlm)"}
 TEXT_PROMPT = "What is the capital of France?"
 
 
@@ -20,12 +21,11 @@ class Source:
     def __init__(self, name: str, demo_outputs: dict[str, str | None]):
         """demo_outputs: mode -> a ternarize output directory for the demo VLM's quantized variants (None:
         quantize the float model in memory, k-means init, no QAT)."""
-        from ternary_vlm.checkpoints import demo_model
+        from ternary_vlm.checkpoints import model_path
         from ternary_vlm.checkpoints.loader import load_model
-        from ternary_vlm.checkpoints.gguf import smollm2_gguf_path
 
         self.name, self.demo_outputs = name, demo_outputs
-        self.path = demo_model.default_checkpoint() if name == "demo" else smollm2_gguf_path()
+        self.path = model_path(None if name == "demo" else name)
         start = time.time()
         self.loaded = load_model(self.path)
         logging.info("%s: loaded %s in %.1f s", name, self.path, time.time() - start)
@@ -71,7 +71,7 @@ class Source:
         from ternary_vlm.quant import artifact, compact
         from ternary_vlm.quant.apply import quantize_model
 
-        name = f"{self.name}-{mode}"  # a shipped compact artifact (smollm2-ternary), when there is one
+        name = f"{self.name}-{mode}"  # a shipped compact artifact (smollm2-ternary, smollm2-vlm-ternary), if any
         if self.name == "demo":
             directory = self.demo_outputs.get(mode)
         else:
@@ -105,8 +105,8 @@ class Source:
     def for_variant(self, variant):
         """(model, quantized layers, description) of an export variant (export/variants.py)."""
         if variant.scheme is None:
-            return self.loaded.model, None, "float weights" + (" (dequantized Q4_1 GGUF)" if self.name == "smollm2"
-                                                               else "")
+            return self.loaded.model, None, "float weights" + ("" if self.name == "demo" else
+                                                               " (the decoder: the dequantized Q4_1 GGUF)")
         return self.quantized(variant.scheme.mode)
 
 

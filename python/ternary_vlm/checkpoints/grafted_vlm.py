@@ -57,6 +57,13 @@ VISION = {"model_type": "smolvlm_vision", "hidden_size": 192, "intermediate_size
 SCALE_FACTOR = 2
 
 
+def vision_tower():
+    """The nnx filter of what a grafted VLM trains while its decoder stays fixed: the vision encoder and connector
+    (pretrain_vlm; ternarize --freeze_decoder)."""
+    from flax import nnx
+    return nnx.All(nnx.Param, nnx.Any(nnx.PathContains("vision_model"), nnx.PathContains("connector")))
+
+
 def tokenizer(text_tokenizer: Tokenizer) -> Tokenizer:
     """The decoder's tokenizer with the image tokens it lacks appended (ids from its vocabulary size on) and
     CHAT_TEMPLATE; bos / eos stay the decoder's."""

@@ -1,11 +1,12 @@
-"""Model-level benchmark: every export variant of the demo VLM and SmolLM2-135M, run on LiteRT.
+"""Model-level benchmark: every export variant of the demo VLM, SmolLM2-135M and the VLM grafted onto it, on LiteRT.
 
-  tools/bazel run //python:benchmark -- [--models=demo,smollm2] [--variants=fp32,int8,ternary,...]
+  tools/bazel run //python:benchmark -- [--models=demo,smollm2,smollm2-vlm] [--variants=fp32,int8,ternary,...]
       [--demo_ternary=DIR] [--demo_binary=DIR] [--json=PATH] [--plot=PATH] [--out_md=docs/BENCHMARKS.md]
 
 For each model and variant, in one run: the model is exported with export.convert (the quantized variants come
-from a ternarize output given with --demo_ternary / --demo_binary, else from the float model quantized in memory
-with the k-means init and no training), written to a temporary directory, then measured:
+from a ternarize output: the demo's given with --demo_ternary / --demo_binary, the others' shipped as
+python/artifacts/<model>-<mode>; else from the float model quantized in memory with the k-means init and no
+training), written to a temporary directory, then measured:
 
   file MB           size of the .tflite
   peak RSS MB       ru_maxrss of a fresh child process (imports only LiteRT + numpy) that loads the model with
@@ -37,7 +38,7 @@ from ternary_vlm.bench.child import Launcher
 from ternary_vlm.bench.sources import MODEL_NAMES, Source, prompt_inputs, text_ids
 from ternary_vlm.paths import user_path
 
-MODELS = ("demo", "smollm2")
+MODELS = ("demo", "smollm2", "smollm2-vlm")
 DEFAULT_VARIANTS = ("fp32", "int8", "ternary", "ternary_f32", "binary", "ternary_int8", "ternary_unpack_op",
                     "ternary_unpack_builtin", "fp32/variables", "int8/variables", "ternary_int2", "int4", "int4_b32")
 
@@ -62,8 +63,8 @@ flags.DEFINE_integer("text_windows", 2, "Pydoc test-split windows for the text p
 flags.DEFINE_integer("text_window", 128, "Tokens per text window.", lower_bound=2)
 flags.DEFINE_integer("scenes", 32, "Test scenes for the VLM's caption perplexity and accuracy (0 skips them).",
                      lower_bound=0)
-flags.DEFINE_list("max_len", ["demo:256", "smollm2:256"], "KV cache length per model (model:N).")
-flags.DEFINE_list("prefill_len", ["demo:64", "smollm2:64"], "Prefill capacity per model (model:N).")
+flags.DEFINE_list("max_len", [f"{m}:256" for m in MODELS], "KV cache length per model (model:N).")
+flags.DEFINE_list("prefill_len", [f"{m}:64" for m in MODELS], "Prefill capacity per model (model:N).")
 flags.DEFINE_integer("smollm2_layers", 0, "Export only SmolLM2's first N of its 30 decoder layers (embedding, final "
                      "norm and LM head kept), for quick runs; 0 = all.", lower_bound=0)
 flags.DEFINE_list("llama_cpp", [], "Also run SmolLM2 on llama.cpp (llama-cpp-python, built from PyPI on first use; "
@@ -108,7 +109,8 @@ def benchmark_model(name: str, variants: list, workdir: str, launcher: Launcher)
         stop_ids = sorted({i for i in (loaded.tokenizer.eos_token_id,
                                        loaded.tokenizer.token_to_id("<end_of_utterance>")) if i is not None})
     cfg = loaded.text_config
-    result = {"model": name, "title": MODEL_NAMES[name], "path": source.path, "max_len": max_len,
+    result = {"model": name, "title": MODEL_NAMES[name], "path": source.path, "is_vlm": loaded.is_vlm,
+              "max_len": max_len,
               "prefill_len": prefill_len, "prompt_tokens": int(len(inputs["ids"])),
               "text_ppl_tokens": windows * FLAGS.text_window, "scenes": len(rows),
               "params": int(sum(np.size(v) for v in _params(loaded.model))),

@@ -79,7 +79,7 @@ blocks × {v['hidden_size']}), pixel shuffle ×{config['scale_factor']} → \
 {t['hidden_size']}.
 - Prompt format: the language model's own ChatML turns with the image in the user turn (checkpoints/grafted_vlm.py).
 - Training: {FLAGS.steps} AdamW steps of {FLAGS.scene_rows} scene rows at peak learning rate \
-{FLAGS.learning_rate:g}, {seconds / 60:.1f} min on this machine. Command: `tools/bazel run //python:pretrain_vlm -- \
+{FLAGS.learning_rate:g}; the run that finished them took {seconds / 60:.1f} min on this machine (a run resumed from a checkpoint counts only its own steps). Command: `tools/bazel run //python:pretrain_vlm -- \
 --language_model={FLAGS.language_model} --steps={FLAGS.steps} --scene_rows={FLAGS.scene_rows} \
 --learning_rate={FLAGS.learning_rate:g} --max_len={FLAGS.max_len}`.
 {scores_table(scores)}"""
@@ -117,7 +117,7 @@ def build():
     from ternary_vlm.checkpoints.loader import load_model
 
     model, config, tokenizer = grafted_vlm.graft(load_model(model_path(FLAGS.language_model)), FLAGS.seed)
-    trainable = nnx.All(nnx.Param, nnx.Any(nnx.PathContains("vision_model"), nnx.PathContains("connector")))
+    trainable = grafted_vlm.vision_tower()
     count = sum(x.size for x in jax.tree.leaves(nnx.state(model, trainable)))
     logging.info("grafted VLM: %.2fM trainable parameters (vision encoder + connector), the decoder frozen",
                  count / 1e6)
@@ -152,7 +152,8 @@ def run():
         with open(os.path.join(directory, "README.md"), "w") as f:
             f.write(card(scores, seconds))
         with open(os.path.join(directory, "scores.json"), "w") as f:
-            json.dump({"eval_examples": FLAGS.eval_examples, "seed": FLAGS.seed, **scores}, f, indent=1)
+            json.dump({"eval_examples": FLAGS.eval_examples, "seed": FLAGS.seed, "max_len": FLAGS.max_len, **scores},
+                      f, indent=1)
 
     writer.save_directory(model, config, out, extras)
     print(json.dumps(scores, indent=1))

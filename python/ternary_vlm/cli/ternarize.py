@@ -44,6 +44,9 @@ flags.DEFINE_string("init_from", None, "Train further an earlier ternarize outpu
 flags.DEFINE_string("text_init_from", None, "A VLM grafted onto a language model (pretrain_vlm): start its decoder "
                     "from a ternarize output of that language model (e.g. smollm2-ternary for smollm2-vlm): its codes, "
                     "scales and norm gains; the vision encoder and connector get --init (or --keep_float).")
+flags.DEFINE_bool("freeze_decoder", False, "With --text_init_from: the decoder keeps that output's codes, scales and "
+                  "norms exactly (its text quality stays that model's); QAT trains the vision encoder and connector "
+                  "against it (half the memory, and the compact form stores only the vision tower).")
 flags.DEFINE_list("keep_float", [], "Layers left in float: vision, connector, first, last, lm_head, or globs.")
 flags.DEFINE_integer("checkpoint_every", 100, "Steps between training checkpoints.", lower_bound=1)
 flags.DEFINE_integer("eval_examples", 256, "Test examples per task for the reports.", lower_bound=1)
@@ -180,6 +183,8 @@ def run() -> None:
     mesh = sharding.parse_mesh(FLAGS.mesh)  # a bad --mesh fails before the (slow) load
     if FLAGS.text_init_from and FLAGS.init_from:
         raise TernaryVLMError("--text_init_from starts a fresh VLM's decoder; --init_from continues a whole output")
+    if FLAGS.freeze_decoder and not FLAGS.text_init_from:
+        raise TernaryVLMError("--freeze_decoder keeps the decoder of --text_init_from; give that flag too")
     if FLAGS.text_init_from and not load_processing(path).is_vlm:
         raise TernaryVLMError(f"--text_init_from is for a VLM grafted onto a language model; {path} is a language "
                               f"model itself")
@@ -202,14 +207,16 @@ def run() -> None:
         return out
 
     def batch(step):
-        if not data:
-            return batcher.train_batch(step, 24, 8).arrays()
+        if not data:  # text rows train the decoder only: none when it is frozen
+            return batcher.train_batch(step, 24, 0 if FLAGS.freeze_decoder else 8).arrays()
         rng = np.random.default_rng([0, 5, step])
         return batcher.document_batch([data.train[i] for i in rng.integers(0, len(data.train), 32)]).arrays()
 
     start = time.time()
     report = {"model": path, "mode": FLAGS.mode, "init": init, "init_from": FLAGS.init_from,
-              "text_init_from": FLAGS.text_init_from, "steps": FLAGS.steps, "data": FLAGS.data,
+              "text_init_from": FLAGS.text_init_from,
+              "freeze_decoder": FLAGS.freeze_decoder, "steps": FLAGS.steps, "data": FLAGS.data,
+              "eval_examples": FLAGS.eval_examples,
               "float": scores(loaded.model)}
     logging.info("float model: %s", report["float"])
     teacher = nnx.clone(loaded.model)
@@ -225,8 +232,9 @@ def run() -> None:
         cfg = train.TrainConfig(steps=FLAGS.steps, learning_rate=FLAGS.learning_rate, warmup_steps=20,
                                 grad_accum=FLAGS.grad_accum, checkpoint_dir=out + ".checkpoints",
                                 checkpoint_every=FLAGS.checkpoint_every)
-        report["history"] = train.train(model, train.distillation_loss(FLAGS.distill),
-                                        batch, cfg,
+        from ternary_vlm.checkpoints import grafted_vlm
+        wrt = grafted_vlm.vision_tower() if FLAGS.freeze_decoder else nnx.Param
+        report["history"] = train.train(model, train.distillation_loss(FLAGS.distill), batch, cfg, wrt=wrt,
                                         description=f"{FLAGS.mode} QAT", frozen=(teacher,), mesh=mesh)
         report["after_qat"] = scores(model)
         logging.info("after QAT: %s", report["after_qat"])

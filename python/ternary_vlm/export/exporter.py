@@ -53,7 +53,7 @@ def quantized_layers_of(model):
     from flax import nnx
 
     from ternary_vlm.models import layers
-    from ternary_vlm.quant import packing, schemes
+    from ternary_vlm.quant import schemes
     from ternary_vlm.quant.artifact import QuantizedLayer
     from ternary_vlm.quant.layers import QuantLinear
 
@@ -68,8 +68,7 @@ def quantized_layers_of(model):
         if q.bias is not None:
             lin.bias = nnx.Param(jnp.asarray(q.bias[...], jnp.float32))
         layers.set_submodule(model, path, lin)
-        found.append(QuantizedLayer(q.name or ".".join(map(str, path)), codes, scale, packing.pack(codes, fmt),
-                                    fmt))
+        found.append(QuantizedLayer.of(q.name or ".".join(map(str, path)), codes, scale, fmt))
     return model, found
 
 

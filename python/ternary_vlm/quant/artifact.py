@@ -3,7 +3,7 @@
 A ternarize output is a Hugging Face model directory whose quantized linear weights are the dequantized α·t
 (any loader runs it as a float model), plus:
   quantized.safetensors  per quantized layer NAME: NAME.packed (uint8, the scheme's packing format) and
-                         NAME.scale (float32 α per output row): what export and the kernels consume
+                         NAME.scale (float32 α ≥ 0 per output row): what export and the kernels consume
   config.json            quantization_config = {quant_method, mode, format, init, layers}
   report.json / .md      what ternarize measured
 """
@@ -22,6 +22,11 @@ from ternary_vlm.errors import TernaryVLMError
 from ternary_vlm.quant import packing
 
 
+# A model directory's tokenizer and image-processor files, which every output of it carries unchanged.
+PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "chat_template.json",
+                   "chat_template.jinja")
+
+
 @dataclasses.dataclass
 class QuantizedLayer:
     """What the kernels need of one quantized linear layer: int8 codes t [N, K], α [N], packed t, format."""
@@ -33,6 +38,15 @@ class QuantizedLayer:
 
     def dequantized(self) -> np.ndarray:
         return self.scale[:, None] * self.codes.astype(np.float32)
+
+    @classmethod
+    def of(cls, name: str, codes: np.ndarray, scale: np.ndarray, fmt: str) -> "QuantizedLayer":
+        """The layer with α ≥ 0 in every row: training leaves α free, and a row whose α crossed zero is stored as
+        (|α|, −t), the same weights α·t, in the form the kernels' int8 path and stock LiteRT's per-channel
+        scales (positive steps) expect."""
+        sign = np.where(np.asarray(scale) < 0, -1, 1).astype(np.int8)[:, None]
+        codes = (np.asarray(codes, np.int8) * sign).astype(np.int8)
+        return cls(name, codes, np.abs(np.asarray(scale, np.float32)), packing.pack(codes, fmt), fmt)
 
 
 def write(model, loaded, out: str, scheme, init: str, report: dict, report_md: str,
@@ -46,8 +60,8 @@ def write(model, loaded, out: str, scheme, init: str, report: dict, report_md: s
 
     packed = {}
     for _, q in quantized_layers(model):
-        packed[q.name + ".packed"] = packing.pack(q.codes(), scheme.format)
-        packed[q.name + ".scale"] = np.asarray(q.scale[...], np.float32)
+        layer = QuantizedLayer.of(q.name, q.codes(), np.asarray(q.scale[...], np.float32), scheme.format)
+        packed[q.name + ".packed"], packed[q.name + ".scale"] = layer.packed, layer.scale
     if os.path.isdir(loaded.path):
         with open(os.path.join(loaded.path, "config.json")) as f:
             config = json.load(f)
@@ -62,8 +76,7 @@ def write(model, loaded, out: str, scheme, init: str, report: dict, report_md: s
         save_file(packed, os.path.join(directory, "quantized.safetensors"))
         if not os.path.isdir(loaded.path):
             loaded.tokenizer.save(directory)
-        for name in ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json",
-                     "chat_template.json", "chat_template.jinja"):
+        for name in PROCESSOR_FILES:
             if os.path.isdir(loaded.path) and os.path.exists(os.path.join(loaded.path, name)):
                 shutil.copy(os.path.join(loaded.path, name), directory)
         with open(os.path.join(directory, "report.json"), "w") as f:
@@ -103,8 +116,7 @@ def read(model, directory: str) -> list[QuantizedLayer]:
             codes = packing.unpack(tensors[name + ".packed"], w.shape[1], fmt)
         except ValueError as e:
             raise TernaryVLMError(f"{path}: {name}: {e}") from None
-        layer = QuantizedLayer(name, codes, tensors[name + ".scale"].astype(np.float32),
-                               tensors[name + ".packed"], fmt)
+        layer = QuantizedLayer.of(name, codes, tensors[name + ".scale"].astype(np.float32), fmt)
         if codes.shape != w.shape or not np.array_equal(layer.dequantized(), w):
             raise TernaryVLMError(f"{path}: {name}: packed codes x scale differ from the weights in "
                                   f"model.safetensors")

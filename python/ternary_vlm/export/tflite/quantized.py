@@ -48,7 +48,7 @@ def _match(model, tensor, candidates: list[QuantizedLayer]) -> QuantizedLayer | 
             steps = np.asarray(q.scale if q.scale is not None else [], np.float32)
             if steps.size != layer.scale.size or not np.array_equal(w, 127 * layer.codes):
                 continue
-            # Rows that are all zero get an arbitrary step; the rest must be α/127.
+            # Rows that are all zero get an arbitrary step; the rest must be α/127 (α ≥ 0: QuantizedLayer.of).
             live = np.any(layer.codes != 0, axis=1)
             if np.allclose(steps[live] * 127, layer.scale[live], rtol=1e-5, atol=0):
                 return layer
