@@ -111,8 +111,10 @@ class _Checkpoints:
         """The metrics rows logged up to optimizer step `step` by earlier runs (a resumed run's report then
         holds the whole history); rows logged after the restored checkpoint are dropped, as they will be again."""
         path = os.path.join(self.manager.directory, "history.jsonl")
-        rows = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
-        rows = [r for r in rows if r["step"] <= step]
+        rows = []
+        if os.path.exists(path):
+            with open(path) as f:
+                rows = [r for r in map(json.loads, f) if r["step"] <= step]
         if distributed.is_main():
             with atomic.output_file(path) as tmp, open(tmp, "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in rows)
