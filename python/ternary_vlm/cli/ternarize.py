@@ -198,7 +198,7 @@ def run() -> None:
     if FLAGS.init in qinit.DATA_INITS:
         raise TernaryVLMError(f"--init={FLAGS.init} needs calibration text and is for text-only models for now")
     batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)
-    if FLAGS.data in TEACHER_CORPORA + ("installed",):
+    if FLAGS.data and set(FLAGS.data.split(",")) & set(TEACHER_CORPORA + ("installed",)):
         raise TernaryVLMError(f"--data={FLAGS.data} is a text corpus for language models; a VLM trains on the scenes "
                               f"or on image-text --data")
     data = user_data.read(user_path(FLAGS.data), vlm=True) if FLAGS.data else None
@@ -276,17 +276,19 @@ def run_text(loaded, path: str, out: str, mesh, init: str) -> None:
 
     tokenizer = loaded.tokenizer
     corpora = (FLAGS.data or "installed").split(",")
-    if "chat" in corpora and not teacher_text.chat_prefix(tokenizer):
+    chat_prefix = teacher_text.chat_prefix(tokenizer)
+    if "chat" in corpora and not chat_prefix:
         raise TernaryVLMError(f"--data=chat: {path} has no chat template")
+    special = teacher_text.special_ids(tokenizer, loaded.config.vocab_size) \
+        if set(corpora) & set(TEACHER_CORPORA) else set()
     work = out + ".checkpoints"
     os.makedirs(work, exist_ok=True)
     heldout, sources = {}, []
     for what in corpora:
         if what in TEACHER_CORPORA:
-            special = teacher_text.special_ids(tokenizer, loaded.config.vocab_size)
-            prefix = teacher_text.chat_prefix(tokenizer) if what == "chat" else []
             rows = teacher_text.generate(loaded.model, special, FLAGS.corpus_rows, 256,
-                                         os.path.join(work, "teacher_text"), batch=FLAGS.corpus_batch, prefix=prefix)
+                                         os.path.join(work, "teacher_text"), batch=FLAGS.corpus_batch,
+                                         prefix=chat_prefix if what == "chat" else [])
         else:
             data = installed_text.dataset() if what == "installed" else user_data.read(user_path(what))
             rows = text_recipe.token_rows([d.text for d in data.train], tokenizer, 256, what)
