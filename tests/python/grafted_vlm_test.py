@@ -214,6 +214,19 @@ class PretrainCliTest(absltest.TestCase):
             # the vision tower did train: its weights (α·t, α trained) moved away from the 1-step run's
             vision = [k for k in frozen_w if k.startswith("model.vision_model.")]
             self.assertTrue(any(np.abs(frozen_w[k] - trained_w[k]).max() > 0 for k in vision))
+            # --init_from a frozen-decoder output trains its vision tower further, the decoder still the text output's
+            further_out = os.path.join(d, "vlm-ternary-further")
+            r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={out}", f"--init_from={frozen_out}",
+                                      "--freeze_decoder", "--steps=2", "--learning_rate=1e-2", "--eval_examples=8",
+                                      "--export=false", f"--out={further_out}")
+            self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+            further_packed = load_file(os.path.join(further_out, "quantized.safetensors"))
+            for name, t in text_packed.items():
+                np.testing.assert_array_equal(further_packed["text_model." + name], t, err_msg=name)
+            further_w = load_file(os.path.join(further_out, "model.safetensors"))
+            np.testing.assert_array_equal(further_w["model.text_model.norm.weight"], text_w["model.norm.weight"])
+            self.assertTrue(any(np.abs(further_w[k] - frozen_w[k]).max() > 0 for k in vision))
+            compact.write(further_out, out, os.path.join(d, "vlm-ternary-further-compact"), text_layers_from=text_out)
             compact_dir = os.path.join(d, "vlm-ternary-compact")
             compact.write(frozen_out, out, compact_dir, text_layers_from=text_out)
             stored = load_file(os.path.join(compact_dir, "quantized.safetensors"))
@@ -238,7 +251,12 @@ class PretrainCliTest(absltest.TestCase):
             r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={out}", "--freeze_decoder", "--steps=0",
                                       f"--out={os.path.join(d, 'never')}")
             self.assertEqual(r.stderr.strip().splitlines()[-1],
-                             "ternarize: --freeze_decoder keeps the decoder of --text_init_from; give that flag too")
+                             "ternarize: --freeze_decoder keeps the decoder of --text_init_from or --init_from; "
+                             "give one")
+            r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={lm}", f"--init_from={text_out}",
+                                      "--freeze_decoder", "--steps=0", f"--out={os.path.join(d, 'never')}")
+            self.assertEqual(r.stderr.strip().splitlines()[-1], f"ternarize: --freeze_decoder trains a VLM's vision "
+                             f"tower alone; {lm} is a language model")
             r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={lm}", f"--text_init_from={text_out}",
                                       "--steps=0", f"--out={os.path.join(d, 'never')}")
             self.assertEqual(r.stderr.strip().splitlines()[-1], f"ternarize: --text_init_from is for a VLM grafted "

@@ -45,9 +45,10 @@ flags.DEFINE_string("init_from", None, "Train further an earlier ternarize outpu
 flags.DEFINE_string("text_init_from", None, "A VLM grafted onto a language model (pretrain_vlm): start its decoder "
                     "from a ternarize output of that language model (e.g. smollm2-ternary for smollm2-vlm): its codes, "
                     "scales and norm gains; the vision encoder and connector get --init (or --keep_float).")
-flags.DEFINE_bool("freeze_decoder", False, "With --text_init_from: the decoder keeps that output's codes, scales and "
-                  "norms exactly (its text quality stays that model's); QAT trains the vision encoder and connector "
-                  "against it (half the memory, and the compact form stores only the vision tower).")
+flags.DEFINE_bool("freeze_decoder", False, "A VLM with --text_init_from (or --init_from: a VLM output trained "
+                  "further): the decoder keeps that output's codes, scales and norms exactly (its text quality stays "
+                  "that model's); QAT trains the vision encoder and connector against it (half the memory, and the "
+                  "compact form stores only the vision tower).")
 flags.DEFINE_list("keep_float", [], "Layers left in float: vision, connector, first, last, lm_head, or globs.")
 flags.DEFINE_integer("checkpoint_every", 100, "Steps between training checkpoints.", lower_bound=1)
 flags.DEFINE_integer("eval_examples", 256, "Test examples per task for the reports.", lower_bound=1)
@@ -186,11 +187,13 @@ def run() -> None:
     mesh = sharding.parse_mesh(FLAGS.mesh)  # a bad --mesh fails before the (slow) load
     if FLAGS.text_init_from and FLAGS.init_from:
         raise TernaryVLMError("--text_init_from starts a fresh VLM's decoder; --init_from continues a whole output")
-    if FLAGS.freeze_decoder and not FLAGS.text_init_from:
-        raise TernaryVLMError("--freeze_decoder keeps the decoder of --text_init_from; give that flag too")
+    if FLAGS.freeze_decoder and not (FLAGS.text_init_from or FLAGS.init_from):
+        raise TernaryVLMError("--freeze_decoder keeps the decoder of --text_init_from or --init_from; give one")
     if FLAGS.text_init_from and not load_processing(path).is_vlm:
         raise TernaryVLMError(f"--text_init_from is for a VLM grafted onto a language model; {path} is a language "
                               f"model itself")
+    if FLAGS.freeze_decoder and not load_processing(path).is_vlm:
+        raise TernaryVLMError(f"--freeze_decoder trains a VLM's vision tower alone; {path} is a language model")
     loaded = load_model(path)
     out = os.path.abspath(user_path(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode))
     if not loaded.is_vlm:
