@@ -5,6 +5,9 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <vector>
+
+#include <sys/mman.h>
 
 namespace tvlm {
 
@@ -13,8 +16,17 @@ KVCache::KVCache(int heads, int dim, int max_len)
       dim_(dim),
       max_len_(max_len),
       tiles_((max_len + kTile - 1) / kTile),
-      k_(static_cast<size_t>(heads) * tiles_ * dim * kTile, 0.0f),
-      v_(static_cast<size_t>(heads) * max_len * dim, 0.0f) {}
+      k_(MapZeroed(static_cast<size_t>(heads) * tiles_ * dim * kTile)),
+      v_(MapZeroed(static_cast<size_t>(heads) * max_len * dim)) {}
+
+KVCache::Pages KVCache::MapZeroed(size_t floats) {
+  const size_t bytes = floats * sizeof(float);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return Pages(static_cast<float*>(p), Unmap{bytes});
+}
+
+void KVCache::Unmap::operator()(float* p) const { munmap(p, bytes); }
 
 Status KVCache::Create(int heads, int dim, int max_len, std::unique_ptr<KVCache>* cache) {
   const std::string sizes = std::to_string(heads) + " heads, " + std::to_string(dim) + " dims, " +
@@ -104,13 +116,13 @@ Status KVCache::Write(const float* new_k, const float* new_v, int t, int start) 
   Status span = CheckSpan(t, start, max_len_);
   if (!span.ok()) return span;
   for (int h = 0; h < heads_; ++h) {
-    float* keys = &k_[static_cast<size_t>(h) * tiles_ * dim_ * kTile];
+    float* keys = k_.get() + static_cast<size_t>(h) * tiles_ * dim_ * kTile;
     for (int i = 0; i < t; ++i) {  // position p: lane p % kTile of every row of tile p / kTile
       const int p = start + i;
       float* column = keys + static_cast<size_t>(p / kTile) * dim_ * kTile + p % kTile;
       for (int j = 0; j < dim_; ++j) column[j * kTile] = new_k[(static_cast<size_t>(h) * dim_ + j) * t + i];
     }
-    std::memcpy(&v_[(static_cast<size_t>(h) * max_len_ + start) * dim_],  // value rows: one block
+    std::memcpy(v_.get() + (static_cast<size_t>(h) * max_len_ + start) * dim_,  // value rows: one block
                 new_v + static_cast<size_t>(h) * t * dim_, sizeof(float) * t * dim_);
   }
   return Status::Ok();
@@ -126,8 +138,8 @@ Status KVCache::Attend(const float* q, int rows, int t, int start, float scale, 
   thread_local std::vector<float> scores;
   scores.resize(static_cast<size_t>(tiles_) * kTile);
   for (int h = 0; h < heads_; ++h) {
-    const float* keys = &k_[static_cast<size_t>(h) * tiles_ * dim_ * kTile];
-    const float* values = &v_[static_cast<size_t>(h) * max_len_ * dim_];
+    const float* keys = k_.get() + static_cast<size_t>(h) * tiles_ * dim_ * kTile;
+    const float* values = v_.get() + static_cast<size_t>(h) * max_len_ * dim_;
     for (int r = 0; r < rows; ++r) {
       const float* qr = q + (static_cast<size_t>(h) * rows + r) * dim_;
       float* o = out + (static_cast<size_t>(h) * rows + r) * dim_;

@@ -13,7 +13,6 @@
 
 #include <cstddef>
 #include <memory>
-#include <vector>
 
 #include "cc/kernels/status.h"
 
@@ -21,7 +20,7 @@ namespace tvlm {
 
 class KVCache {
  public:
-  KVCache(int heads, int dim, int max_len);  // sizes as Create checks them
+  KVCache(int heads, int dim, int max_len);  // sizes as Create checks them; throws std::bad_alloc
 
   // A zeroed cache, or an error naming the sizes when they are not positive or the cache would
   // exceed kMaxBytes (the sizes come from a model file: a corrupt one must not take all memory).
@@ -44,8 +43,18 @@ class KVCache {
   Status Attend(const float* q, int rows, int t, int start, float scale, float* out) const;
 
  private:
+  // Anonymous pages mapped by the OS on first write: a cache holds only the positions it was given (the
+  // key tiles and value rows are in position order within each head), however long max_len is, and
+  // positions never written read as zeros, never another process' memory.
+  struct Unmap {
+    size_t bytes;
+    void operator()(float* p) const;
+  };
+  using Pages = std::unique_ptr<float, Unmap>;
+  static Pages MapZeroed(size_t floats);
+
   int heads_, dim_, max_len_, tiles_;
-  std::vector<float> k_, v_;  // zero-initialized: reads never see another process' memory
+  Pages k_, v_;
 };
 
 }  // namespace tvlm
