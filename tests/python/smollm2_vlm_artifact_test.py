@@ -1,6 +1,7 @@
-"""The shipped grafted VLM and its ternary version (python/artifacts/smollm2-vlm, smollm2-vlm-ternary): each is
-rebuilt from the pip GGUF plus its compact files, and is the model its card / report describes (the scores on the
-scene test split and pydoc, recomputed); the ternary one's decoder is the shipped ternary SmolLM2, bit for bit."""
+"""The shipped grafted VLM and its ternary and binary versions (python/artifacts/smollm2-vlm, smollm2-vlm-ternary,
+smollm2-vlm-binary): each is rebuilt from the pip GGUF plus its compact files, and is the model its card / report
+describes (the scores on the scene test split and pydoc, recomputed); a quantized one's decoder is the shipped
+quantized SmolLM2 of its mode, bit for bit."""
 
 import json
 import os
@@ -45,15 +46,21 @@ class ShippedVLMTest(absltest.TestCase):
         self.assertLess(got["caption_ppl"], 2.0)
 
     def test_ternary_vlm_is_its_report_with_the_shipped_ternary_decoder(self):
-        src = compact.ARTIFACTS / "smollm2-vlm-ternary"
+        self.assert_quantized_vlm("smollm2-vlm-ternary", "smollm2-ternary", "ternary")
+
+    def test_binary_vlm_is_its_report_with_the_shipped_binary_decoder(self):
+        self.assert_quantized_vlm("smollm2-vlm-binary", "smollm2-binary", "binary")
+
+    def assert_quantized_vlm(self, name: str, decoder: str, mode: str):
+        src = compact.ARTIFACTS / name
         self.assertLess(sum(f.stat().st_size for f in src.iterdir()), 2 << 20)  # the vision tower alone
         stored = load_file(str(src / "quantized.safetensors"))
         self.assertFalse([k for k in stored if k.startswith("text_model.")])
-        path = model_path("smollm2-vlm-ternary")
+        path = model_path(name)
         q = json.load(open(os.path.join(path, "config.json")))["quantization_config"]
-        self.assertEqual((q["base"], q["text_layers_from"], q["mode"]), ("smollm2-vlm", "smollm2-ternary", "ternary"))
+        self.assertEqual((q["base"], q["text_layers_from"], q["mode"]), ("smollm2-vlm", decoder, mode))
         packed, text = load_file(os.path.join(path, "quantized.safetensors")), \
-            load_file(str(compact.ARTIFACTS / "smollm2-ternary" / "quantized.safetensors"))
+            load_file(str(compact.ARTIFACTS / decoder / "quantized.safetensors"))
         self.assertLen([k for k in packed if k.startswith("text_model.")], len(text))
         for key, value in text.items():
             np.testing.assert_array_equal(packed["text_model." + key], value, err_msg=key)
@@ -64,7 +71,7 @@ class ShippedVLMTest(absltest.TestCase):
         batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)  # ternarize's
         got = evaluate.evaluate(loaded.model, batcher, report["eval_examples"])
         assert_scores(self, got, report["after_qat"], report["eval_examples"])
-        # QAT of the vision tower brought the captions back from the post-init model's
+        # QAT of the vision tower brought the captions back from the model it started from
         self.assertLess(got["caption_ppl"], report["after_init"]["caption_ppl"])
 
 

@@ -30,7 +30,7 @@ from ternary_vlm import atomic
 from ternary_vlm.errors import CheckpointError
 
 ARTIFACTS = Path(__file__).resolve().parent.parent.parent / "artifacts"
-NAMES = ("smollm2-ternary", "smollm2-binary", "smollm2-vlm-ternary")
+NAMES = ("smollm2-ternary", "smollm2-binary", "smollm2-vlm-ternary", "smollm2-vlm-binary")
 _COPIED = ("quantized.safetensors", "config.json", "report.json", "report.md")
 
 
