@@ -6,6 +6,7 @@ directory bit for bit and refuses a trained decoder, and the CLI trains, resumes
 import json
 import os
 import tempfile
+from unittest import mock
 
 import jax.numpy as jnp
 import numpy as np
@@ -37,9 +38,13 @@ class GraftedSmolLM2Test(absltest.TestCase):
 
     @classmethod
     def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        # Named models (smollm2-ternary) are rebuilt here, not in ~/.cache: read-only in Bazel's sandbox, and a
+        # test must not depend on what earlier runs left there.
+        cls.cache = mock.patch.dict(os.environ, {"TERNARY_VLM_CACHE": os.path.join(cls.tmp.name, "cache")})
+        cls.cache.start()
         cls.base = load_model(model_path("smollm2"))
         cls.model, cls.config, cls.tok = grafted_vlm.graft(cls.base, seed=3)
-        cls.tmp = tempfile.TemporaryDirectory()
         cls.dir = os.path.join(cls.tmp.name, "smollm2-vlm")
         writer.save_directory(cls.model, cls.config, cls.dir, lambda d: grafted_vlm.write_files(d, cls.tok))
         cls.loaded = load_model(cls.dir)
@@ -47,6 +52,7 @@ class GraftedSmolLM2Test(absltest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        cls.cache.stop()
         cls.tmp.cleanup()
 
     def test_tokens_and_prompt_format(self):
@@ -108,11 +114,8 @@ class GraftedSmolLM2Test(absltest.TestCase):
                                                            "preprocessor_config.json"])
             size = os.path.getsize(os.path.join(compact, "graft.safetensors"))
             self.assertLess(size, 12e6)  # vision tower + connector (2.3 M floats) + 3 rows, not the 540 MB decoder
-            os.environ["TERNARY_VLM_CACHE"] = os.path.join(d, "cache")
-            try:
+            with mock.patch.dict(os.environ, {"TERNARY_VLM_CACHE": os.path.join(d, "cache")}):
                 rebuilt = grafted_vlm.materialize("test-vlm", compact)
-            finally:
-                del os.environ["TERNARY_VLM_CACHE"]
             want, got = load_file(os.path.join(self.dir, "model.safetensors")), \
                 load_file(os.path.join(rebuilt, "model.safetensors"))
             self.assertEqual(sorted(want), sorted(got))
@@ -231,8 +234,7 @@ class PretrainCliTest(absltest.TestCase):
             compact.write(frozen_out, out, compact_dir, text_layers_from=text_out)
             stored = load_file(os.path.join(compact_dir, "quantized.safetensors"))
             self.assertTrue(stored and not any(k.startswith("text_model.") for k in stored), sorted(stored))
-            os.environ["TERNARY_VLM_CACHE"] = os.path.join(d, "cache")
-            try:
+            with mock.patch.dict(os.environ, {"TERNARY_VLM_CACHE": os.path.join(d, "cache")}):
                 rebuilt = compact.materialize_dir(compact_dir, "tiny-vlm-ternary")
                 for f in ("model.safetensors", "quantized.safetensors"):
                     want, got = (load_file(os.path.join(o, f)) for o in (frozen_out, rebuilt))
@@ -246,8 +248,6 @@ class PretrainCliTest(absltest.TestCase):
                           os.path.join(text_out, "quantized.safetensors"))
                 with self.assertRaisesRegex(CheckpointError, "its decoder layers come from .* which has changed"):
                     compact.materialize_dir(compact_dir, "tiny-vlm-ternary")
-            finally:
-                del os.environ["TERNARY_VLM_CACHE"]
             r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={out}", "--freeze_decoder", "--steps=0",
                                       f"--out={os.path.join(d, 'never')}")
             self.assertEqual(r.stderr.strip().splitlines()[-1],
