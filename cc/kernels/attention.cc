@@ -128,21 +128,23 @@ Status KVCache::Write(const float* new_k, const float* new_v, int t, int start) 
   return Status::Ok();
 }
 
-Status KVCache::Attend(const float* q, int rows, int t, int start, float scale, float* out) const {
+Status KVCache::Attend(const float* q, int rows, int t, int start, float scale, float* out,
+                       ThreadPool* pool) const {
   Status span = CheckSpan(t, start, max_len_);
   if (!span.ok()) return span;
   if (rows <= 0 || rows % t != 0) {
     return Status::Error(std::to_string(rows) + " query rows are not a multiple of " +
                          std::to_string(t) + " tokens");
   }
-  thread_local std::vector<float> scores;
-  scores.resize(static_cast<size_t>(tiles_) * kTile);
-  for (int h = 0; h < heads_; ++h) {
-    const float* keys = k_.get() + static_cast<size_t>(h) * tiles_ * dim_ * kTile;
-    const float* values = v_.get() + static_cast<size_t>(h) * max_len_ * dim_;
-    for (int r = 0; r < rows; ++r) {
-      const float* qr = q + (static_cast<size_t>(h) * rows + r) * dim_;
-      float* o = out + (static_cast<size_t>(h) * rows + r) * dim_;
+  ParallelFor(pool, static_cast<size_t>(heads_) * rows, 1, [&](size_t begin, size_t end) {
+    thread_local std::vector<float> scores;
+    scores.resize(static_cast<size_t>(tiles_) * kTile);
+    for (size_t i = begin; i < end; ++i) {
+      const int h = static_cast<int>(i / rows), r = static_cast<int>(i % rows);
+      const float* keys = k_.get() + static_cast<size_t>(h) * tiles_ * dim_ * kTile;
+      const float* values = v_.get() + static_cast<size_t>(h) * max_len_ * dim_;
+      const float* qr = q + i * dim_;  // row r of head h: [heads, rows, dim]
+      float* o = out + i * dim_;
       const int n = start + r % t + 1;  // positions this query sees
       Scores(qr, keys, dim_, (n + kTile - 1) / kTile, scores.data());
       float top = -INFINITY;
@@ -159,7 +161,7 @@ Status KVCache::Attend(const float* q, int rows, int t, int start, float scale, 
       for (int s = 0; s < n; ++s) scores[s] *= inv;
       WeightedSum(scores.data(), values, n, dim_, o);
     }
-  }
+  });
   return Status::Ok();
 }
 

@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "cc/kernels/status.h"
+#include "cc/kernels/thread_pool.h"
 
 namespace tvlm {
 
@@ -40,7 +41,9 @@ class KVCache {
 
   // out[h, r, :] = softmax_s(scale * q[h, r, :] . k[h, :, s]) v[h, s, :] over s <= start + r % t,
   // for q and out [heads, rows, dim], rows a multiple of t (positions never written read as zeros).
-  Status Attend(const float* q, int rows, int t, int start, float scale, float* out) const;
+  // The heads × rows query rows are independent: a pool splits them, each computed as inline.
+  Status Attend(const float* q, int rows, int t, int start, float scale, float* out,
+                ThreadPool* pool = nullptr) const;
 
  private:
   // Anonymous pages mapped by the OS on first write: a cache holds only the positions it was given (the

@@ -43,12 +43,12 @@ namespace internal {
 class Kernel;
 }  // namespace internal
 
-// Below this many multiply-adds (m · n · k) a matmul runs on its caller alone: a decode step of a small
-// model (SmolLM2: 0.3-0.9 M per layer) is faster that way. Measured on the 2-core Zen 5 VM, SmolLM2 ternary
-// decode, medians of 5 processes: 1 thread 213 tok/s; 2 threads with our ops also split 211 (XNNPACK's
-// threads and ours then wake and preempt each other between every two ops); 2 threads with our ops inline,
-// XNNPACK's ops split, 239; our ops split and XNNPACK single-threaded with workers spinning 2 ms, 211.
-constexpr size_t kMinParallelMacs = size_t{1} << 21;
+// Below this many multiply-adds (m · n · k) a matmul runs on its caller alone. SmolLM2's decode layers
+// are 0.11 M (k, v) to 0.88 M (MLP) each; measured on the 2-core Zen 5 VM, ternary decode at 2 threads
+// against 1 (workers spinning 20 us, 4 interleaved runs per setting): every decode matmul inline (a
+// threshold of 2^21) 0.90-1.07x; q, o and the MLP split (2^18) 1.11-1.32x; k and v split too 1.02-1.37x
+// (a 576 x 192 matmul alone is slower on 2 threads than on 1 in kernel_bench).
+constexpr size_t kMinParallelMacs = size_t{1} << 18;
 
 class MatMulKernel {
  public:

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -25,27 +26,47 @@ class ThreadPool {
 
   int num_threads() const { return num_threads_; }
 
-  // Splits [0, n) into at most num_threads() chunks whose sizes are multiples of `grain` (the
-  // last one ends at n), runs fn(begin, end) on the workers and the caller, and waits for all.
+  // Runs fn(begin, end) over pieces that cover [0, n) once, each a run of whole grains (the last
+  // ends at n), and waits for all. [0, n) is cut into num_threads() contiguous ranges, one per
+  // thread (the caller takes the first); a thread runs its own range's pieces front to back, then
+  // takes pieces from the back of the others' ranges. So each thread streams contiguous rows, and a
+  // worker that is late (asleep, or its core taken by another pool's thread) costs the caller only
+  // the pieces it already started: the caller runs the rest itself, never slower than one thread
+  // by more than the wake-up call.
   void ParallelFor(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
 
+  // Pieces per thread's range: the granularity of taking work from a late thread.
+  static constexpr uint32_t kPiecesPerRange = 4;
+
  private:
+  // One thread's range of grain units: [front, back) packed as front << 32 | back. The owner takes
+  // pieces from the front, the others from the back, each with one compare-and-swap.
+  struct alignas(64) Range {
+    std::atomic<uint64_t> bounds{0};
+  };
+
   void WorkerLoop(int index);
-  void RunChunk(int index) const;
+  // Runs pieces of range `index`, then of the others, until every range is empty.
+  void RunPieces(int index);
+  // Takes the next piece [begin, end) from the front or the back of `range`; false when it is empty.
+  bool Take(Range& range, bool from_back, uint32_t* begin, uint32_t* end) const;
 
   const int num_threads_;
+  std::unique_ptr<Range[]> ranges_;
   std::vector<std::thread> workers_;
   std::mutex caller_;  // held by the one ParallelFor that owns the workers
   std::mutex mu_;
   std::condition_variable wake_;
-  bool stop_ = false;                    // guarded by mu_
+  std::atomic<bool> stop_{false};
   std::atomic<uint64_t> generation_{0};  // bumped (under mu_) once per ParallelFor
-  std::atomic<int> pending_{0};          // workers that have not finished this generation
+  std::atomic<size_t> remaining_{0};     // grain units of this job whose pieces have not finished
+  // Piece size of the current job, in grain units; stored before the ranges (release).
+  std::atomic<uint32_t> step_{1};
 
-  // The current job; written before generation_ is bumped, read by workers after they see it.
+  // The current job, written before its ranges are stored (release); a thread reads it only after
+  // taking a piece (acquire), and the job outlives every piece taken.
   const std::function<void(size_t, size_t)>* fn_ = nullptr;
-  size_t n_ = 0, grain_ = 1, units_ = 0;
-  int chunks_ = 0;
+  size_t n_ = 0, grain_ = 1;
 };
 
 // fn(0, n) inline when pool is null, else pool->ParallelFor.

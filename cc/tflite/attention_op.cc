@@ -9,6 +9,7 @@
 
 #include "cc/kernels/attention.h"
 #include "cc/tflite/op_util.h"
+#include "cc/tflite/thread_pools.h"
 
 namespace tvlm {
 namespace {
@@ -74,6 +75,7 @@ struct OpData {
   CacheRegistry::Key key{nullptr, 0};
   KVCache* cache = nullptr;  // shared; released when the node is freed
   float scale = 0.0f;
+  ThreadPool* pool = nullptr;  // shared by the interpreter's ops (SharedThreadPool)
 };
 
 std::string Dims(const TfLiteTensor* t) { return Shape(t->dims); }
@@ -146,6 +148,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     op.cache = shared;
   }
   op.scale = scale->data.f[0];
+  op.pool = SharedThreadPool(context->recommended_num_threads);
   TfLiteTensor* out = &context->tensors[op.node.output];
   out->type = kTfLiteFloat32;
   return ResizeTo(context, kName, out, {heads, rows, dim});
@@ -166,7 +169,7 @@ TfLiteStatus Invoke(TfLiteContext* context, TfLiteNode* node) {
   const int t = new_k->dims->data[2], start = index->data.i32[2];
   Status status = op.cache->Write(new_k->data.f, new_v->data.f, t, start);
   if (status.ok()) {
-    status = op.cache->Attend(q->data.f, q->dims->data[1], t, start, op.scale, out->data.f);
+    status = op.cache->Attend(q->data.f, q->dims->data[1], t, start, op.scale, out->data.f, op.pool);
   }
   return status.ok() ? kTfLiteOk : Fail(context, kName, status.message());
 }

@@ -28,6 +28,7 @@ TEST(KVCacheTest, PrefillThenDecodeMatchesReference) {
   KVCache cache(heads, dim, max_len);
   ReferenceConversation reference(heads, dim);
   const float scale = 0.125f;
+  ThreadPool two(2), three(3);
   int position = 0;
   // A 9-token prefill, then single-token decode steps up to the last position of the cache.
   for (int t : {9, 1, 1, 1}) {
@@ -40,6 +41,12 @@ TEST(KVCacheTest, PrefillThenDecodeMatchesReference) {
     std::vector<float> out(q.size());
     ASSERT_TRUE(cache.Attend(q.data(), rows, t, position, scale, out.data()).ok());
     ExpectNear(out, reference.Attend(q, rows, t, position, scale), t > 1 ? "prefill" : "decode");
+    // Split over threads, each query row is computed exactly as inline.
+    for (ThreadPool* pool : {&two, &three}) {
+      std::vector<float> split(q.size());
+      ASSERT_TRUE(cache.Attend(q.data(), rows, t, position, scale, split.data(), pool).ok());
+      EXPECT_EQ(split, out) << pool->num_threads() << " threads, " << t << " new tokens";
+    }
     position += t;
   }
   const Status last = cache.Write(std::vector<float>(heads * dim).data(),

@@ -1,6 +1,9 @@
 #include "cc/kernels/thread_pool.h"
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -24,7 +27,7 @@ TEST(ThreadPoolTest, CoversEveryIndexOnceInGrainMultiples) {
           EXPECT_TRUE(end == n || end % grain == 0);
           for (size_t i = begin; i < end; ++i) hits[i].fetch_add(1);
         });
-        EXPECT_LE(calls.load(), threads);
+        EXPECT_LE(calls.load(), threads * static_cast<int>(ThreadPool::kPiecesPerRange));
         for (size_t i = 0; i < n; ++i) {
           ASSERT_EQ(hits[i].load(), 1) << "threads=" << threads << " n=" << n << " i=" << i;
         }
@@ -58,6 +61,30 @@ TEST(ThreadPoolTest, TwoCallersAtOnceEachCoverTheirRange) {
   b.join();
   EXPECT_EQ(totals[0].load(), 2000u * 100);
   EXPECT_EQ(totals[1].load(), 2000u * 101);
+}
+
+// A worker that is late does not hold the caller back: the caller runs the pieces of the worker's
+// range that the worker has not started. Here the worker's first piece cannot finish until the caller
+// has run a piece of the worker's range (n = 8 on 2 threads: the worker's range is [4, 8), one unit a
+// piece), so a pool that left the worker's range to the worker would wait out the 10 s below.
+TEST(ThreadPoolTest, CallerRunsTheLateWorkersPieces) {
+  ThreadPool pool(2);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::mutex mu;
+  std::condition_variable cv;
+  bool caller_took_worker_range = false, worker_gave_up = false;
+  pool.ParallelFor(8, 1, [&](size_t begin, size_t end) {
+    if (begin < 4) return;
+    std::unique_lock<std::mutex> lock(mu);
+    if (std::this_thread::get_id() == caller) {
+      caller_took_worker_range = true;
+      cv.notify_all();
+    } else if (!caller_took_worker_range) {
+      worker_gave_up = !cv.wait_for(lock, std::chrono::seconds(10), [&] { return caller_took_worker_range; });
+    }
+  });
+  EXPECT_TRUE(caller_took_worker_range);
+  EXPECT_FALSE(worker_gave_up);
 }
 
 TEST(ThreadPoolTest, NullPoolRunsInline) {

@@ -176,10 +176,14 @@ def benchmark_model(name: str, variants: list, workdir: str, launcher: Launcher)
 
 def measure_speed(row: dict, label: str, launcher: Launcher, args_of, module: str = "ternary_vlm.bench.child") -> None:
     """Fills row["speed"] (per thread count, the median of --processes fresh children running `module`.measure on
-    args_of(threads)) and the row's headline figures from the first thread count."""
+    args_of(threads), the thread counts taking turns) and the row's headline figures from the first thread count."""
     row["speed"] = {}
-    for threads in FLAGS.threads:
-        runs = [launcher.run(args_of(int(threads)), module=module) for _ in range(FLAGS.processes)]
+    # Interleaved (1, 2, 1, 2, ...): a slow spell of the shared machine then falls on every thread count alike.
+    runs_of = {threads: [] for threads in FLAGS.threads}
+    for _ in range(FLAGS.processes):
+        for threads in FLAGS.threads:
+            runs_of[threads].append(launcher.run(args_of(int(threads)), module=module))
+    for threads, runs in runs_of.items():
         m = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
         m["decode_tok_s"] = 1e3 / m["decode_ms"]
         row["speed"][threads] = m
