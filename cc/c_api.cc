@@ -6,6 +6,7 @@
 #include "cc/kernels/packing.h"
 #include "cc/tflite/matmul_op.h"
 #include "cc/tflite/attention_op.h"
+#include "cc/tflite/int8_matmul_op.h"
 #include "cc/tflite/unpack_op.h"
 
 namespace {
@@ -35,6 +36,7 @@ TfLiteRegistration* tvlm_register_unpack_ternary(void) { return tvlm::UnpackTern
 TfLiteRegistration* tvlm_register_kv_cache_attention(void) {
   return tvlm::KVCacheAttentionRegistration();
 }
+TfLiteRegistration* tvlm_register_int8_matmul(void) { return tvlm::Int8MatMulRegistration(); }
 
 size_t tvlm_row_bytes(int format, size_t k) {
   return KnownFormat(format) ? tvlm::RowBytes(static_cast<tvlm::WeightFormat>(format), k) : 0;

@@ -22,6 +22,9 @@ struct TfLiteRegistration* tvlm_register_unpack_ternary(void);
 /* resolver.AddCustom("KVCacheAttention", ...): a decoder layer's KV-cache update + attention, the cache
    owned by the op and shared by the interpreter's signatures (cc/tflite/attention_op.h). */
 struct TfLiteRegistration* tvlm_register_kv_cache_attention(void);
+/* resolver.AddCustom("Int8MatMul", ...): a dynamic-range int8 matmul (a tied LM head) on the ops' own
+   thread pool, weights read in place (cc/tflite/int8_matmul_op.h). */
+struct TfLiteRegistration* tvlm_register_int8_matmul(void);
 
 enum { TVLM_TERNARY2 = 0, TVLM_BINARY1 = 1 };
 

@@ -1,7 +1,9 @@
-// Cold-weight micro-benchmark of MatMulKernel on every ISA this CPU runs.
+// Cold-weight micro-benchmark of MatMulKernel (ternary2, binary1) and Int8MatMul (int8 weights read in
+// place) on every ISA this CPU runs.
 //
 //   tools/bazel run //cc/bench:kernel_bench -- [--threads=1,2] [--m=1,32] [--isa=avx512]
-//       [--activations=float32,int8] [--shapes=2048x8192,8192x2048] [--json=PATH]
+//       [--activations=float32,int8] [--formats=ternary2,binary1,int8] [--shapes=2048x8192,8192x2048]
+//       [--json=PATH]
 //
 // Each configuration rotates over enough copies of its weights (> 64 MB together) that none is
 // cache-resident when it is used, and reports the median time of one call, the packed-weight
@@ -15,12 +17,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "cc/kernels/int8_matmul.h"
 #include "cc/kernels/matmul.h"
 #include "cc/kernels/packing.h"
 
@@ -114,7 +118,7 @@ int Main(int argc, char** argv) {
   std::vector<int> threads = {1, 2}, ms = {1, 32};
   std::vector<std::pair<size_t, size_t>> shapes = {
       {576, 1536}, {1536, 576}, {2048, 2048}, {2048, 8192}, {8192, 2048}};  // K x N
-  std::string json_path, isa_filter, activations_filter;
+  std::string json_path, isa_filter, activations_filter, formats_filter;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg.rfind("--threads=", 0) == 0) {
@@ -137,10 +141,12 @@ int Main(int argc, char** argv) {
       isa_filter = arg.substr(6);
     } else if (arg.rfind("--activations=", 0) == 0) {
       activations_filter = arg.substr(14);
+    } else if (arg.rfind("--formats=", 0) == 0) {
+      formats_filter = arg.substr(10);
     } else {
       std::fprintf(stderr,
                    "usage: %s [--threads=1,2] [--m=1,32] [--isa=NAME] [--activations=float32|int8] "
-                   "[--shapes=KxN,...] "
+                   "[--formats=ternary2,binary1,int8] [--shapes=KxN,...] "
                    "[--json=PATH]\n",
                    argv[0]);
       return 2;
@@ -154,6 +160,43 @@ int Main(int argc, char** argv) {
 
   std::vector<Result> results;
   std::mt19937 rng(1);
+
+  // Times run(copy, x, m, y, pool) on `copies` cold copies of `bytes` weight bytes, and the read floor of
+  // those bytes, for every m and thread count; prints and keeps one result each.
+  using Run = std::function<void(size_t, const float*, size_t, float*, ThreadPool*)>;
+  auto measure = [&](const char* isa, const char* act, const char* format, size_t k, size_t n,
+                     size_t bytes, size_t copies, const Run& run) {
+    // The floor's own cold copies (64-byte aligned, a multiple of 64 bytes, like the kernels').
+    const size_t floor_bytes = (bytes + 63) / 64 * 64;
+    std::vector<std::vector<Vec>> floor_copies(copies, std::vector<Vec>(floor_bytes / 16, Vec{1, 2}));
+    for (const size_t m : std::vector<size_t>(ms.begin(), ms.end())) {
+      std::vector<float> x(m * k), y(m * n);
+      for (auto& v : x) v = static_cast<float>(rng() % 2001) / 1000.0f - 1.0f;
+      for (int t : threads) {
+        ThreadPool pool(t);
+        const double sec = MedianSeconds(copies, [&](size_t c) { run(c % copies, x.data(), m, y.data(), &pool); });
+        const size_t lines = floor_bytes / 64;
+        std::vector<Vec> sink(t);  // one per chunk, printed below so the reads are not dropped
+        double floor_sec = 1e30;
+        for (const size_t ahead : kFloorPrefetch) {
+          floor_sec = std::min(floor_sec, MedianSeconds(copies, [&](size_t c) {
+            const uint8_t* p = reinterpret_cast<const uint8_t*>(floor_copies[c % copies].data());
+            pool.ParallelFor(lines, 1, [&](size_t begin, size_t end) {
+              sink[begin * t / lines] ^= StreamRead(p + begin * 64, (end - begin) * 64, ahead);
+            });
+          }));
+        }
+        if (sink[0][0] == 0x5eed) std::printf("(checksum)\n");
+        results.push_back({isa, act, format, m, k, n, t, sec * 1e3, bytes / sec * 1e-9, floor_sec * 1e3});
+        const Result& r = results.back();
+        std::printf("%-9s %-7s %-8s %3zu %5zu %5zu %3d %10.4f %8.1f %9.4f %7.2f\n", r.isa.c_str(),
+                    r.activations.c_str(), r.format.c_str(), r.m, r.k, r.n, r.threads, r.ms, r.gbps,
+                    r.floor_ms, r.ms / r.floor_ms);
+        std::fflush(stdout);
+      }
+    }
+  };
+
   std::vector<std::pair<Activations, Isa>> configs;
   for (Activations act : {Activations::kFloat32, Activations::kInt8}) {
     if (!activations_filter.empty() && activations_filter != ActivationsName(act)) continue;
@@ -163,6 +206,7 @@ int Main(int argc, char** argv) {
   }
   for (const auto& [act, isa] : configs) {
     for (WeightFormat format : {WeightFormat::kTernary2, WeightFormat::kBinary1}) {
+      if (!formats_filter.empty() && formats_filter.find(FormatInfo(format).name) == std::string::npos) continue;
       for (const auto& shape : shapes) {
         const size_t k = shape.first, n = shape.second;
         std::vector<int8_t> values(n * k);
@@ -174,10 +218,6 @@ int Main(int argc, char** argv) {
         std::vector<uint8_t> packed(packed_bytes);
         if (!Pack(format, values.data(), n, k, packed.data()).ok()) return 1;
         const size_t copies = std::max<size_t>(2, kColdBytes / packed_bytes);
-        // The floor's own cold copies (64-byte aligned, a multiple of 64 bytes, like the kernels').
-        const size_t floor_bytes = (packed_bytes + 63) / 64 * 64;
-        std::vector<std::vector<Vec>> floor_copies(copies,
-                                                   std::vector<Vec>(floor_bytes / 16, Vec{1, 2}));
         std::vector<std::unique_ptr<MatMulKernel>> kernels(copies);
         for (auto& kernel : kernels) {
           const Status s =
@@ -188,38 +228,40 @@ int Main(int argc, char** argv) {
           }
         }
         const std::vector<float> scale(n, 1.0f), bias(n, 0.5f);
-        for (const size_t m : std::vector<size_t>(ms.begin(), ms.end())) {
-          std::vector<float> x(m * k), y(m * n);
-          for (auto& v : x) v = static_cast<float>(rng() % 2001) / 1000.0f - 1.0f;
-          std::vector<uint8_t> scratch(kernels[0]->ScratchBytes(m));
-          for (int t : threads) {
-            ThreadPool pool(t);
-            const double sec = MedianSeconds(copies, [&](size_t c) {
-              kernels[c % copies]->Run(x.data(), m, scale.data(), bias.data(), y.data(),
-                                       scratch.data(), &pool);
-            });
-            const size_t lines = floor_bytes / 64;
-            std::vector<Vec> sink(t);  // one per chunk, printed below so the reads are not dropped
-            double floor_sec = 1e30;
-            for (const size_t ahead : kFloorPrefetch) {
-              floor_sec = std::min(floor_sec, MedianSeconds(copies, [&](size_t c) {
-                const uint8_t* p = reinterpret_cast<const uint8_t*>(floor_copies[c % copies].data());
-                pool.ParallelFor(lines, 1, [&](size_t begin, size_t end) {
-                  sink[begin * t / lines] ^= StreamRead(p + begin * 64, (end - begin) * 64, ahead);
+        std::vector<uint8_t> scratch;
+        measure(IsaName(isa), ActivationsName(act), FormatInfo(format).name, k, n, packed_bytes, copies,
+                [&](size_t c, const float* x, size_t m, float* y, ThreadPool* pool) {
+                  if (scratch.size() < kernels[c]->ScratchBytes(m)) scratch.resize(kernels[c]->ScratchBytes(m));
+                  kernels[c]->Run(x, m, scale.data(), bias.data(), y, scratch.data(), pool);
                 });
-              }));
-            }
-            if (sink[0][0] == 0x5eed) std::printf("(checksum)\n");
-            results.push_back({IsaName(isa), ActivationsName(act), FormatInfo(format).name, m, k,
-                               n, t, sec * 1e3, packed_bytes / sec * 1e-9, floor_sec * 1e3});
-            const Result& r = results.back();
-            std::printf("%-9s %-7s %-8s %3zu %5zu %5zu %3d %10.4f %8.1f %9.4f %7.2f\n", r.isa.c_str(),
-                        r.activations.c_str(), r.format.c_str(), r.m, r.k, r.n, r.threads, r.ms,
-                        r.gbps, r.floor_ms, r.ms / r.floor_ms);
-            std::fflush(stdout);
-          }
+      }
+    }
+  }
+  // Int8 weights read in place (Int8MatMul: a tied LM head), int8 activations; SmolLM2's head is 576 x 49152.
+  const bool int8_wanted = (activations_filter.empty() || activations_filter == "int8") &&
+                           (formats_filter.empty() || formats_filter.find("int8") != std::string::npos);
+  for (Isa isa : int8_wanted ? Int8MatMul::AvailableIsas() : std::vector<Isa>{}) {
+    if (!isa_filter.empty() && isa_filter != IsaName(isa)) continue;
+    for (const auto& shape : shapes) {
+      const size_t k = shape.first, n = shape.second;
+      const size_t copies = std::max<size_t>(2, kColdBytes / (n * k));
+      std::vector<std::vector<int8_t>> weights(copies, std::vector<int8_t>(n * k));
+      std::vector<std::unique_ptr<Int8MatMul>> kernels(copies);
+      for (size_t c = 0; c < copies; ++c) {
+        for (auto& v : weights[c]) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+        const Status s = Int8MatMul::Create(isa, weights[c].data(), n, k, &kernels[c]);
+        if (!s.ok()) {
+          std::fprintf(stderr, "%s\n", s.message().c_str());
+          return 1;
         }
       }
+      const std::vector<float> step(n, 0.01f);
+      std::vector<uint8_t> scratch;
+      measure(IsaName(isa), "int8", "int8", k, n, n * k, copies,
+              [&](size_t c, const float* x, size_t m, float* y, ThreadPool* pool) {
+                if (scratch.size() < kernels[c]->ScratchBytes(m)) scratch.resize(kernels[c]->ScratchBytes(m));
+                kernels[c]->Run(x, m, step.data(), y, scratch.data(), pool);
+              });
     }
   }
   if (!json_path.empty()) {

@@ -28,6 +28,7 @@ const std::set<std::string> kDocumented = {"tvlm_register_ternary_matmul",
                                            "tvlm_register_binary_matmul",
                                            "tvlm_register_unpack_ternary",
                                            "tvlm_register_kv_cache_attention",
+                                           "tvlm_register_int8_matmul",
                                            "tvlm_row_bytes",
                                            "tvlm_pack",
                                            "tvlm_unpack",
@@ -127,7 +128,8 @@ TEST_F(CApiTest, RegistrationsAreNamedAndRun) {
       {"tvlm_register_ternary_matmul", "TernaryMatMul"},
       {"tvlm_register_binary_matmul", "BinaryMatMul"},
       {"tvlm_register_unpack_ternary", "UnpackTernary"},
-      {"tvlm_register_kv_cache_attention", "KVCacheAttention"}};
+      {"tvlm_register_kv_cache_attention", "KVCacheAttention"},
+      {"tvlm_register_int8_matmul", "Int8MatMul"}};
   for (const auto& [symbol, name] : ops) {
     auto* registration = Resolve<TfLiteRegistration*()>(symbol);
     ASSERT_NE(registration, nullptr);

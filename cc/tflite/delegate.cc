@@ -1,14 +1,15 @@
 // A TFLite external-delegate plugin whose only job is to resolve our custom ops in stock
 // interpreters that cannot register custom ops from Python:
 //   Interpreter(model_path=..., experimental_delegates=[load_delegate("libternary_ops.so")])
-// Prepare finds every CUSTOM node named TernaryMatMul/BinaryMatMul/UnpackTernary/KVCacheAttention and
-// replaces it, one node at a time (so adjacent ops are not merged), with a delegate kernel running
-// the same op.
+// Prepare finds every CUSTOM node named TernaryMatMul/BinaryMatMul/Int8MatMul/UnpackTernary/
+// KVCacheAttention and replaces it, one node at a time (so adjacent ops are not merged), with a
+// delegate kernel running the same op.
 
 #include <cstring>
 #include <vector>
 
 #include "cc/tflite/attention_op.h"
+#include "cc/tflite/int8_matmul_op.h"
 #include "cc/tflite/matmul_op.h"
 #include "cc/tflite/op_util.h"
 #include "cc/tflite/unpack_op.h"
@@ -38,6 +39,9 @@ TfLiteStatus PrepareDelegate(TfLiteContext* context, TfLiteDelegate* delegate) {
     if (replacement == nullptr) replacement = DelegatedUnpackRegistration(registration->custom_name);
     if (replacement == nullptr) {
       replacement = DelegatedAttentionRegistration(registration->custom_name);
+    }
+    if (replacement == nullptr) {
+      replacement = DelegatedInt8MatMulRegistration(registration->custom_name);
     }
     if (replacement != nullptr) {
       matches.push_back({plan->data[i], replacement});

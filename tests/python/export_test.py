@@ -170,10 +170,14 @@ class ExportTest(absltest.TestCase):
                                                    "decode": len(text), "reset": 0})
             content = read(self.paths[variant])
             histograms = tflite.op_histogram(content)
+            # Only the tied LM head (the embedding table) stays a matmul of ours not: a FULLY_CONNECTED, or in the
+            # default ternary export our Int8MatMul (export/variants.py), which also runs without XNNPACK.
+            head = "Int8MatMul" if variant == "ternary" else "FULLY_CONNECTED"
             for key, index in tflite.signature_subgraphs(content).items():
                 self.assertEqual(histograms[index][op], result.replacements[key], key)
-                # Only the tied LM head (the embedding table) stays a float FULLY_CONNECTED.
-                self.assertEqual(histograms[index]["FULLY_CONNECTED"], int(key in ("prefill", "decode")), key)
+                self.assertEqual(histograms[index][head], int(key in ("prefill", "decode")), key)
+                self.assertEqual(histograms[index]["FULLY_CONNECTED" if head == "Int8MatMul" else "Int8MatMul"], 0)
+            self.assertEqual(Runtime(self.paths[variant]).meta["xnnpack"], variant != "ternary")
             self.assert_only_packed_weights(content, model)
             # ternary's ops quantize their input rows (cc/tflite/matmul_op.h); the others take it as it is.
             want = [ord(c) for c in "activations=int8"] if variant == "ternary" else None
@@ -202,6 +206,7 @@ class ExportTest(absltest.TestCase):
         for key, index in ((key, subgraphs[key]) for key in runs):  # in the order a conversation runs them
             if runs[key]:
                 runs[key](interp.get_signature_runner(key))
+            self.check_int8_matmuls(interp, parsed, index, key)
             ops = [o for o in parsed.subgraphs[index].operators
                    if tflite.opcode_name(parsed, o) == "TernaryMatMul"]
             self.assertEqual(len(ops), self.results["ternary"].replacements[key], key)
@@ -224,6 +229,24 @@ class ExportTest(absltest.TestCase):
                 float_gap = max(float_gap, np.abs(y.reshape(want.shape) - (x @ t.T) * alpha - bias).max())
         # The emulation is sharper than float activations would be: the op really rounds its input to int8.
         self.assertGreater(float_gap, 1e-4)
+
+    def check_int8_matmuls(self, interp, parsed, index, key):
+        """Every Int8MatMul (the LM head) in a subgraph just run: y = step · s · Σ q·w, with q, s as the W2A8 ops
+        quantize their input (above) and w, step the FULLY_CONNECTED's own int8 weights and per-row steps."""
+        ops = [o for o in parsed.subgraphs[index].operators if tflite.opcode_name(parsed, o) == "Int8MatMul"]
+        self.assertEqual(len(ops), int(key in ("prefill", "decode")), key)
+        for o in ops:
+            x, w, step = (interp.get_tensor(int(i), index) for i in o.inputs)
+            y = interp.get_tensor(int(o.outputs[0]), index)
+            x = x.reshape(-1, x.shape[-1])
+            amax = np.abs(x).max(axis=1, keepdims=True)
+            q = np.round(x * (np.float32(127) / amax).astype(np.float32)).astype(np.int64)
+            acc = q @ w.astype(np.int64).T
+            want = (acc * (amax / np.float32(127)) * step).astype(np.float32)
+            # Exact integer sums (|Σ| ≤ 127·128·K < 2^24: float32(Σ) exact), then two roundings (· s, · step).
+            bound = 3 * 2.0**-24 * np.abs(acc * (amax / 127) * step)
+            self.assertEqual(y.shape, want.shape)
+            self.assertTrue(np.all(np.abs(y - want) <= bound), f"{key}: Int8MatMul {o.outputs[0]}")
 
     def test_ternary5_format_equals_the_2bit_file_with_a_fifth_fewer_code_bytes(self):
         """ternary_t5: the codes packed 5 per byte (packing.h's ternary5, checked against numpy's base-3 digits);

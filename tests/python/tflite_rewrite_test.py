@@ -1,5 +1,7 @@
-"""tflite.int8_embeddings on hand-built models: the float embedding table leaves the file, the lookup
-returns int8 rows x their step (numpy reference), and a tied table reuses the LM head's int8 weights."""
+"""The int8 passes on hand-built models. tflite.int8_embeddings: the float embedding table leaves the file, the
+lookup returns int8 rows x their step (numpy reference), and a tied table reuses the LM head's int8 weights.
+tflite.int8_matmuls: a one-row int8 FULLY_CONNECTED becomes Int8MatMul on the same weights, computing what its
+header says (numpy), and nothing else is touched."""
 
 import numpy as np
 from absl.testing import absltest
@@ -7,7 +9,9 @@ from ai_edge_litert import interpreter as stock
 from ai_edge_litert import schema_py_generated as schema
 
 from ternary_vlm.export import tflite
+from ternary_vlm.export.tflite import builder
 from ternary_vlm.export.tflite.builder import ModelBuilder
+from ternary_vlm.runtime import litert
 
 V, D = 50, 12
 
@@ -88,6 +92,53 @@ class Int8EmbeddingsTest(absltest.TestCase):
              schema.GatherNdOptionsT())
         _, counts = tflite.int8_embeddings(b.build([params, ids], [out]))
         self.assertEqual(counts, [0])
+
+
+
+class Int8MatMulsTest(absltest.TestCase):
+
+    def setUp(self):
+        rng = np.random.default_rng(1)
+        self.dense = (rng.normal(size=(300, 70)) * rng.uniform(0.1, 2, size=(300, 1))).astype(np.float32)
+        self.x = rng.normal(size=(1, 70)).astype(np.float32) * 3
+
+    def test_one_row_int8_fc_becomes_the_op_on_the_same_weights(self):
+        original = builder.fully_connected_model((1, 70), self.dense, int8=True)
+        content, counts = tflite.int8_matmuls(original)
+        self.assertEqual(counts, [1])
+        self.assertEqual(tflite.custom_ops(content), ["Int8MatMul"])
+        self.assertEqual(tflite.op_histogram(content)[0]["FULLY_CONNECTED"], 0)
+        model = tflite.read_model(content)
+        graph = model.subgraphs[0]
+        weights = graph.tensors[graph.operators[0].inputs[1]]
+        self.assertEqual(weights.type, schema.TensorType.INT8)  # the FC's own int8 tensor, not a copy
+        self.assertLen([b for b in model.buffers if b.data is not None and len(b.data) == 300 * 70], 1)
+        codes = np.frombuffer(bytes(model.buffers[weights.buffer].data), np.int8).reshape(300, 70).astype(np.int64)
+        steps = np.asarray(weights.quantization.scale, np.float32)
+
+        interp = litert.interpreter(model_content=content, xnnpack=False)
+        interp.set_tensor(interp.get_input_details()[0]["index"], self.x)
+        interp.invoke()
+        (y,) = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+        x = self.x.reshape(1, 70)
+        amax = np.abs(x).max()
+        q = np.round(x * (np.float32(127) / amax)).astype(np.int64)
+        want = (q @ codes.T) * (amax / np.float32(127)) * steps
+        self.assertEqual(y.shape, (1, 300))
+        np.testing.assert_allclose(y, want, rtol=3 * 2.0**-24, atol=0)
+        # And near the float layer: each weight moved by at most half its row's step, each activation by at most
+        # half of max|x| / 127.
+        bound = np.abs(x).sum() * steps / 2 + amax / 254 * np.abs(codes * steps[:, None]).sum(axis=1)
+        self.assertTrue(np.all(np.abs(y - x @ self.dense.T) <= bound * (1 + 1e-5)))
+
+    def test_many_rows_kept_dims_float_weights_and_biases_stay_fully_connected(self):
+        for model in (builder.fully_connected_model((4, 70), self.dense, int8=True),  # 4 rows: a GEMM
+                      builder.fully_connected_model((1, 1, 70), self.dense, int8=True),  # keeps [1, 1, N]
+                      builder.fully_connected_model((1, 70), self.dense),  # float weights
+                      builder.fully_connected_model((1, 70), self.dense, bias=np.ones(300, np.float32), int8=True)):
+            content, counts = tflite.int8_matmuls(model)
+            self.assertEqual(counts, [0])
+            self.assertEqual(tflite.custom_ops(content), [])
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cc/tflite/attention_op.h"
+#include "cc/tflite/int8_matmul_op.h"
 #include "cc/tflite/matmul_op.h"
 #include "cc/tflite/tests/fake_interpreter.h"
 #include "cc/tflite/unpack_op.h"
@@ -193,6 +194,16 @@ void Unpack(Case* c) {
   c->Run(UnpackTernaryRegistration(), c->Inputs(inputs), c->Options(""), 1);
 }
 
+void Int8MatMul(Case* c) {
+  const int m = c->Dim(6), n = c->Dim(40), k = c->Dim(300);
+  std::vector<int> inputs = {
+      c->Tensor(kTfLiteFloat32, {m, k}, false),
+      c->Tensor(kTfLiteInt8, {c->in()->Rare() ? c->Dim(40) : n, c->in()->Rare() ? c->Dim(300) : k}, true),
+      c->Tensor(kTfLiteFloat32, {n}, true),
+  };
+  c->Run(Int8MatMulRegistration(), c->Inputs(inputs), c->Options(""), 2);
+}
+
 void Attention(Case* c) {
   const int heads = c->Dim(4), dim = c->Dim(20), t = c->Dim(6), groups = c->Dim(3);
   const int max_len = c->in()->Rare() ? c->Int() : c->Dim(40);
@@ -219,7 +230,7 @@ void Attention(Case* c) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   tvlm::Bytes in(data, size);
   tvlm::Case c(&in);
-  switch (in.Below(4)) {
+  switch (in.Below(5)) {
     case 0:
       tvlm::MatMul(&c, true);
       break;
@@ -228,6 +239,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 2:
       tvlm::Unpack(&c);
+      break;
+    case 3:
+      tvlm::Int8MatMul(&c);
       break;
     default:
       tvlm::Attention(&c);

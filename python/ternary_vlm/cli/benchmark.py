@@ -13,7 +13,9 @@ training), written to a temporary directory, then measured:
                     litert.interpreter (via runtime.Runtime) and runs encode_image + prefill + the decode steps
   encode / prefill  median ms of encode_image (VLMs) and of prefill for a fixed prompt (padded to --prefill_len)
   decode tok/s      1 / median ms of decode over --decode_steps steps after --warmup steps, per thread count;
-                    each figure is the median over --processes fresh child processes
+                    each figure is the median over --processes fresh child processes; the variants of a model and
+                    the thread counts take turns within each round of processes, so their ratios share the machine's
+                    slow spells; the runtime applies XNNPACK or not as the export's metadata says (export/variants.py)
   perplexity        computed with the .tflite itself (teacher forcing through prefill/decode): pydoc test-split
                     text windows for both models; for the VLM also the caption perplexity on --scenes test scenes
   caption accuracy  VLM: greedy runtime.generate on --scenes test scenes, exact token match (end of turn included)
@@ -124,6 +126,7 @@ def benchmark_model(name: str, variants: list, workdir: str, launcher: Launcher)
                                                                  batch_size=2, max_windows=windows)
         logging.info("%s: Flax float text perplexity %.3f", name, result["flax_float_text_ppl"])
     truth = {}  # id(model) -> float64 logits of the fixed prompt
+    speeds = []  # (row, label, args_of): every variant's speed is measured after the exports, interleaved
     for i, variant in enumerate(variants):
         spec, kv_cache = variant.spec, variant.kv_cache
         logging.info("%s %s: exporting (max_len %d, prefill_len %d)", name, spec, max_len, prefill_len)
@@ -135,10 +138,7 @@ def benchmark_model(name: str, variants: list, workdir: str, launcher: Launcher)
         row = {"variant": spec, "kv_cache": kv_cache, "weights": how, "export_s": time.time() - start,
                "file_mb": os.path.getsize(path) / 1e6, "custom_ops": exported.replacements}
         del exported
-        logging.info("%s %s: %.2f MB in %.0f s; measuring speed", name, spec, row["file_mb"], row["export_s"])
-        measure_speed(row, f"{name} {spec}", launcher,
-                      lambda threads: [path, inputs_path, threads, FLAGS.decode_steps, FLAGS.warmup, FLAGS.timing_runs])
-        logging.info("%s %s: quality", name, spec)
+        logging.info("%s %s: %.2f MB in %.0f s; quality", name, spec, row["file_mb"], row["export_s"])
         start = time.time()
         rt = Runtime(path, num_threads=int(FLAGS.threads[0]))
         want = quality.flax_prefill_logits(model, inputs, max_len)
@@ -158,8 +158,8 @@ def benchmark_model(name: str, variants: list, workdir: str, launcher: Launcher)
         logging.info("%s %s: %s", name, spec, {k: row[k] for k in ("flax_logit_diff", "text_ppl", "caption_ppl",
                                                                        "caption_accuracy") if k in row})
         result["variants"].append(row)
-        if FLAGS.export_dir is None:
-            os.unlink(path)
+        speeds.append((row, f"{name} {spec}", lambda threads, path=path: [
+            path, inputs_path, threads, FLAGS.decode_steps, FLAGS.warmup, FLAGS.timing_runs]))
         needed = {v.scheme.mode for v in variants[i + 1:] if v.scheme}
         for mode in list(source._quantized):  # free what no later variant needs: conversions peak at GBs
             if mode not in needed:
@@ -168,30 +168,38 @@ def benchmark_model(name: str, variants: list, workdir: str, launcher: Launcher)
         gc.collect()
         if FLAGS.json:  # partial results survive a later failure (e.g. the OOM killer during a conversion)
             atomic.write_bytes(user_path(FLAGS.json) + ".partial", json.dumps(result, indent=1).encode())
+    measure_speed(speeds, launcher)
+    if FLAGS.export_dir is None:
+        for _, _, args_of in speeds:
+            os.unlink(args_of(1)[0])
     if name == "smollm2" and FLAGS.llama_cpp:
         result["variants"] += llama_cpp_rows(source.path, inputs_path, stream, windows, max_len, prefill_len, workdir,
                                              launcher)
     return result
 
 
-def measure_speed(row: dict, label: str, launcher: Launcher, args_of, module: str = "ternary_vlm.bench.child") -> None:
-    """Fills row["speed"] (per thread count, the median of --processes fresh children running `module`.measure on
-    args_of(threads), the thread counts taking turns) and the row's headline figures from the first thread count."""
-    row["speed"] = {}
-    # Interleaved (1, 2, 1, 2, ...): a slow spell of the shared machine then falls on every thread count alike.
-    runs_of = {threads: [] for threads in FLAGS.threads}
+def measure_speed(rows: list, launcher: Launcher, module: str = "ternary_vlm.bench.child") -> None:
+    """For each (row, label, args_of) of rows, fills row["speed"] (per thread count, the median of --processes fresh
+    children running `module`.measure on args_of(threads)) and the row's headline figures from the first thread count.
+    Rows and thread counts take turns within each round of processes (variant A at 1 and 2 threads, variant B at 1
+    and 2, ..., then again): a slow spell of the shared machine then falls on every row and thread count alike, and
+    the ratios between rows hold even when the absolute figures drift."""
+    runs_of = [{threads: [] for threads in FLAGS.threads} for _ in rows]
     for _ in range(FLAGS.processes):
-        for threads in FLAGS.threads:
-            runs_of[threads].append(launcher.run(args_of(int(threads)), module=module))
-    for threads, runs in runs_of.items():
-        m = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
-        m["decode_tok_s"] = 1e3 / m["decode_ms"]
-        row["speed"][threads] = m
-        logging.info("%s, %s thread(s), median of %d processes: %s", label, threads, len(runs),
-                     ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
-    first = row["speed"][FLAGS.threads[0]]
-    row.update({k: first[k] for k in ("rss_mb", "prefill_ms", "encode_ms") if k in first})
-    row["decode_tok_s"] = {t: s["decode_tok_s"] for t, s in row["speed"].items()}
+        for (_, _, args_of), runs in zip(rows, runs_of):
+            for threads in FLAGS.threads:
+                runs[threads].append(launcher.run(args_of(int(threads)), module=module))
+    for (row, label, _), runs_by_threads in zip(rows, runs_of):
+        row["speed"] = {}
+        for threads, runs in runs_by_threads.items():
+            m = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+            m["decode_tok_s"] = 1e3 / m["decode_ms"]
+            row["speed"][threads] = m
+            logging.info("%s, %s thread(s), median of %d processes: %s", label, threads, len(runs),
+                         ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
+        first = row["speed"][FLAGS.threads[0]]
+        row.update({k: first[k] for k in ("rss_mb", "prefill_ms", "encode_ms") if k in first})
+        row["decode_tok_s"] = {t: s["decode_tok_s"] for t, s in row["speed"].items()}
 
 
 def llama_cpp_rows(gguf: str, inputs_path: str, stream, windows: int, max_len: int, prefill_len: int, workdir: str,
@@ -207,9 +215,10 @@ def llama_cpp_rows(gguf: str, inputs_path: str, stream, windows: int, max_len: i
         row = {"variant": f"llama.cpp {qtype}", "kv_cache": "llama.cpp",
                "weights": f"the pip GGUF (Q4_1) requantized to {qtype} by llama.cpp (llama-cpp-python {version})",
                "file_mb": os.path.getsize(path) / 1e6}
-        measure_speed(row, f"smollm2 llama.cpp {qtype}", launcher,
-                      lambda threads: [path, inputs_path, threads, FLAGS.decode_steps, FLAGS.warmup, FLAGS.timing_runs,
-                                       prefill_len, max_len], module="ternary_vlm.bench.llama_cpp")
+        measure_speed([(row, f"smollm2 llama.cpp {qtype}",
+                        lambda threads: [path, inputs_path, threads, FLAGS.decode_steps, FLAGS.warmup,
+                                         FLAGS.timing_runs, prefill_len, max_len])],
+                      launcher, module="ternary_vlm.bench.llama_cpp")
         if windows:
             row["text_ppl"] = llama_cpp.text_perplexity(path, stream, FLAGS.text_window, windows)
         rows.append(row)

@@ -23,8 +23,9 @@ flags.DEFINE_float("temperature", 0.0, "0 = greedy; > 0 samples from softmax(log
                    lower_bound=0.0)
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_bool("chat", True, "Wrap the prompt in the checkpoint's chat template.")
-flags.DEFINE_bool("xnnpack", True, "With --tflite: let LiteRT's XNNPACK delegate run the builtin ops (off: TFLite's "
-                  "own kernels, e.g. under qemu, where XNNPACK's CPU detection fails).")
+flags.DEFINE_bool("xnnpack", None, "With --tflite: let LiteRT's XNNPACK delegate run the builtin ops (off: TFLite's "
+                  "own kernels, e.g. under qemu, where XNNPACK's CPU detection fails). Default: as the export's "
+                  "variant says (the default ternary export runs without it: export/variants.py).")
 flags.DEFINE_integer("num_threads", 0, "With --tflite: interpreter threads (0: every CPU).", lower_bound=0)
 flags.DEFINE_string("tflite", None, "Run this exported .tflite on LiteRT instead of the Flax model; --model then "
                     "only gives the tokenizer and image processor (see //python:export).")

@@ -133,9 +133,15 @@ def convert(model, variant: Variant, *, quantized=None, max_len: int = 64,
                 missing, extra = sorted(want - set(got)), sorted(set(got) - want)
                 raise TernaryVLMError(f"{key}: rewrote {sum(got.values())} FULLY_CONNECTED ops for {len(want)} "
                                       f"quantized layers (not found: {missing[:3]}, unexpected: {extra[:3]})")
+    if variant.int8_weights == "op":  # after the quantized layers: only the other int8 weights are left
+        content, counts = tflite.int8_matmuls(content)
+        for key, index in tflite.signature_subgraphs(content).items():
+            if key in ("prefill", "decode") and counts[index] < 1:
+                raise TernaryVLMError(f"{key}: no int8 FULLY_CONNECTED (the LM head) became Int8MatMul")
     if variant.other in ("int4", "int4_b32"):  # after the quantized layers: only the other float weights are left
         content, _ = tflite.int4_weights(content, block=32 if variant.other == "int4_b32" else None)
-    meta = {"variant": variant.name, "kv_cache": variant.kv_cache, "max_len": max_len, "prefill_len": prefill_len,
+    meta = {"variant": variant.name, "kv_cache": variant.kv_cache, "xnnpack": variant.xnnpack,
+            "max_len": max_len, "prefill_len": prefill_len,
             "hidden_size": text_cfg.hidden_size, "vocab_size": text_cfg.vocab_size,
             "custom_ops": tflite.custom_ops(content)}  # empty: stock LiteRT runs it without our library
     if hasattr(model.cfg, "image_token_id"):

@@ -11,6 +11,13 @@ spec) into a Variant that the exporter and the passes read; nothing below parses
                int4_b32 (stock INT4 weights per channel or per block of 32 inputs, export/tflite/int4_weights.py).
                Except fp32, the embedding lookup then reads int8 rows (for a tied LM head stored as int8, its
                own; export/tflite/int8_embeddings.py)
+  int8_weights who runs the FULLY_CONNECTEDs left with int8 weights (other=int8: a tied LM head): builtin (LiteRT's
+               dynamic-range kernel, XNNPACK's on its own thread pool) or op (our Int8MatMul on the pool our other
+               ops share, reading the int8 table the embedding lookup reads; export/tflite/int8_matmul.py)
+  xnnpack      whether the runtime applies LiteRT's XNNPACK delegate (recorded in the file's metadata; runtime.py
+               follows it). Off where our ops do every matmul and the attention: XNNPACK then only runs the small
+               ops between them, one delegate partition each, and a SmolLM2 decode step is faster without it
+               (docs/BENCHMARKS.md)
   kv_cache     op (KVCacheAttention owns the cache) or variables (stock resource variables); the default is
                the table's, a spec `name/kv_cache` overrides it
   format       the packing format of the fused ops' codes in the file (cc/kernels/packing.h); None: the
@@ -38,6 +45,8 @@ class Variant:
     activations: str = "float32"
     strategy: str = "fused"
     other: str = "fp32"
+    int8_weights: str = "builtin"
+    xnnpack: bool = True
     kv_cache: str = "op"
     format: str | None = None
 
@@ -58,10 +67,14 @@ VARIANTS = {v.name: v for v in (
     Variant("int8", other="int8"),
     Variant("int4", other="int4", kv_cache="variables"),
     Variant("int4_b32", other="int4_b32", kv_cache="variables"),
-    # The default ternary export: W2A8 TernaryMatMuls (int8 input rows), embedding / LM head in int8. ternary_f32
-    # computes exactly what the Flax model does (float activations, other weights fp32).
-    Variant("ternary", schemes.TERNARY, activations="int8", other="int8"),
-    Variant("ternary_t5", schemes.TERNARY, activations="int8", other="int8", format=packing.TERNARY5),
+    # The default ternary export: W2A8 TernaryMatMuls (int8 input rows), embedding / LM head in int8, the head our
+    # Int8MatMul, no XNNPACK. ternary_fc_head is the same with the head as LiteRT's int8 FULLY_CONNECTED under
+    # XNNPACK (the default until 2026-12-06). ternary_f32 computes exactly what the Flax model does (float
+    # activations, other weights fp32).
+    Variant("ternary", schemes.TERNARY, activations="int8", other="int8", int8_weights="op", xnnpack=False),
+    Variant("ternary_fc_head", schemes.TERNARY, activations="int8", other="int8"),
+    Variant("ternary_t5", schemes.TERNARY, activations="int8", other="int8", int8_weights="op", xnnpack=False,
+            format=packing.TERNARY5),
     # The default with the remaining float weights (the LM head) in stock INT4 blocks of 32: the head is the
     # largest matmul of a decode step, so halving its bytes speeds decode; the embedding keeps int8 rows.
     Variant("ternary_head4", schemes.TERNARY, activations="int8", other="int4_b32"),

@@ -67,8 +67,9 @@ class _Signature:
 
 
 class Runtime:
-    def __init__(self, model_path: str, num_threads: int = 1, xnnpack: bool = True):
-        """model_path: a .tflite export, or a directory holding exactly one (e.g. a ternarize output)."""
+    def __init__(self, model_path: str, num_threads: int = 1, xnnpack: bool | None = None):
+        """model_path: a .tflite export, or a directory holding exactly one (e.g. a ternarize output).
+        xnnpack: apply LiteRT's XNNPACK delegate; None follows the export's metadata (export/variants.py)."""
         if os.path.isdir(model_path):
             found = sorted(f for f in os.listdir(model_path) if f.endswith(".tflite"))
             if len(found) != 1:
@@ -87,6 +88,8 @@ class Runtime:
             raise TernaryVLMError(f"cannot read {model_path}: {e.strerror}") from None
         try:
             # Only a model with custom ops needs our library (exports before the key existed all do).
+            if xnnpack is None:
+                xnnpack = bool(self.meta.get("xnnpack", True))
             self.interpreter = litert.interpreter(model_path=model_path, num_threads=num_threads, xnnpack=xnnpack,
                                                   ops=bool(self.meta.get("custom_ops", True)))
         except (RuntimeError, ValueError) as e:
