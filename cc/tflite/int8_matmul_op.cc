@@ -22,13 +22,6 @@ struct OpData {
   ThreadPool* pool = nullptr;
 };
 
-// Live only within one Invoke, and a thread runs one node at a time: one buffer per thread.
-uint8_t* InvokeScratch(size_t bytes) {
-  static thread_local std::vector<uint8_t> buffer;
-  if (buffer.size() < bytes) buffer.resize(bytes);
-  return buffer.data();
-}
-
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   OpData& op = *static_cast<OpData*>(node->user_data);
   if (BindNode(context, kName, node, &op.node, 3, 3, "x, int8 weights, step") != kTfLiteOk) {

@@ -31,15 +31,6 @@ struct OpData {
   ThreadPool* pool = nullptr;
 };
 
-// Scratch (activation tables) is live only within one Invoke, and a thread runs one node at a time:
-// one buffer per thread, grown to the largest node's need, not one per node (per-node buffers of a
-// 135M-parameter model's 210 prefill nodes held ~450 MB).
-uint8_t* InvokeScratch(size_t bytes) {
-  static thread_local std::vector<uint8_t> buffer;
-  if (buffer.size() < bytes) buffer.resize(bytes);
-  return buffer.data();
-}
-
 std::string Printable(const std::string& s) {
   std::string shown = s.substr(0, 40);
   for (char& c : shown) c = c >= 32 && c < 127 ? c : '?';

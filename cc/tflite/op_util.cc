@@ -2,8 +2,15 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace tvlm {
+
+uint8_t* InvokeScratch(size_t bytes) {
+  static thread_local std::vector<uint8_t> buffer;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return buffer.data();
+}
 
 TfLiteStatus Fail(TfLiteContext* context, const char* op, const std::string& message) {
   context->ReportError(context, "%s: %s", op, message.c_str());
