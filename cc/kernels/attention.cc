@@ -9,6 +9,8 @@
 
 #include <sys/mman.h>
 
+#include "cc/kernels/vector_clones.h"
+
 namespace tvlm {
 
 KVCache::KVCache(int heads, int dim, int max_len)
@@ -60,15 +62,8 @@ Status CheckSpan(int t, int start, int max_len) {
   return Status::Ok();
 }
 
-// Both products, compiled per x86 ISA (GCC picks the clone at load time). Their inner loops run over
-// contiguous memory (a tile's positions, resp. a value row's dimensions), so they vectorize without
-// reassociating a sum. Not under TSan: the clone resolver runs during relocation, before TSan's runtime is
-// up, and GCC instruments it (a segfault at load); the clones compute the same sums as the default.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
-#define TVLM_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define TVLM_VECTOR_CLONES
-#endif
+// Both products, compiled per x86 ISA (vector_clones.h). Their inner loops run over contiguous memory (a
+// tile's positions, resp. a value row's dimensions), so they vectorize without reassociating a sum.
 
 constexpr int kTile = KVCache::kTile;
 typedef float Lanes __attribute__((vector_size(kTile * sizeof(float))));

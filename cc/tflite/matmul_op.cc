@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cc/kernels/glu.h"
 #include "cc/kernels/matmul.h"
 #include "cc/kernels/packing.h"
 #include "cc/tflite/op_util.h"
@@ -17,17 +18,19 @@
 namespace tvlm {
 namespace {
 
-constexpr int kInput = 0, kPacked = 1, kScale = 2, kBias = 3;
+constexpr int kInput = 0, kPacked = 1, kScale = 2, kBias = 3, kUp = 4;
 
 struct OpData {
   WeightFormat format;
   Activations activations = Activations::kFloat32;
+  bool glu = false;  // x is the gate: the kernel multiplies silu(x) · up
   std::string options_error;  // reported by Prepare (init cannot fail)
   const char* name;
   NodeIndices node;
   std::unique_ptr<MatMulKernel> kernel;
   const void* kernel_source = nullptr;  // the packed buffer the kernel was built from
-  size_t scratch_bytes = 0;
+  size_t scratch_bytes = 0;  // the kernel's, after glu_bytes of silu(x) · up
+  size_t glu_bytes = 0;
   ThreadPool* pool = nullptr;
 };
 
@@ -54,11 +57,11 @@ void ReleasePages(const void* data, size_t bytes) {
 }
 
 // The custom options (matmul_op.h): comma-separated key=value, each key at most once. Sets
-// op->activations and, for TernaryMatMul, op->format; returns an error naming what was found.
+// op->activations, op->glu and, for TernaryMatMul, op->format; returns an error naming what was found.
 std::string ParseOptions(const char* buffer, size_t length, OpData* op) {
   const std::string options(buffer == nullptr ? "" : std::string(buffer, length));
   const bool ternary = op->format == WeightFormat::kTernary2;
-  bool seen_activations = false, seen_format = false;
+  bool seen_activations = false, seen_format = false, seen_glu = false;
   size_t begin = 0;
   while (begin < options.size()) {
     size_t end = options.find(',', begin);
@@ -69,13 +72,16 @@ std::string ParseOptions(const char* buffer, size_t length, OpData* op) {
       if (seen_activations) return "activations given twice in custom options \"" + Printable(options) + "\"";
       seen_activations = true;
       op->activations = item == "activations=int8" ? Activations::kInt8 : Activations::kFloat32;
+    } else if (item == "glu=silu") {
+      if (seen_glu) return "glu given twice in custom options \"" + Printable(options) + "\"";
+      seen_glu = op->glu = true;
     } else if (ternary && (item == "format=ternary2" || item == "format=ternary5")) {
       if (seen_format) return "format given twice in custom options \"" + Printable(options) + "\"";
       seen_format = true;
       op->format = item == "format=ternary5" ? WeightFormat::kTernary5 : WeightFormat::kTernary2;
     } else {
       return "unknown custom option \"" + Printable(item) + "\" (expected activations=float32 or " +
-             "activations=int8" + (ternary ? ", format=ternary2 or format=ternary5" : "") + ")";
+             "activations=int8, glu=silu" + (ternary ? ", format=ternary2 or format=ternary5" : "") + ")";
     }
   }
   return "";
@@ -95,23 +101,33 @@ void Free(TfLiteContext*, void* data) { delete static_cast<OpData*>(data); }
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   OpData& op = *static_cast<OpData*>(node->user_data);
   if (!op.options_error.empty()) return Fail(context, op.name, op.options_error);
-  if (BindNode(context, op.name, node, &op.node, 3, 4, "x, packed weights, scale[, bias]") !=
+  if (BindNode(context, op.name, node, &op.node, 3, op.glu ? 5 : 4,
+               op.glu ? "gate x, packed weights, scale, bias or -1, up" : "x, packed weights, scale[, bias]") !=
       kTfLiteOk) {
     return kTfLiteError;
+  }
+  if (op.glu && (op.node.inputs.size() != 5 || op.node.inputs[kUp] < 0)) {
+    return Fail(context, op.name, "glu=silu needs 5 inputs (gate x, packed weights, scale, bias or -1, up)");
   }
   const std::vector<int>& inputs = op.node.inputs;
   TfLiteTensor* x = &context->tensors[inputs[kInput]];
   TfLiteTensor* packed = &context->tensors[inputs[kPacked]];
   TfLiteTensor* scale = &context->tensors[inputs[kScale]];
-  TfLiteTensor* bias = inputs.size() == 4 && inputs[kBias] >= 0
+  TfLiteTensor* bias = inputs.size() > kBias && inputs[kBias] >= 0
                            ? &context->tensors[inputs[kBias]] : nullptr;
+  TfLiteTensor* up = op.glu ? &context->tensors[inputs[kUp]] : nullptr;
   TfLiteTensor* y = &context->tensors[op.node.output];
 
   if (CheckTensor(context, op.name, x, "input x", kTfLiteFloat32, -1) != kTfLiteOk ||
       CheckTensor(context, op.name, packed, "packed weights", kTfLiteUInt8, 2) != kTfLiteOk ||
       CheckTensor(context, op.name, scale, "scale", kTfLiteFloat32, 1) != kTfLiteOk ||
-      (bias && CheckTensor(context, op.name, bias, "bias", kTfLiteFloat32, 1) != kTfLiteOk)) {
+      (bias && CheckTensor(context, op.name, bias, "bias", kTfLiteFloat32, 1) != kTfLiteOk) ||
+      (up && CheckTensor(context, op.name, up, "up", kTfLiteFloat32, -1) != kTfLiteOk)) {
     return kTfLiteError;
+  }
+  if (up && Shape(up->dims) != Shape(x->dims)) {
+    return Fail(context, op.name, "up has shape " + Shape(up->dims) + ", expected " + Shape(x->dims) +
+                                 " like the gate x");
   }
   const int k = x->dims->data[x->dims->size - 1];
   const int n = scale->dims->data[0];
@@ -150,7 +166,9 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
 
   size_t m = 1;
   for (int i = 0; i + 1 < x->dims->size; ++i) m *= x->dims->data[i];
-  op.scratch_bytes = op.kernel->ScratchBytes(m);
+  // silu(x) · up first, then the kernel's scratch at the next 64-byte boundary.
+  op.glu_bytes = op.glu ? (m * k * sizeof(float) + 63) / 64 * 64 : 0;
+  op.scratch_bytes = op.glu_bytes + op.kernel->ScratchBytes(m);
   op.pool = SharedThreadPool(context->recommended_num_threads);
 
   y->type = kTfLiteFloat32;
@@ -164,16 +182,25 @@ TfLiteStatus Invoke(TfLiteContext* context, TfLiteNode* node) {
   const std::vector<int>& inputs = op.node.inputs;
   const TfLiteTensor* x = &context->tensors[inputs[kInput]];
   const TfLiteTensor* scale = &context->tensors[inputs[kScale]];
-  const TfLiteTensor* bias = inputs.size() == 4 && inputs[kBias] >= 0
+  const TfLiteTensor* bias = inputs.size() > kBias && inputs[kBias] >= 0
                                  ? &context->tensors[inputs[kBias]] : nullptr;
+  const TfLiteTensor* up = op.glu ? &context->tensors[inputs[kUp]] : nullptr;
   TfLiteTensor* y = &context->tensors[op.node.output];
   if (x->data.raw == nullptr || scale->data.raw == nullptr || y->data.raw == nullptr ||
-      (bias && bias->data.raw == nullptr)) {
+      (bias && bias->data.raw == nullptr) || (up && up->data.raw == nullptr)) {
     return Fail(context, op.name, "a tensor has no data at Invoke");
   }
   const size_t m = x->bytes / (sizeof(float) * op.kernel->k());
-  op.kernel->Run(x->data.f, m, scale->data.f, bias ? bias->data.f : nullptr, y->data.f,
-                 InvokeScratch(op.scratch_bytes), op.pool);
+  uint8_t* scratch = InvokeScratch(op.scratch_bytes + 64);
+  scratch += (64 - reinterpret_cast<uintptr_t>(scratch) % 64) % 64;
+  const float* input = x->data.f;
+  if (up) {
+    float* gated = reinterpret_cast<float*>(scratch);
+    SiluMul(x->data.f, up->data.f, m * op.kernel->k(), gated);
+    input = gated;
+  }
+  op.kernel->Run(input, m, scale->data.f, bias ? bias->data.f : nullptr, y->data.f, scratch + op.glu_bytes,
+                 op.pool);
   return kTfLiteOk;
 }
 

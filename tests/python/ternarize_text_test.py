@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections import Counter
 
 import jax
 import jax.numpy as jnp
@@ -113,7 +114,8 @@ class TernarizeTextTest(absltest.TestCase):
         options = [None if o.customOptions is None else bytes(list(o.customOptions)) for g in parsed.subgraphs
                    for o in g.operators if tflite.opcode_name(parsed, o) == "TernaryMatMul"]
         self.assertLen(options, 2 * 3 * 7)  # prefill and decode
-        self.assertEqual(set(options), {b"activations=int8"})
+        # (each layer's down projection also computes its MLP's silu(gate) · up: export/tflite/glu.py)
+        self.assertEqual(Counter(options), {b"activations=int8": 2 * 3 * 6, b"activations=int8,glu=silu": 2 * 3})
 
     def test_init_from_refuses_another_mode_or_model(self):
         self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])

@@ -11,6 +11,7 @@ from ai_edge_litert import schema_py_generated as schema
 from ternary_vlm.export import tflite
 from ternary_vlm.export.tflite import builder
 from ternary_vlm.export.tflite.builder import ModelBuilder
+from ternary_vlm.quant import packing
 from ternary_vlm.runtime import litert
 
 V, D = 50, 12
@@ -139,6 +140,83 @@ class Int8MatMulsTest(absltest.TestCase):
             content, counts = tflite.int8_matmuls(model)
             self.assertEqual(counts, [0])
             self.assertEqual(tflite.custom_ops(content), [])
+
+
+def mlp_model(x_shape, layers, silu_as_output=False, bias=None):
+    """x -> down(silu(gate(x)) · up(x)) as the converter writes a Llama MLP: TernaryMatMul gate and up, LOGISTIC,
+    MUL(g, σ), MUL(silu, up), TernaryMatMul down (float32 activations). silu_as_output: the silu tensor is also a
+    model output (so the pass must leave it). layers: (codes [N, K], α [N]) of gate, up, down."""
+    b = ModelBuilder()
+    f32 = np.float32
+    x = b.tensor("x", x_shape, f32)
+    lead = list(x_shape[:-1])
+
+    def matmul(name, inp, codes, alpha, extra=()):
+        n = len(alpha)
+        packed = packing.pack(codes, packing.TERNARY)
+        inputs = [inp, b.tensor(name + ".packed", packed.shape, np.uint8, packed),
+                  b.tensor(name + ".scale", [n], f32, alpha)] + list(extra)
+        y = b.tensor(name, lead + [n], f32)
+        b.op(schema.BuiltinOperator.CUSTOM, inputs, [y], custom_name="TernaryMatMul")
+        return y
+
+    (gc, ga), (uc, ua), (dc, da) = layers
+    inter = len(ga)
+    g = matmul("gate", x, gc, ga)
+    sig = b.tensor("sigmoid", lead + [inter], f32)
+    b.op(schema.BuiltinOperator.LOGISTIC, [g], [sig])
+    silu = b.tensor("silu", lead + [inter], f32)
+    b.op(schema.BuiltinOperator.MUL, [g, sig], [silu], schema.BuiltinOptions.MulOptions, schema.MulOptionsT())
+    u = matmul("up", x, uc, ua)
+    h = b.tensor("h", lead + [inter], f32)
+    b.op(schema.BuiltinOperator.MUL, [u, silu], [h], schema.BuiltinOptions.MulOptions, schema.MulOptionsT())
+    extra = [b.tensor("bias", [len(da)], f32, bias)] if bias is not None else []
+    y = matmul("down", h, dc, da, extra)
+    return b.build([x], [y, silu] if silu_as_output else [y])
+
+
+def run_all(content, x):
+    interp = litert.interpreter(model_content=content, xnnpack=False)
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+
+
+class FuseGluTest(absltest.TestCase):
+
+    def setUp(self):
+        rng = np.random.default_rng(4)
+        hid, inter = 40, 96
+        self.layers = [(rng.integers(-1, 2, size=(n, k)).astype(np.int8), rng.uniform(0.05, 0.2, n).astype(np.float32))
+                       for n, k in ((inter, hid), (inter, hid), (hid, inter))]
+        self.x = rng.normal(size=(1, 5, hid)).astype(np.float32)
+
+    def test_the_mlp_becomes_three_matmuls_and_computes_the_same(self):
+        for bias in (None, np.linspace(-1, 1, 40).astype(np.float32)):
+            original = mlp_model((1, 5, 40), self.layers, bias=bias)
+            content, counts = tflite.fuse_glu(original)
+            self.assertEqual(counts, [1])
+            self.assertEqual(tflite.op_histogram(content)[0], {"TernaryMatMul": 3})
+            model = tflite.read_model(content)
+            down = model.subgraphs[0].operators[-1]
+            self.assertEqual(bytes(down.customOptions), b"glu=silu")
+            self.assertEqual(list(down.inputs)[3] >= 0, bias is not None)
+            (want,), (got,) = run_all(original, self.x), run_all(content, self.x)
+            # The same products; only silu(g) · up is computed differently (cc/kernels/glu.h: 2^-20 relative, against
+            # TFLite's LOGISTIC then two MULs): bounded by 2^-19 of Σ |h| · α over each output's inputs.
+            (gc, ga), (uc, ua), (dc, da) = self.layers
+            x = self.x.reshape(5, 40).astype(np.float64)
+            g, u = x @ gc.T * ga, x @ uc.T * ua
+            h = g / (1 + np.exp(-g)) * u
+            bound = 2.0**-19 * (np.abs(h) @ np.abs(dc.T)) * da + 1e-6
+            self.assertTrue(np.all(np.abs(got - want).reshape(5, 40) <= bound))
+            np.testing.assert_allclose(got.reshape(5, 40), h @ dc.T * da + (0 if bias is None else bias),
+                                       rtol=1e-4, atol=1e-5)
+
+    def test_a_silu_read_elsewhere_stays(self):
+        content, counts = tflite.fuse_glu(mlp_model((1, 5, 40), self.layers, silu_as_output=True))
+        self.assertEqual(counts, [0])
+        self.assertEqual(tflite.op_histogram(content)[0]["LOGISTIC"], 1)
 
 
 if __name__ == "__main__":

@@ -177,9 +177,16 @@ void MatMul(Case* c, bool ternary) {
       c->Tensor(kTfLiteUInt8, {rows, row_bytes}, true),
       c->Tensor(kTfLiteFloat32, {n}, true),
   };
-  if (c->in()->U8() & 1) inputs.push_back(c->Tensor(kTfLiteFloat32, {n}, true));
+  const uint8_t shape = c->in()->U8();
+  const bool glu = shape & 2;  // x is the gate, input 4 the up projection (sometimes of another shape)
+  if (shape & 1) {
+    inputs.push_back(c->Tensor(kTfLiteFloat32, {n}, true));
+  } else if (glu) {
+    inputs.push_back(-1);
+  }
+  if (glu) inputs.push_back(c->Tensor(kTfLiteFloat32, {m, c->in()->Rare() ? c->Dim(300) : k}, false));
   c->Run(ternary ? TernaryMatMulRegistration() : BinaryMatMulRegistration(), c->Inputs(inputs),
-         c->Options(""), 2);
+         c->Options(!glu ? "" : shape & 4 ? "activations=int8,glu=silu" : "glu=silu"), 2);
 }
 
 void Unpack(Case* c) {

@@ -130,7 +130,7 @@ TEST(MatMulOpTest, RejectsUnknownOptions) {
     std::vector<float> y;
     EXPECT_EQ(interp.Run(BinaryMatMulRegistration(), {xi, pi, si}, yi, &y, options), kTfLiteError);
     EXPECT_EQ(interp.error(), std::string("BinaryMatMul: unknown custom option \"") + options +
-                                  "\" (expected activations=float32 or activations=int8)");
+                                  "\" (expected activations=float32 or activations=int8, glu=silu)");
   }
   FakeInterpreter interp;
   const int xi = interp.AddTensor(kTfLiteFloat32, {1, 8}, x.data(), 32, false);
@@ -140,11 +140,76 @@ TEST(MatMulOpTest, RejectsUnknownOptions) {
   std::vector<float> y;
   EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si}, yi, &y, "format=ternary4"), kTfLiteError);
   EXPECT_EQ(interp.error(), "TernaryMatMul: unknown custom option \"format=ternary4\" (expected "
-                            "activations=float32 or activations=int8, format=ternary2 or format=ternary5)");
+                            "activations=float32 or activations=int8, glu=silu, format=ternary2 or format=ternary5)");
   EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si}, yi, &y, "activations=int8,activations=int8"),
             kTfLiteError);
   EXPECT_EQ(interp.error(), "TernaryMatMul: activations given twice in custom options "
                             "\"activations=int8,activations=int8\"");
+}
+
+// "glu=silu": x is the gate and input 4 the up projection; the op multiplies silu(x) · up (computed here in
+// double) by the weights, with a bias or without (-1), float or int8 activations. A wrong up is refused.
+TEST(MatMulOpTest, GluOptionMultipliesSiluOfTheGateByUp) {
+  std::mt19937 rng(13);
+  const size_t m = 3, n = 37, k = 101;
+  Layer l = RandomLayer(WeightFormat::kTernary2, n, k, rng);
+  std::vector<float> gate(m * k), up(m * k);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (auto& v : gate) v = normal(rng);
+  for (auto& v : up) v = normal(rng);
+  for (bool with_bias : {true, false}) {
+    for (const char* activations : {"activations=float32", "activations=int8"}) {
+      FakeInterpreter interp;
+      const int gi = interp.AddTensor(kTfLiteFloat32, {1, int(m), int(k)}, gate.data(), gate.size() * 4, false);
+      const int ui = interp.AddTensor(kTfLiteFloat32, {1, int(m), int(k)}, up.data(), up.size() * 4, false);
+      const int pi = interp.AddTensor(kTfLiteUInt8, {int(n), int(RowBytes(WeightFormat::kTernary2, k))},
+                                      l.packed.data(), l.packed.size(), true);
+      const int si = interp.AddTensor(kTfLiteFloat32, {int(n)}, l.scale.data(), n * 4, true);
+      const int bi = interp.AddTensor(kTfLiteFloat32, {int(n)}, l.bias.data(), n * 4, true);
+      const int yi = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+      std::vector<float> y;
+      const std::string options = std::string(activations) + ",glu=silu";
+      ASSERT_EQ(interp.Run(TernaryMatMulRegistration(), {gi, pi, si, with_bias ? bi : -1, ui}, yi, &y,
+                           options.c_str()),
+                kTfLiteOk) << interp.error();
+      ASSERT_EQ(interp.tensor(yi).dims->size, 3);
+      const bool int8 = std::string(activations) == "activations=int8";
+      for (size_t r = 0; r < m; ++r) {
+        std::vector<double> h(k);
+        double amax = 0;
+        for (size_t c = 0; c < k; ++c) {
+          const double g = gate[r * k + c];
+          h[c] = g / (1 + std::exp(-g)) * up[r * k + c];
+          amax = std::max(amax, std::fabs(h[c]));
+        }
+        for (size_t o = 0; o < n; ++o) {
+          double acc = 0, magnitude = 0;
+          for (size_t c = 0; c < k; ++c) {
+            acc += h[c] * l.w[o * k + c];
+            magnitude += std::fabs(h[c]);
+          }
+          const double want = acc * l.scale[o] + (with_bias ? l.bias[o] : 0.0);
+          // Float: silu · up within 2^-20 relative (glu.h) plus float sums. Int8: each input moves by at most
+          // half a step (amax / 254) when rounded.
+          const double bound = (int8 ? k * amax / 254 : 1e-5 * magnitude) * l.scale[o] + 1e-5;
+          EXPECT_NEAR(y[r * n + o], want, bound) << activations << " row " << r << " out " << o;
+        }
+      }
+    }
+  }
+  FakeInterpreter interp;
+  const int gi = interp.AddTensor(kTfLiteFloat32, {1, int(m), int(k)}, gate.data(), gate.size() * 4, false);
+  const int ui = interp.AddTensor(kTfLiteFloat32, {int(m), int(k)}, up.data(), up.size() * 4, false);
+  const int pi = interp.AddTensor(kTfLiteUInt8, {int(n), int(RowBytes(WeightFormat::kTernary2, k))},
+                                  l.packed.data(), l.packed.size(), true);
+  const int si = interp.AddTensor(kTfLiteFloat32, {int(n)}, l.scale.data(), n * 4, true);
+  const int yi = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+  std::vector<float> y;
+  EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {gi, pi, si, -1, ui}, yi, &y, "glu=silu"), kTfLiteError);
+  EXPECT_EQ(interp.error(), "TernaryMatMul: up has shape [3, 101], expected [1, 3, 101] like the gate x");
+  EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {gi, pi, si}, yi, &y, "glu=silu"), kTfLiteError);
+  EXPECT_NE(interp.error().find("gate x, packed weights, scale, bias or -1, up"), std::string::npos)
+      << interp.error();
 }
 
 // format=ternary5: the same weights packed 5 per byte give the 2-bit op's output exactly, with either

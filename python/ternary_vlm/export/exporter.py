@@ -133,6 +133,14 @@ def convert(model, variant: Variant, *, quantized=None, max_len: int = 64,
                 missing, extra = sorted(want - set(got)), sorted(set(got) - want)
                 raise TernaryVLMError(f"{key}: rewrote {sum(got.values())} FULLY_CONNECTED ops for {len(want)} "
                                       f"quantized layers (not found: {missing[:3]}, unexpected: {extra[:3]})")
+        if variant.strategy == "fused":
+            content, counts = tflite.fuse_glu(content)
+            downs = sum(_part(l.name) == "text" and l.name.endswith("mlp.down_proj") for l in layers)
+            for key, index in tflite.signature_subgraphs(content).items():
+                want = downs if key in ("prefill", "decode") else 0
+                if counts[index] != want:
+                    raise TernaryVLMError(f"{key}: {counts[index]} MLPs' silu(gate) · up moved into the down "
+                                          f"projection, expected {want}")
     if variant.int8_weights == "op":  # after the quantized layers: only the other int8 weights are left
         content, counts = tflite.int8_matmuls(content)
         for key, index in tflite.signature_subgraphs(content).items():

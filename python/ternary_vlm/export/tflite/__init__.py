@@ -5,6 +5,7 @@
   int8_embeddings.py  embedding lookups read int8 rows (the int8 and int4 variants)
   int4_weights.py     float FULLY_CONNECTED weights -> stock INT4 (per channel or blockwise)
   int8_matmul.py      int8 FULLY_CONNECTEDs left over (a tied LM head) -> our Int8MatMul op
+  glu.py              a Llama MLP's silu(gate) · up -> the down projection's op (glu=silu)
   lowbit.py           stock LiteRT's INT2 / INT4 weight tensors: their bit order and scales
   kv_cache.py         each layer's cache variables + attention -> one KVCacheAttention op
   builder.py          small single-op models written from scratch (tests, op benchmarks)
@@ -12,6 +13,7 @@
 
 from ternary_vlm.export.tflite.flatbuffer import (add_metadata, buffer_array, custom_ops, op_histogram,  # noqa: F401
                                                   opcode_name, read_model, signature_subgraphs, write_model)
+from ternary_vlm.export.tflite.glu import GLU_OPTION, fuse_glu  # noqa: F401
 from ternary_vlm.export.tflite.int4_weights import int4_weights  # noqa: F401
 from ternary_vlm.export.tflite.int8_embeddings import int8_embeddings  # noqa: F401
 from ternary_vlm.export.tflite.int8_matmul import INT8_MATMUL_OP, int8_matmuls  # noqa: F401
