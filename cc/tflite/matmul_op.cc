@@ -12,25 +12,29 @@
 #include "cc/kernels/glu.h"
 #include "cc/kernels/matmul.h"
 #include "cc/kernels/packing.h"
+#include "cc/kernels/rms_norm.h"
 #include "cc/tflite/op_util.h"
 #include "cc/tflite/thread_pools.h"
 
 namespace tvlm {
 namespace {
 
-constexpr int kInput = 0, kPacked = 1, kScale = 2, kBias = 3, kUp = 4;
+constexpr int kInput = 0, kPacked = 1, kScale = 2, kBias = 3, kUp = 4, kGamma = 5, kEps = 6;
+
+// What the op does to x before the matmul (matmul_op.h): nothing, silu(x) · up, or an RMSNorm.
+enum class Transform { kNone, kGlu, kRmsNorm };
 
 struct OpData {
   WeightFormat format;
   Activations activations = Activations::kFloat32;
-  bool glu = false;  // x is the gate: the kernel multiplies silu(x) · up
+  Transform transform = Transform::kNone;
   std::string options_error;  // reported by Prepare (init cannot fail)
   const char* name;
   NodeIndices node;
   std::unique_ptr<MatMulKernel> kernel;
   const void* kernel_source = nullptr;  // the packed buffer the kernel was built from
-  size_t scratch_bytes = 0;  // the kernel's, after glu_bytes of silu(x) · up
-  size_t glu_bytes = 0;
+  size_t scratch_bytes = 0;  // the kernel's, after input_bytes of the transformed x
+  size_t input_bytes = 0;
   ThreadPool* pool = nullptr;
 };
 
@@ -57,11 +61,11 @@ void ReleasePages(const void* data, size_t bytes) {
 }
 
 // The custom options (matmul_op.h): comma-separated key=value, each key at most once. Sets
-// op->activations, op->glu and, for TernaryMatMul, op->format; returns an error naming what was found.
+// op->activations, op->transform and, for TernaryMatMul, op->format; returns an error naming what was found.
 std::string ParseOptions(const char* buffer, size_t length, OpData* op) {
   const std::string options(buffer == nullptr ? "" : std::string(buffer, length));
   const bool ternary = op->format == WeightFormat::kTernary2;
-  bool seen_activations = false, seen_format = false, seen_glu = false;
+  bool seen_activations = false, seen_format = false;
   size_t begin = 0;
   while (begin < options.size()) {
     size_t end = options.find(',', begin);
@@ -72,16 +76,18 @@ std::string ParseOptions(const char* buffer, size_t length, OpData* op) {
       if (seen_activations) return "activations given twice in custom options \"" + Printable(options) + "\"";
       seen_activations = true;
       op->activations = item == "activations=int8" ? Activations::kInt8 : Activations::kFloat32;
-    } else if (item == "glu=silu") {
-      if (seen_glu) return "glu given twice in custom options \"" + Printable(options) + "\"";
-      seen_glu = op->glu = true;
+    } else if (item == "glu=silu" || item == "norm=rms") {
+      if (op->transform != Transform::kNone) {
+        return "glu=silu and norm=rms, at most one of them once, in custom options \"" + Printable(options) + "\"";
+      }
+      op->transform = item == "glu=silu" ? Transform::kGlu : Transform::kRmsNorm;
     } else if (ternary && (item == "format=ternary2" || item == "format=ternary5")) {
       if (seen_format) return "format given twice in custom options \"" + Printable(options) + "\"";
       seen_format = true;
       op->format = item == "format=ternary5" ? WeightFormat::kTernary5 : WeightFormat::kTernary2;
     } else {
       return "unknown custom option \"" + Printable(item) + "\" (expected activations=float32 or " +
-             "activations=int8, glu=silu" + (ternary ? ", format=ternary2 or format=ternary5" : "") + ")";
+             "activations=int8, glu=silu, norm=rms" + (ternary ? ", format=ternary2 or format=ternary5" : "") + ")";
     }
   }
   return "";
@@ -101,13 +107,19 @@ void Free(TfLiteContext*, void* data) { delete static_cast<OpData*>(data); }
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   OpData& op = *static_cast<OpData*>(node->user_data);
   if (!op.options_error.empty()) return Fail(context, op.name, op.options_error);
-  if (BindNode(context, op.name, node, &op.node, 3, op.glu ? 5 : 4,
-               op.glu ? "gate x, packed weights, scale, bias or -1, up" : "x, packed weights, scale[, bias]") !=
-      kTfLiteOk) {
-    return kTfLiteError;
+  static const char* const kInputs[] = {"x, packed weights, scale[, bias]",
+                                        "gate x, packed weights, scale, bias or -1, up",
+                                        "x, packed weights, scale, bias or -1, -1, gamma, epsilon"};
+  const size_t want = op.transform == Transform::kNone ? 4 : op.transform == Transform::kGlu ? 5 : 7;
+  const char* described = kInputs[static_cast<int>(op.transform)];
+  if (BindNode(context, op.name, node, &op.node, 3, want, described) != kTfLiteOk) return kTfLiteError;
+  const std::vector<int>& given = op.node.inputs;
+  if (op.transform == Transform::kGlu && (given.size() != 5 || given[kUp] < 0)) {
+    return Fail(context, op.name, std::string("glu=silu needs 5 inputs (") + described + ")");
   }
-  if (op.glu && (op.node.inputs.size() != 5 || op.node.inputs[kUp] < 0)) {
-    return Fail(context, op.name, "glu=silu needs 5 inputs (gate x, packed weights, scale, bias or -1, up)");
+  if (op.transform == Transform::kRmsNorm &&
+      (given.size() != 7 || given[kUp] >= 0 || given[kGamma] < 0 || given[kEps] < 0)) {
+    return Fail(context, op.name, std::string("norm=rms needs 7 inputs (") + described + ")");
   }
   const std::vector<int>& inputs = op.node.inputs;
   TfLiteTensor* x = &context->tensors[inputs[kInput]];
@@ -115,15 +127,22 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   TfLiteTensor* scale = &context->tensors[inputs[kScale]];
   TfLiteTensor* bias = inputs.size() > kBias && inputs[kBias] >= 0
                            ? &context->tensors[inputs[kBias]] : nullptr;
-  TfLiteTensor* up = op.glu ? &context->tensors[inputs[kUp]] : nullptr;
+  TfLiteTensor* up = op.transform == Transform::kGlu ? &context->tensors[inputs[kUp]] : nullptr;
+  const bool norm = op.transform == Transform::kRmsNorm;
+  TfLiteTensor* gamma = norm ? &context->tensors[inputs[kGamma]] : nullptr;
+  TfLiteTensor* eps = norm ? &context->tensors[inputs[kEps]] : nullptr;
   TfLiteTensor* y = &context->tensors[op.node.output];
 
   if (CheckTensor(context, op.name, x, "input x", kTfLiteFloat32, -1) != kTfLiteOk ||
       CheckTensor(context, op.name, packed, "packed weights", kTfLiteUInt8, 2) != kTfLiteOk ||
       CheckTensor(context, op.name, scale, "scale", kTfLiteFloat32, 1) != kTfLiteOk ||
       (bias && CheckTensor(context, op.name, bias, "bias", kTfLiteFloat32, 1) != kTfLiteOk) ||
-      (up && CheckTensor(context, op.name, up, "up", kTfLiteFloat32, -1) != kTfLiteOk)) {
+      (up && CheckTensor(context, op.name, up, "up", kTfLiteFloat32, -1) != kTfLiteOk) ||
+      (gamma && CheckTensor(context, op.name, gamma, "gamma", kTfLiteFloat32, 1) != kTfLiteOk)) {
     return kTfLiteError;
+  }
+  if (eps && eps->type != kTfLiteFloat32) {  // any rank: the converter writes it as a scalar
+    return Fail(context, op.name, std::string("epsilon must be float32, not ") + TypeName(eps->type));
   }
   if (up && Shape(up->dims) != Shape(x->dims)) {
     return Fail(context, op.name, "up has shape " + Shape(up->dims) + ", expected " + Shape(x->dims) +
@@ -133,6 +152,13 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   const int n = scale->dims->data[0];
   if (k <= 0) return Fail(context, op.name, "input x has an empty last dimension " + Shape(x->dims));
   if (n <= 0) return Fail(context, op.name, "scale is empty");
+  if (gamma && gamma->dims->data[0] != k) {
+    return Fail(context, op.name, "gamma has shape " + Shape(gamma->dims) + ", expected [" + std::to_string(k) +
+                                 "] like the last dimension of x");
+  }
+  if (eps && eps->bytes != sizeof(float)) {
+    return Fail(context, op.name, "epsilon has shape " + Shape(eps->dims) + ", expected one value");
+  }
   const size_t row_bytes = RowBytes(op.format, k);
   if (packed->dims->data[0] != n || static_cast<size_t>(packed->dims->data[1]) != row_bytes) {
     return Fail(context, op.name, "packed weights have shape " + Shape(packed->dims) + ", expected [" +
@@ -166,9 +192,9 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
 
   size_t m = 1;
   for (int i = 0; i + 1 < x->dims->size; ++i) m *= x->dims->data[i];
-  // silu(x) · up first, then the kernel's scratch at the next 64-byte boundary.
-  op.glu_bytes = op.glu ? (m * k * sizeof(float) + 63) / 64 * 64 : 0;
-  op.scratch_bytes = op.glu_bytes + op.kernel->ScratchBytes(m);
+  // The transformed x first, then the kernel's scratch at the next 64-byte boundary.
+  op.input_bytes = op.transform != Transform::kNone ? (m * k * sizeof(float) + 63) / 64 * 64 : 0;
+  op.scratch_bytes = op.input_bytes + op.kernel->ScratchBytes(m);
   op.pool = SharedThreadPool(context->recommended_num_threads);
 
   y->type = kTfLiteFloat32;
@@ -184,22 +210,30 @@ TfLiteStatus Invoke(TfLiteContext* context, TfLiteNode* node) {
   const TfLiteTensor* scale = &context->tensors[inputs[kScale]];
   const TfLiteTensor* bias = inputs.size() > kBias && inputs[kBias] >= 0
                                  ? &context->tensors[inputs[kBias]] : nullptr;
-  const TfLiteTensor* up = op.glu ? &context->tensors[inputs[kUp]] : nullptr;
+  const TfLiteTensor* up = op.transform == Transform::kGlu ? &context->tensors[inputs[kUp]] : nullptr;
+  const bool norm = op.transform == Transform::kRmsNorm;
+  const TfLiteTensor* gamma = norm ? &context->tensors[inputs[kGamma]] : nullptr;
+  const TfLiteTensor* eps = norm ? &context->tensors[inputs[kEps]] : nullptr;
   TfLiteTensor* y = &context->tensors[op.node.output];
   if (x->data.raw == nullptr || scale->data.raw == nullptr || y->data.raw == nullptr ||
-      (bias && bias->data.raw == nullptr) || (up && up->data.raw == nullptr)) {
+      (bias && bias->data.raw == nullptr) || (up && up->data.raw == nullptr) ||
+      (norm && (gamma->data.raw == nullptr || eps->data.raw == nullptr))) {
     return Fail(context, op.name, "a tensor has no data at Invoke");
   }
   const size_t m = x->bytes / (sizeof(float) * op.kernel->k());
   uint8_t* scratch = InvokeScratch(op.scratch_bytes + 64);
   scratch += (64 - reinterpret_cast<uintptr_t>(scratch) % 64) % 64;
   const float* input = x->data.f;
-  if (up) {
-    float* gated = reinterpret_cast<float*>(scratch);
-    SiluMul(x->data.f, up->data.f, m * op.kernel->k(), gated);
-    input = gated;
+  if (op.transform != Transform::kNone) {
+    float* transformed = reinterpret_cast<float*>(scratch);
+    if (up) {
+      SiluMul(x->data.f, up->data.f, m * op.kernel->k(), transformed);
+    } else {
+      RmsNorm(x->data.f, m, op.kernel->k(), gamma->data.f, eps->data.f[0], transformed);
+    }
+    input = transformed;
   }
-  op.kernel->Run(input, m, scale->data.f, bias ? bias->data.f : nullptr, y->data.f, scratch + op.glu_bytes,
+  op.kernel->Run(input, m, scale->data.f, bias ? bias->data.f : nullptr, y->data.f, scratch + op.input_bytes,
                  op.pool);
   return kTfLiteOk;
 }

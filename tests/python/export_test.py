@@ -180,18 +180,24 @@ class ExportTest(absltest.TestCase):
             self.assertEqual(Runtime(self.paths[variant]).meta["xnnpack"], variant != "ternary")
             self.assert_only_packed_weights(content, model)
             # ternary's ops quantize their input rows (cc/tflite/matmul_op.h); the others take it as it is. Each text
-            # MLP's down projection also multiplies silu(gate) · up itself (export/tflite/glu.py).
+            # MLP's down projection also multiplies silu(gate) · up itself (export/tflite/glu.py), and q, k, v, gate
+            # and up normalize their input rows (export/tflite/rms_norm.py).
             plain = "activations=int8" if variant == "ternary" else ""
-            glu = ",".join(o for o in (plain, "glu=silu") if o)
+            glu, norm = (",".join(o for o in (plain, extra) if o) for extra in ("glu=silu", "norm=rms"))
             parsed = tflite.read_model(content)
             for key, index in tflite.signature_subgraphs(content).items():
                 options = Counter(bytes(o.customOptions if o.customOptions is not None else b"").decode()
                                   for o in parsed.subgraphs[index].operators if tflite.opcode_name(parsed, o) == op)
-                downs = sum(n.endswith("mlp.down_proj") for n in text) if key in ("prefill", "decode") else 0
-                self.assertEqual(options, Counter({plain: result.replacements[key] - downs, glu: downs}) - Counter(),
-                                 key)
-                if key in ("prefill", "decode"):  # no SiLU is left to TFLite's LOGISTIC
+                text_key = key in ("prefill", "decode")
+                downs = sum(n.endswith("mlp.down_proj") for n in text) if text_key else 0
+                # (In the vision tower, a LayerNorm is an RMSNorm of the centred x: its readers may take it too.)
+                normed = sum(n.endswith(("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")) for n in text) \
+                    if text_key else options[norm]
+                self.assertEqual(options, Counter({plain: result.replacements[key] - downs - normed, glu: downs,
+                                                   norm: normed}) - Counter(), key)
+                if text_key:  # no SiLU is left to TFLite's LOGISTIC, and only the final norm's RSQRT
                     self.assertEqual(histograms[index]["LOGISTIC"], 0, key)
+                    self.assertEqual(histograms[index]["RSQRT"], 1, key)
 
     def test_ternary_w2a8_ops_equal_an_emulation_of_their_int8_arithmetic(self):
         """Every TernaryMatMul of ternary (W2A8), in every signature, on the activations it really received: its output
@@ -221,10 +227,17 @@ class ExportTest(absltest.TestCase):
                 bias = interp.get_tensor(int(o.inputs[3]), index) if len(o.inputs) > 3 and o.inputs[3] >= 0 else 0
                 y = interp.get_tensor(int(o.outputs[0]), index)
                 x = x.reshape(-1, x.shape[-1])
-                glu = len(o.inputs) > 4  # glu=silu: the op's input is silu(gate = x) · up, computed in the op
-                if glu:
+                # glu=silu: the op's input is silu(gate = x) · up, within 2^-20 relative (cc/kernels/glu.h); norm=rms:
+                # x / sqrt(mean(x²) + eps) · gamma, within RmsNormBound(K) = (K / 32 + 12) · 2^-24 (rms_norm.h).
+                # Emulated here in float64, then rounded to float32 (2^-24 more).
+                rho = 0.0
+                if len(o.inputs) == 5:
                     g, up = x.astype(np.float64), interp.get_tensor(int(o.inputs[4]), index).reshape(x.shape)
-                    x = (g / (1 + np.exp(-g)) * up).astype(np.float32)
+                    x, rho = (g / (1 + np.exp(-g)) * up).astype(np.float32), 2.0**-20 + 2.0**-24
+                elif len(o.inputs) == 7:
+                    gamma, eps = (interp.get_tensor(int(i), index) for i in o.inputs[5:7])
+                    r = 1 / np.sqrt((x.astype(np.float64) ** 2).mean(axis=1, keepdims=True) + float(eps.ravel()[0]))
+                    x, rho = (x * r * gamma).astype(np.float32), (x.shape[1] / 32 + 12 + 1) * 2.0**-24
                 t = ((packed[:, :, None] >> np.array([0, 2, 4, 6], np.uint8)) & 3).reshape(len(packed), -1)
                 t = t[:, :x.shape[1]].astype(np.int64) - 1  # codes t + 1, least significant first (packing.h)
                 amax = np.abs(x).max(axis=1, keepdims=True)
@@ -235,14 +248,14 @@ class ExportTest(absltest.TestCase):
                 # Σ q·t is exact in both; float32(Σ) is exact (|Σ| ≤ 127·K < 2^24); the op then rounds at most
                 # 3 times (· s, · α, + bias), each within 2^-24 relative: 4·2^-24 of the terms' magnitudes bounds it.
                 bound = 4 * 2.0**-24 * (np.abs(acc * (amax / 127) * alpha) + np.abs(bias))
-                if glu:
-                    # The op's silu(g) · up is within 2^-20 relative of the exact one (cc/kernels/glu.h), this one
-                    # within 2^-24: max|x| and s move by < 2^-19 relative, x · inv by < 127 · 2^-18 < 5e-4, so q
-                    # can round the other way only where x · inv lies within 5e-4 of a half (by one: ± s · α · |t|).
+                if rho:
+                    # The op's input and this one differ by < 2ρ relative: so do max|x| and s, and x · inv by
+                    # < 127 · 4ρ, so q can round the other way only where x · inv lies that close to a half (by one:
+                    # ± s · α · |t| each); s itself moves the rest by < 2ρ.
                     scaled = x.astype(np.float64) * inv
-                    near = np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) < 5e-4
+                    near = np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) < 127 * 4 * rho
                     bound = bound + (near.astype(np.int64) @ np.abs(t).T) * (amax / 127) * alpha \
-                        + 2.0**-19 * np.abs(acc * (amax / 127) * alpha)
+                        + 2 * rho * np.abs(acc * (amax / 127) * alpha)
                 self.assertTrue(np.all(np.abs(y.reshape(want.shape) - want) <= bound), f"{key}: op {o.outputs[0]}")
                 float_gap = max(float_gap, np.abs(y.reshape(want.shape) - (x @ t.T) * alpha - bias).max())
         # The emulation is sharper than float activations would be: the op really rounds its input to int8.
@@ -286,7 +299,8 @@ class ExportTest(absltest.TestCase):
             self.assertNotIn(packing.pack(stored_codes(q), packing.TERNARY).tobytes(), buffers, q.name)
         options = {bytes(o.customOptions) for s in parsed.subgraphs for o in s.operators
                    if tflite.opcode_name(parsed, o) == "TernaryMatMul"}
-        self.assertEqual(options, {b"activations=int8,format=ternary5", b"activations=int8,format=ternary5,glu=silu"})
+        self.assertEqual(options, {b"activations=int8,format=ternary5", b"activations=int8,format=ternary5,glu=silu",
+                                   b"activations=int8,format=ternary5,norm=rms"})
         code_bytes = {v: sum(packing.row_bytes(f, q.in_features) * q.out_features
                              for _, q in quantized_layers(self.models[v]))
                       for v, f in (("ternary", packing.TERNARY), ("ternary_t5", packing.TERNARY5))}

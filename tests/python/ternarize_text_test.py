@@ -114,8 +114,10 @@ class TernarizeTextTest(absltest.TestCase):
         options = [None if o.customOptions is None else bytes(list(o.customOptions)) for g in parsed.subgraphs
                    for o in g.operators if tflite.opcode_name(parsed, o) == "TernaryMatMul"]
         self.assertLen(options, 2 * 3 * 7)  # prefill and decode
-        # (each layer's down projection also computes its MLP's silu(gate) · up: export/tflite/glu.py)
-        self.assertEqual(Counter(options), {b"activations=int8": 2 * 3 * 6, b"activations=int8,glu=silu": 2 * 3})
+        # (each layer's down projection also computes its MLP's silu(gate) · up, q/k/v/gate/up their RMSNorm:
+        # export/tflite/glu.py, rms_norm.py)
+        self.assertEqual(Counter(options), {b"activations=int8": 2 * 3, b"activations=int8,glu=silu": 2 * 3,
+                                            b"activations=int8,norm=rms": 2 * 3 * 5})
 
     def test_init_from_refuses_another_mode_or_model(self):
         self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])

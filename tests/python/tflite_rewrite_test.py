@@ -219,5 +219,83 @@ class FuseGluTest(absltest.TestCase):
         self.assertEqual(tflite.op_histogram(content)[0]["LOGISTIC"], 1)
 
 
+def norm_model(x_shape, gamma, layers, eps=1e-5, normed_as_output=False):
+    """x -> RMSNorm -> TernaryMatMul for each of `layers` ((codes, α)), the ops as the converter writes a Llama
+    RMSNorm of a prefill (SUM without keep_dims, then RESHAPE)."""
+    b = ModelBuilder()
+    f32, B = np.float32, schema.BuiltinOperator
+    k, lead = x_shape[-1], list(x_shape[:-1])
+    x = b.tensor("x", x_shape, f32)
+
+    def binary(builtin, a, c, shape, name):
+        out = b.tensor(name, shape, f32)
+        options = schema.MulOptionsT() if builtin == B.MUL else schema.AddOptionsT()
+        kind = schema.BuiltinOptions.MulOptions if builtin == B.MUL else schema.BuiltinOptions.AddOptions
+        b.op(builtin, [a, c], [out], kind, options)
+        return out
+
+    square = binary(B.MUL, x, x, x_shape, "square")
+    total = b.tensor("total", lead, f32)
+    reducer = schema.ReducerOptionsT()
+    reducer.keepDims = False
+    b.op(B.SUM, [square, b.tensor("axis", [1], np.int32, np.array([len(x_shape) - 1], np.int32))], [total],
+         schema.BuiltinOptions.ReducerOptions, reducer)
+    mean = binary(B.MUL, total, b.tensor("inv_k", [1], f32, np.float32([1 / k])), lead, "mean")
+    shifted = binary(B.ADD, mean, b.tensor("eps", [1], f32, np.float32([eps])), lead, "shifted")
+    shaped = b.tensor("shaped", lead + [1], f32)
+    reshape = schema.ReshapeOptionsT()
+    reshape.newShape = lead + [1]
+    b.op(B.RESHAPE, [shifted, b.tensor("shape", [len(x_shape)], np.int32, np.array(lead + [1], np.int32))], [shaped],
+         schema.BuiltinOptions.ReshapeOptions, reshape)
+    r = b.tensor("r", lead + [1], f32)
+    b.op(B.RSQRT, [shaped], [r])
+    normed = binary(B.MUL, x, r, x_shape, "normed")
+    scaled = binary(B.MUL, normed, b.tensor("gamma", [1] * len(lead) + [k], f32, gamma.reshape([1] * len(lead) + [k])),
+                    x_shape, "scaled")
+    outputs = []
+    for i, (codes, alpha) in enumerate(layers):
+        packed = packing.pack(codes, packing.TERNARY)
+        y = b.tensor(f"y{i}", lead + [len(alpha)], f32)
+        b.op(B.CUSTOM, [scaled, b.tensor(f"p{i}", packed.shape, np.uint8, packed), b.tensor(f"a{i}", [len(alpha)], f32, alpha)],
+             [y], custom_name="TernaryMatMul", custom_options=b"activations=int8")
+        outputs.append(y)
+    return b.build([x], outputs + ([scaled] if normed_as_output else []))
+
+
+class FuseRmsNormTest(absltest.TestCase):
+
+    def setUp(self):
+        rng = np.random.default_rng(6)
+        self.layers = [(rng.integers(-1, 2, size=(n, 40)).astype(np.int8), rng.uniform(0.05, 0.2, n).astype(np.float32))
+                       for n in (48, 16)]
+        self.gamma = rng.uniform(0.5, 1.5, 40).astype(np.float32)
+        self.x = (rng.normal(size=(1, 5, 40)) * 3).astype(np.float32)
+
+    def test_the_norm_moves_into_every_projection_that_reads_it(self):
+        original = norm_model((1, 5, 40), self.gamma, self.layers)
+        content, counts = tflite.fuse_rms_norm(original)
+        self.assertEqual(counts, [1])
+        self.assertEqual(tflite.op_histogram(content)[0], {"TernaryMatMul": 2})
+        model = tflite.read_model(content)
+        for op in model.subgraphs[0].operators:
+            self.assertEqual(bytes(op.customOptions), b"activations=int8,norm=rms")
+            self.assertEqual(list(op.inputs)[3:5], [-1, -1])
+        got, want = run_all(content, self.x), run_all(original, self.x)
+        # Against the definition in float64: each op quantizes its normalized rows to int8 (half a step per input at
+        # most, s = max|x̂| / 127), which bounds both the fused op and the builtin graph.
+        x = self.x.reshape(5, 40).astype(np.float64)
+        h = x / np.sqrt((x**2).mean(axis=1, keepdims=True) + 1e-5) * self.gamma
+        for (codes, alpha), g, w in zip(self.layers, got, want):
+            exact = h @ codes.T * alpha
+            bound = (np.abs(h).max(axis=1, keepdims=True) / 254) * (np.abs(codes).sum(axis=1) * alpha) * (1 + 1e-5) + 1e-6
+            self.assertTrue(np.all(np.abs(g.reshape(5, -1) - exact) <= bound))
+            self.assertTrue(np.all(np.abs(w.reshape(5, -1) - exact) <= bound))
+
+    def test_a_norm_read_elsewhere_stays(self):
+        content, counts = tflite.fuse_rms_norm(norm_model((1, 5, 40), self.gamma, self.layers, normed_as_output=True))
+        self.assertEqual(counts, [0])
+        self.assertEqual(tflite.op_histogram(content)[0]["RSQRT"], 1)
+
+
 if __name__ == "__main__":
     absltest.main()

@@ -179,14 +179,22 @@ void MatMul(Case* c, bool ternary) {
   };
   const uint8_t shape = c->in()->U8();
   const bool glu = shape & 2;  // x is the gate, input 4 the up projection (sometimes of another shape)
+  const bool norm = !glu && (shape & 8);  // inputs 5 and 6: gamma [K] (or not) and epsilon (or not one value)
   if (shape & 1) {
     inputs.push_back(c->Tensor(kTfLiteFloat32, {n}, true));
-  } else if (glu) {
+  } else if (glu || norm) {
     inputs.push_back(-1);
   }
   if (glu) inputs.push_back(c->Tensor(kTfLiteFloat32, {m, c->in()->Rare() ? c->Dim(300) : k}, false));
+  if (norm) {
+    inputs.push_back(-1);
+    inputs.push_back(c->Tensor(kTfLiteFloat32, {c->in()->Rare() ? c->Dim(300) : k}, true));
+    inputs.push_back(c->Tensor(kTfLiteFloat32, {c->in()->Rare() ? c->Dim(3) : 1}, true));
+  }
+  const char* transform = glu ? "glu=silu" : norm ? "norm=rms" : nullptr;
+  const std::string options = transform == nullptr ? "" : std::string(shape & 4 ? "activations=int8," : "") + transform;
   c->Run(ternary ? TernaryMatMulRegistration() : BinaryMatMulRegistration(), c->Inputs(inputs),
-         c->Options(!glu ? "" : shape & 4 ? "activations=int8,glu=silu" : "glu=silu"), 2);
+         c->Options(options.c_str()), 2);
 }
 
 void Unpack(Case* c) {

@@ -130,7 +130,7 @@ TEST(MatMulOpTest, RejectsUnknownOptions) {
     std::vector<float> y;
     EXPECT_EQ(interp.Run(BinaryMatMulRegistration(), {xi, pi, si}, yi, &y, options), kTfLiteError);
     EXPECT_EQ(interp.error(), std::string("BinaryMatMul: unknown custom option \"") + options +
-                                  "\" (expected activations=float32 or activations=int8, glu=silu)");
+                                  "\" (expected activations=float32 or activations=int8, glu=silu, norm=rms)");
   }
   FakeInterpreter interp;
   const int xi = interp.AddTensor(kTfLiteFloat32, {1, 8}, x.data(), 32, false);
@@ -140,7 +140,7 @@ TEST(MatMulOpTest, RejectsUnknownOptions) {
   std::vector<float> y;
   EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si}, yi, &y, "format=ternary4"), kTfLiteError);
   EXPECT_EQ(interp.error(), "TernaryMatMul: unknown custom option \"format=ternary4\" (expected "
-                            "activations=float32 or activations=int8, glu=silu, format=ternary2 or format=ternary5)");
+                            "activations=float32 or activations=int8, glu=silu, norm=rms, format=ternary2 or format=ternary5)");
   EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si}, yi, &y, "activations=int8,activations=int8"),
             kTfLiteError);
   EXPECT_EQ(interp.error(), "TernaryMatMul: activations given twice in custom options "
@@ -210,6 +210,75 @@ TEST(MatMulOpTest, GluOptionMultipliesSiluOfTheGateByUp) {
   EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {gi, pi, si}, yi, &y, "glu=silu"), kTfLiteError);
   EXPECT_NE(interp.error().find("gate x, packed weights, scale, bias or -1, up"), std::string::npos)
       << interp.error();
+}
+
+// "norm=rms": the op normalizes each row of x (x / sqrt(mean(x²) + eps) · gamma, here in double) before the
+// matmul, with float or int8 activations; gamma of the wrong length, a missing epsilon and a combination with
+// glu=silu are refused.
+TEST(MatMulOpTest, RmsNormOptionNormalizesEachRowFirst) {
+  std::mt19937 rng(17);
+  const size_t m = 4, n = 37, k = 101;
+  Layer l = RandomLayer(WeightFormat::kTernary2, n, k, rng);
+  std::vector<float> x(m * k), gamma(k);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  for (auto& v : x) v = normal(rng);
+  for (auto& v : gamma) v = 1.0f + 0.3f * normal(rng);
+  float eps = 1e-5f;
+  for (const char* activations : {"activations=float32", "activations=int8"}) {
+    FakeInterpreter interp;
+    const int xi = interp.AddTensor(kTfLiteFloat32, {1, int(m), int(k)}, x.data(), x.size() * 4, false);
+    const int pi = interp.AddTensor(kTfLiteUInt8, {int(n), int(RowBytes(WeightFormat::kTernary2, k))},
+                                    l.packed.data(), l.packed.size(), true);
+    const int si = interp.AddTensor(kTfLiteFloat32, {int(n)}, l.scale.data(), n * 4, true);
+    const int gi = interp.AddTensor(kTfLiteFloat32, {int(k)}, gamma.data(), k * 4, true);
+    const int ei = interp.AddTensor(kTfLiteFloat32, {}, &eps, 4, true);
+    const int yi = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+    std::vector<float> y;
+    const std::string options = std::string(activations) + ",norm=rms";
+    ASSERT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si, -1, -1, gi, ei}, yi, &y, options.c_str()),
+              kTfLiteOk) << interp.error();
+    const bool int8 = std::string(activations) == "activations=int8";
+    for (size_t r = 0; r < m; ++r) {
+      double sum = 0;
+      for (size_t c = 0; c < k; ++c) sum += double{x[r * k + c]} * x[r * k + c];
+      const double inv_rms = 1 / std::sqrt(sum / k + eps);
+      std::vector<double> h(k);
+      double amax = 0;
+      for (size_t c = 0; c < k; ++c) {
+        h[c] = x[r * k + c] * inv_rms * gamma[c];
+        amax = std::max(amax, std::fabs(h[c]));
+      }
+      for (size_t o = 0; o < n; ++o) {
+        double acc = 0, magnitude = 0;
+        for (size_t c = 0; c < k; ++c) {
+          acc += h[c] * l.w[o * k + c];
+          magnitude += std::fabs(h[c]);
+        }
+        const double want = acc * l.scale[o];
+        // As the GLU test: the normalized input within RmsNormBound relative, or half an int8 step per input.
+        const double bound = (int8 ? k * amax / 254 : 1e-5 * magnitude) * l.scale[o] + 1e-5;
+        EXPECT_NEAR(y[r * n + o], want, bound) << activations << " row " << r << " out " << o;
+      }
+    }
+  }
+  FakeInterpreter interp;
+  const int xi = interp.AddTensor(kTfLiteFloat32, {int(m), int(k)}, x.data(), x.size() * 4, false);
+  const int pi = interp.AddTensor(kTfLiteUInt8, {int(n), int(RowBytes(WeightFormat::kTernary2, k))},
+                                  l.packed.data(), l.packed.size(), true);
+  const int si = interp.AddTensor(kTfLiteFloat32, {int(n)}, l.scale.data(), n * 4, true);
+  const int gi = interp.AddTensor(kTfLiteFloat32, {int(k) - 1}, gamma.data(), (k - 1) * 4, true);
+  const int ei = interp.AddTensor(kTfLiteFloat32, {}, &eps, 4, true);
+  const int yi = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+  std::vector<float> y;
+  EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si, -1, -1, gi, ei}, yi, &y, "norm=rms"), kTfLiteError);
+  EXPECT_EQ(interp.error(), "TernaryMatMul: gamma has shape [100], expected [101] like the last dimension of x");
+  EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si, -1, -1, gi}, yi, &y, "norm=rms"), kTfLiteError);
+  EXPECT_EQ(interp.error(), "TernaryMatMul: norm=rms needs 7 inputs (x, packed weights, scale, bias or -1, -1, "
+                            "gamma, epsilon)");
+  EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si, -1, -1, gi, ei}, yi, &y, "norm=rms,glu=silu"),
+            kTfLiteError);
+  EXPECT_EQ(interp.error(), "TernaryMatMul: glu=silu and norm=rms, at most one of them once, in custom options "
+                            "\"norm=rms,glu=silu\"");
 }
 
 // format=ternary5: the same weights packed 5 per byte give the 2-bit op's output exactly, with either

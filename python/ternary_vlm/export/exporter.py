@@ -141,6 +141,14 @@ def convert(model, variant: Variant, *, quantized=None, max_len: int = 64,
                 if counts[index] != want:
                     raise TernaryVLMError(f"{key}: {counts[index]} MLPs' silu(gate) · up moved into the down "
                                           f"projection, expected {want}")
+            # (A vision tower's LayerNorm is an RMSNorm of the centred x: it may move too, uncounted.)
+            content, counts = tflite.fuse_rms_norm(content)
+            norms = _fusable_norms({l.name for l in layers if _part(l.name) == "text"})
+            for key, index in tflite.signature_subgraphs(content).items():
+                want = norms if key in ("prefill", "decode") else counts[index]
+                if counts[index] != want:
+                    raise TernaryVLMError(f"{key}: {counts[index]} RMSNorms moved into the projections after them, "
+                                          f"expected {want}")
     if variant.int8_weights == "op":  # after the quantized layers: only the other int8 weights are left
         content, counts = tflite.int8_matmuls(content)
         for key, index in tflite.signature_subgraphs(content).items():
@@ -160,6 +168,14 @@ def convert(model, variant: Variant, *, quantized=None, max_len: int = 64,
 
 # Which signatures run which part of the model: each quantized layer must be rewritten exactly once in each.
 _SIGNATURE_USES = {"vision": ("encode_image",), "text": ("prefill", "decode")}
+
+
+def _fusable_norms(names: set[str]) -> int:
+    """How many decoder RMSNorms the norm pass moves into our ops: a layer's input norm where q, k and v are all
+    quantized layers, its post-attention norm where gate and up are (the final norm feeds the LM head)."""
+    layers = {n.rsplit(".", 2)[0] for n in names}
+    return sum(all(f"{p}.self_attn.{q}_proj" in names for q in "qkv") +
+               all(f"{p}.mlp.{q}_proj" in names for q in ("gate", "up")) for p in layers)
 
 
 def _part(layer_name: str) -> str:

@@ -6,6 +6,7 @@
   int4_weights.py     float FULLY_CONNECTED weights -> stock INT4 (per channel or blockwise)
   int8_matmul.py      int8 FULLY_CONNECTEDs left over (a tied LM head) -> our Int8MatMul op
   glu.py              a Llama MLP's silu(gate) · up -> the down projection's op (glu=silu)
+  rms_norm.py         a Llama RMSNorm -> the projections that read it (norm=rms)
   lowbit.py           stock LiteRT's INT2 / INT4 weight tensors: their bit order and scales
   kv_cache.py         each layer's cache variables + attention -> one KVCacheAttention op
   builder.py          small single-op models written from scratch (tests, op benchmarks)
@@ -19,3 +20,4 @@ from ternary_vlm.export.tflite.int8_embeddings import int8_embeddings  # noqa: F
 from ternary_vlm.export.tflite.int8_matmul import INT8_MATMUL_OP, int8_matmuls  # noqa: F401
 from ternary_vlm.export.tflite.kv_cache import KV_CACHE_OP, kv_cache_attention  # noqa: F401
 from ternary_vlm.export.tflite.quantized import STRATEGIES, UNPACK_OP, replace_quantized  # noqa: F401
+from ternary_vlm.export.tflite.rms_norm import NORM_OPTION, fuse_rms_norm  # noqa: F401
