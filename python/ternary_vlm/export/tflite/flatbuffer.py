@@ -37,6 +37,11 @@ def opcode_name(model, op) -> str:
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}[builtin]
 
 
+def no_fused_activation(op) -> bool:
+    """The op applies no fused activation (or has no options that could hold one)."""
+    return getattr(op.builtinOptions, "fusedActivationFunction", 0) == schema.ActivationFunctionType.NONE
+
+
 def buffer_array(model, tensor) -> np.ndarray | None:
     data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
     if data is None or len(data) == 0 or tensor.type not in _NUMPY_TYPES:

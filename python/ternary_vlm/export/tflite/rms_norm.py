@@ -7,21 +7,14 @@ not the final norm, which the LM head reads)."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from ternary_vlm.export.tflite.flatbuffer import (buffer_array, new_buffer, new_op, new_tensor, opcode_name,
-                                                  read_model, tensor_ids, write_model)
+from ternary_vlm.export.tflite.flatbuffer import (buffer_array, new_buffer, new_op, new_tensor, no_fused_activation,
+                                                  opcode_name, read_model, tensor_ids, write_model)
 from ternary_vlm.export.tflite.glu import MATMUL_OPS
 
 NORM_OPTION = "norm=rms"
-
-
-def _plain(op) -> bool:
-    options = op.builtinOptions
-    return options is None or getattr(options, "fusedActivationFunction", 0) == schema.ActivationFunctionType.NONE
 
 
 def fuse_rms_norm(content: bytes) -> tuple[bytes, list[int]]:
@@ -42,7 +35,7 @@ def fuse_rms_norm(content: bytes) -> tuple[bytes, list[int]]:
             """The op named `name` that makes tensor, when exactly one op reads tensor and it is no graph output."""
             op = producer.get(tensor)
             if (op is None or opcode_name(model, op) != name or tensor in outputs
-                    or len(readers.get(tensor, [])) != 1 or not _plain(op)):
+                    or len(readers.get(tensor, [])) != 1 or not no_fused_activation(op)):
                 return None
             return op
 
@@ -61,7 +54,7 @@ def fuse_rms_norm(content: bytes) -> tuple[bytes, list[int]]:
             """(x, gamma constant or None, eps tensor, the ops) when scaled = MUL(MUL(x, RSQRT(...)), gamma), or
             MUL(x, RSQRT(...)) where the converter dropped a gamma of ones."""
             last = producer.get(scaled)
-            if last is None or opcode_name(model, last) != "MUL" or not _plain(last):
+            if last is None or opcode_name(model, last) != "MUL" or not no_fused_activation(last):
                 return None
             found = split(last, lambda t: const(t) is not None and only(t, "RSQRT") is None)
             gamma_tensor, times_r, chain = None, last, []
