@@ -107,24 +107,33 @@ TVLM_VECTOR_CLONES void WeightedSum(const float* __restrict p, const float* __re
 
 }  // namespace
 
-Status KVCache::Write(const float* new_k, const float* new_v, int t, int start) {
+Status KVCache::Write(const float* new_k, const float* new_v, int t, int start, TokenLayout layout) {
   Status span = CheckSpan(t, start, max_len_);
   if (!span.ok()) return span;
+  const bool token_major = layout == TokenLayout::kTokenMajor;
   for (int h = 0; h < heads_; ++h) {
     float* keys = k_.get() + static_cast<size_t>(h) * tiles_ * dim_ * kTile;
+    float* values = v_.get() + (static_cast<size_t>(h) * max_len_ + start) * dim_;
     for (int i = 0; i < t; ++i) {  // position p: lane p % kTile of every row of tile p / kTile
       const int p = start + i;
       float* column = keys + static_cast<size_t>(p / kTile) * dim_ * kTile + p % kTile;
-      for (int j = 0; j < dim_; ++j) column[j * kTile] = new_k[(static_cast<size_t>(h) * dim_ + j) * t + i];
+      if (token_major) {
+        const size_t row = (static_cast<size_t>(i) * heads_ + h) * dim_;
+        for (int j = 0; j < dim_; ++j) column[j * kTile] = new_k[row + j];
+        std::memcpy(values + static_cast<size_t>(i) * dim_, new_v + row, sizeof(float) * dim_);
+      } else {
+        for (int j = 0; j < dim_; ++j) column[j * kTile] = new_k[(static_cast<size_t>(h) * dim_ + j) * t + i];
+      }
     }
-    std::memcpy(v_.get() + (static_cast<size_t>(h) * max_len_ + start) * dim_,  // value rows: one block
-                new_v + static_cast<size_t>(h) * t * dim_, sizeof(float) * t * dim_);
+    if (!token_major) {  // value rows: one block
+      std::memcpy(values, new_v + static_cast<size_t>(h) * t * dim_, sizeof(float) * t * dim_);
+    }
   }
   return Status::Ok();
 }
 
 Status KVCache::Attend(const float* q, int rows, int t, int start, float scale, float* out,
-                       ThreadPool* pool) const {
+                       ThreadPool* pool, TokenLayout layout) const {
   Status span = CheckSpan(t, start, max_len_);
   if (!span.ok()) return span;
   if (rows <= 0 || rows % t != 0) {
@@ -138,8 +147,12 @@ Status KVCache::Attend(const float* q, int rows, int t, int start, float scale, 
       const int h = static_cast<int>(i / rows), r = static_cast<int>(i % rows);
       const float* keys = k_.get() + static_cast<size_t>(h) * tiles_ * dim_ * kTile;
       const float* values = v_.get() + static_cast<size_t>(h) * max_len_ * dim_;
-      const float* qr = q + i * dim_;  // row r of head h: [heads, rows, dim]
-      float* o = out + i * dim_;
+      const int group = rows / t, g = r / t, token = r % t;  // row r = g * T + token
+      const size_t at = layout == TokenLayout::kHeadMajor
+                            ? i * dim_  // [heads, rows, dim]
+                            : ((static_cast<size_t>(token) * heads_ + h) * group + g) * dim_;  // [T, heads·G, dim]
+      const float* qr = q + at;
+      float* o = out + at;
       const int n = start + r % t + 1;  // positions this query sees
       Scores(qr, keys, dim_, (n + kTile - 1) / kTile, scores.data());
       float top = -INFINITY;

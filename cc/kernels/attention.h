@@ -19,6 +19,13 @@
 
 namespace tvlm {
 
+// Where a step's new tokens (T of them), their queries and the output live:
+//   kHeadMajor   q and out [heads, G * T, dim] (row g * T + t: query head g of the KV head's group, token t),
+//                keys [heads, dim, T], values [heads, T, dim]
+//   kTokenMajor  q and out [T, heads * G, dim] (query head h * G + g reads KV head h), keys and values
+//                [T, heads, dim]: the projections' own layout, so a graph needs no transposes around the op
+enum class TokenLayout { kHeadMajor, kTokenMajor };
+
 class KVCache {
  public:
   KVCache(int heads, int dim, int max_len);  // sizes as Create checks them; throws std::bad_alloc
@@ -35,15 +42,16 @@ class KVCache {
   int dim() const { return dim_; }
   int max_len() const { return max_len_; }
 
-  // Writes new_k [heads, dim, T] and new_v [heads, T, dim] (the export's layouts) at positions
-  // start..start+T-1.
-  Status Write(const float* new_k, const float* new_v, int t, int start);
+  // Writes new_k and new_v (laid out as `layout` says) at positions start..start+T-1.
+  Status Write(const float* new_k, const float* new_v, int t, int start,
+               TokenLayout layout = TokenLayout::kHeadMajor);
 
-  // out[h, r, :] = softmax_s(scale * q[h, r, :] . k[h, :, s]) v[h, s, :] over s <= start + r % t,
-  // for q and out [heads, rows, dim], rows a multiple of t (positions never written read as zeros).
-  // The heads × rows query rows are independent: a pool splits them, each computed as inline.
+  // out[h, r, :] = softmax_s(scale * q[h, r, :] . k[h, :, s]) v[h, s, :] over s <= start + r % t, for the
+  // rows = G * T query rows of each KV head h (row r = g * T + t; q and out as `layout` places them;
+  // positions never written read as zeros). The heads × rows query rows are independent: a pool splits
+  // them, each computed as inline.
   Status Attend(const float* q, int rows, int t, int start, float scale, float* out,
-                ThreadPool* pool = nullptr) const;
+                ThreadPool* pool = nullptr, TokenLayout layout = TokenLayout::kHeadMajor) const;
 
  private:
   // Anonymous pages mapped by the OS on first write: a cache holds only the positions it was given (the

@@ -75,6 +75,8 @@ struct OpData {
   CacheRegistry::Key key{nullptr, 0};
   KVCache* cache = nullptr;  // shared; released when the node is freed
   float scale = 0.0f;
+  TokenLayout layout = TokenLayout::kHeadMajor;  // from q's rank (attention_op.h)
+  int t = 0, rows = 0;  // new tokens; query rows per KV head (G · T)
   ThreadPool* pool = nullptr;  // shared by the interpreter's ops (SharedThreadPool)
 };
 
@@ -93,22 +95,40 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   const TfLiteTensor* index = &context->tensors[in[kIndex]];
   const TfLiteTensor* scale = &context->tensors[in[kScale]];
   const TfLiteTensor* cache = &context->tensors[in[kCache]];
-  if (CheckTensor(context, kName, q, "q", kTfLiteFloat32, 3) != kTfLiteOk ||
-      CheckTensor(context, kName, new_k, "new keys", kTfLiteFloat32, 3) != kTfLiteOk ||
-      CheckTensor(context, kName, new_v, "new values", kTfLiteFloat32, 3) != kTfLiteOk ||
+  op.layout = q->dims->size == 4 ? TokenLayout::kTokenMajor : TokenLayout::kHeadMajor;
+  const bool token_major = op.layout == TokenLayout::kTokenMajor;
+  const int rank = token_major ? 4 : 3;
+  if (CheckTensor(context, kName, q, "q", kTfLiteFloat32, rank) != kTfLiteOk ||
+      CheckTensor(context, kName, new_k, "new keys", kTfLiteFloat32, rank) != kTfLiteOk ||
+      CheckTensor(context, kName, new_v, "new values", kTfLiteFloat32, rank) != kTfLiteOk ||
       CheckTensor(context, kName, index, "update index", kTfLiteInt32, 1) != kTfLiteOk ||
       CheckTensor(context, kName, cache, "cache", kTfLiteInt32, 1) != kTfLiteOk) {
     return kTfLiteError;
   }
-  const int heads = q->dims->data[0], rows = q->dims->data[1], dim = q->dims->data[2];
-  const int t = new_k->dims->data[2];
-  const std::vector<int> k_shape{heads, dim, t}, v_shape{heads, t, dim};
-  if (std::vector<int>(new_k->dims->data, new_k->dims->data + 3) != k_shape ||
-      std::vector<int>(new_v->dims->data, new_v->dims->data + 3) != v_shape) {
-    return Fail(context, kName, "new keys " + Dims(new_k) + " and new values " + Dims(new_v) +
-                                    " do not match q " + Dims(q) + " (expected [H, D, T], [H, T, D])");
+  const std::vector<int> k_dims(new_k->dims->data, new_k->dims->data + rank);
+  const std::vector<int> v_dims(new_v->dims->data, new_v->dims->data + rank);
+  int heads, dim, t, rows;
+  std::vector<int> out_shape;
+  if (token_major) {  // q [1, T, H·G, D], keys and values [1, T, H, D], out [1, T, H·G·D]
+    t = k_dims[1], heads = k_dims[2], dim = k_dims[3];
+    const int query_heads = q->dims->data[2];
+    if (q->dims->data[0] != 1 || k_dims[0] != 1 || q->dims->data[1] != t || q->dims->data[3] != dim ||
+        v_dims != k_dims || heads <= 0 || query_heads % heads != 0) {
+      return Fail(context, kName, "q " + Dims(q) + ", new keys " + Dims(new_k) + " and new values " + Dims(new_v) +
+                                      " do not match (expected [1, T, H·G, D], [1, T, H, D], [1, T, H, D])");
+    }
+    rows = query_heads / heads * t;
+    out_shape = {1, t, query_heads * dim};
+  } else {  // q [H, G·T, D], keys [H, D, T], values [H, T, D], out like q
+    heads = q->dims->data[0], rows = q->dims->data[1], dim = q->dims->data[2];
+    t = k_dims[2];
+    if (k_dims != std::vector<int>{heads, dim, t} || v_dims != std::vector<int>{heads, t, dim}) {
+      return Fail(context, kName, "new keys " + Dims(new_k) + " and new values " + Dims(new_v) +
+                                      " do not match q " + Dims(q) + " (expected [H, D, T], [H, T, D])");
+    }
+    out_shape = {heads, rows, dim};
   }
-  if (heads <= 0 || dim <= 0) return Fail(context, kName, "q " + Dims(q) + " is empty");
+  if (heads <= 0 || dim <= 0 || rows <= 0) return Fail(context, kName, "q " + Dims(q) + " is empty");
   if (t <= 0 || rows % t != 0) {
     return Fail(context, kName, "q has " + std::to_string(rows) + " rows, not a multiple of " +
                                     std::to_string(t) + " new tokens");
@@ -148,10 +168,11 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     op.cache = shared;
   }
   op.scale = scale->data.f[0];
+  op.t = t, op.rows = rows;
   op.pool = SharedThreadPool(context->recommended_num_threads);
   TfLiteTensor* out = &context->tensors[op.node.output];
   out->type = kTfLiteFloat32;
-  return ResizeTo(context, kName, out, {heads, rows, dim});
+  return ResizeTo(context, kName, out, out_shape);
 }
 
 TfLiteStatus Invoke(TfLiteContext* context, TfLiteNode* node) {
@@ -166,10 +187,10 @@ TfLiteStatus Invoke(TfLiteContext* context, TfLiteNode* node) {
       index->data.raw == nullptr || out->data.raw == nullptr) {
     return Fail(context, kName, "a tensor has no data at Invoke");
   }
-  const int t = new_k->dims->data[2], start = index->data.i32[2];
-  Status status = op.cache->Write(new_k->data.f, new_v->data.f, t, start);
+  const int start = index->data.i32[2];
+  Status status = op.cache->Write(new_k->data.f, new_v->data.f, op.t, start, op.layout);
   if (status.ok()) {
-    status = op.cache->Attend(q->data.f, q->dims->data[1], t, start, op.scale, out->data.f, op.pool);
+    status = op.cache->Attend(q->data.f, op.rows, op.t, start, op.scale, out->data.f, op.pool, op.layout);
   }
   return status.ok() ? kTfLiteOk : Fail(context, kName, status.message());
 }

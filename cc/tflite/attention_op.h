@@ -11,6 +11,10 @@
 //            3 update index int32 [3] = {0, 0, start} (the export's index into the key cache)
 //            4 scale float32 [] (constant), 5 cache int32 [2] = {cache id, max_len} (constant)
 //   output:  float32 [H, G*T, D]
+// or, token-major (q of rank 4: the projections' own layout, export/tflite/attention_layout.py):
+//   inputs:  0 q float32 [1, T, H*G, D] (query head h*G + g reads KV head h), 1 new keys and 2 new values
+//            float32 [1, T, H, D], 3-5 as above
+//   output:  float32 [1, T, H*G*D] (what the output projection reads)
 // Nodes with the same cache id in the subgraphs of one interpreter (prefill, decode) share one
 // cache; the interpreter is identified by its CPU-backend external context, which TFLite creates
 // once per interpreter and hands to every subgraph. A new conversation needs no reset: prefill

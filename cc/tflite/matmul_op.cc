@@ -28,6 +28,7 @@ struct OpData {
   WeightFormat format;
   Activations activations = Activations::kFloat32;
   Transform transform = Transform::kNone;
+  bool gate_up = false;  // glu=silu with x = gate | up, no up input
   std::string options_error;  // reported by Prepare (init cannot fail)
   const char* name;
   NodeIndices node;
@@ -108,15 +109,13 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   OpData& op = *static_cast<OpData*>(node->user_data);
   if (!op.options_error.empty()) return Fail(context, op.name, op.options_error);
   static const char* const kInputs[] = {"x, packed weights, scale[, bias]",
-                                        "gate x, packed weights, scale, bias or -1, up",
+                                        "gate x, packed weights, scale, bias or -1[, up]",
                                         "x, packed weights, scale, bias or -1, -1, gamma, epsilon"};
   const size_t want = op.transform == Transform::kNone ? 4 : op.transform == Transform::kGlu ? 5 : 7;
   const char* described = kInputs[static_cast<int>(op.transform)];
   if (BindNode(context, op.name, node, &op.node, 3, want, described) != kTfLiteOk) return kTfLiteError;
   const std::vector<int>& given = op.node.inputs;
-  if (op.transform == Transform::kGlu && (given.size() != 5 || given[kUp] < 0)) {
-    return Fail(context, op.name, std::string("glu=silu needs 5 inputs (") + described + ")");
-  }
+  op.gate_up = op.transform == Transform::kGlu && (given.size() <= kUp || given[kUp] < 0);
   if (op.transform == Transform::kRmsNorm &&
       (given.size() != 7 || given[kUp] >= 0 || given[kGamma] < 0 || given[kEps] < 0)) {
     return Fail(context, op.name, std::string("norm=rms needs 7 inputs (") + described + ")");
@@ -127,7 +126,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   TfLiteTensor* scale = &context->tensors[inputs[kScale]];
   TfLiteTensor* bias = inputs.size() > kBias && inputs[kBias] >= 0
                            ? &context->tensors[inputs[kBias]] : nullptr;
-  TfLiteTensor* up = op.transform == Transform::kGlu ? &context->tensors[inputs[kUp]] : nullptr;
+  TfLiteTensor* up = op.transform == Transform::kGlu && !op.gate_up ? &context->tensors[inputs[kUp]] : nullptr;
   const bool norm = op.transform == Transform::kRmsNorm;
   TfLiteTensor* gamma = norm ? &context->tensors[inputs[kGamma]] : nullptr;
   TfLiteTensor* eps = norm ? &context->tensors[inputs[kEps]] : nullptr;
@@ -148,7 +147,12 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     return Fail(context, op.name, "up has shape " + Shape(up->dims) + ", expected " + Shape(x->dims) +
                                  " like the gate x");
   }
-  const int k = x->dims->data[x->dims->size - 1];
+  const int x_last = x->dims->data[x->dims->size - 1];
+  if (op.gate_up && x_last % 2 != 0) {
+    return Fail(context, op.name, "glu=silu without an up input needs x = gate | up of even width, not " +
+                                 Shape(x->dims));
+  }
+  const int k = op.gate_up ? x_last / 2 : x_last;
   const int n = scale->dims->data[0];
   if (k <= 0) return Fail(context, op.name, "input x has an empty last dimension " + Shape(x->dims));
   if (n <= 0) return Fail(context, op.name, "scale is empty");
@@ -210,7 +214,8 @@ TfLiteStatus Invoke(TfLiteContext* context, TfLiteNode* node) {
   const TfLiteTensor* scale = &context->tensors[inputs[kScale]];
   const TfLiteTensor* bias = inputs.size() > kBias && inputs[kBias] >= 0
                                  ? &context->tensors[inputs[kBias]] : nullptr;
-  const TfLiteTensor* up = op.transform == Transform::kGlu ? &context->tensors[inputs[kUp]] : nullptr;
+  const TfLiteTensor* up =
+      op.transform == Transform::kGlu && !op.gate_up ? &context->tensors[inputs[kUp]] : nullptr;
   const bool norm = op.transform == Transform::kRmsNorm;
   const TfLiteTensor* gamma = norm ? &context->tensors[inputs[kGamma]] : nullptr;
   const TfLiteTensor* eps = norm ? &context->tensors[inputs[kEps]] : nullptr;
@@ -220,16 +225,22 @@ TfLiteStatus Invoke(TfLiteContext* context, TfLiteNode* node) {
       (norm && (gamma->data.raw == nullptr || eps->data.raw == nullptr))) {
     return Fail(context, op.name, "a tensor has no data at Invoke");
   }
-  const size_t m = x->bytes / (sizeof(float) * op.kernel->k());
+  const size_t k = op.kernel->k();
+  const size_t m = x->bytes / (sizeof(float) * (op.gate_up ? 2 * k : k));
   uint8_t* scratch = InvokeScratch(op.scratch_bytes + 64);
   scratch += (64 - reinterpret_cast<uintptr_t>(scratch) % 64) % 64;
   const float* input = x->data.f;
   if (op.transform != Transform::kNone) {
     float* transformed = reinterpret_cast<float*>(scratch);
     if (up) {
-      SiluMul(x->data.f, up->data.f, m * op.kernel->k(), transformed);
+      SiluMul(x->data.f, up->data.f, m * k, transformed);
+    } else if (op.gate_up) {
+      for (size_t i = 0; i < m; ++i) {
+        const float* gate = x->data.f + 2 * k * i;
+        SiluMul(gate, gate + k, k, transformed + k * i);
+      }
     } else {
-      RmsNorm(x->data.f, m, op.kernel->k(), gamma->data.f, eps->data.f[0], transformed);
+      RmsNorm(x->data.f, m, k, gamma->data.f, eps->data.f[0], transformed);
     }
     input = transformed;
   }

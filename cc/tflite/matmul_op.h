@@ -7,7 +7,9 @@
 //            only, else -1), 5 gamma float32 [K] and 6 epsilon float32 (one value) (norm=rms only)
 //   output:  y float32 [..., N] = (x · Wᵀ) * scale + bias, where x stands for
 //              silu(x) · up                               with "glu=silu" (cc/kernels/glu.h: a Llama MLP's gate
-//                                                         and up projections in, its down projection out)
+//                                                         and up projections in, its down projection out); without
+//                                                         the up input (absent or -1), x is [..., 2K]: each row
+//                                                         the gate's K values, then the up's K (one op made them)
 //              x / sqrt(mean(x², last axis) + eps) · gamma  with "norm=rms" (cc/kernels/rms_norm.h: a Llama
 //                                                         layer's RMSNorm, in the projections that read it)
 //   custom options (text, comma-separated key=value): "activations=float32" (the default) multiplies x

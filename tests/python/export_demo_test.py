@@ -34,20 +34,25 @@ class DemoExportTest(parameterized.TestCase):
         result = export.convert(loaded.model, export.parse(variant), max_len=MAX_LEN, prefill_len=PREFILL_LEN)
         path = os.path.join(tempfile.mkdtemp(), f"{variant}.tflite")
         atomic.write_bytes(path, result.content)
-        # Every quantized layer of the Flax model is one custom op in each signature that runs it, counted in
-        # the written file: vision tower + connector in encode_image, the decoder in prefill and decode.
-        paths = [path for path, _ in quantized_layers(loaded.model)]
-        in_vision = sum(1 for p in paths if p[0] in ("vision_model", "connector"))
-        per_signature = {"encode_image": in_vision, "prefill": len(paths) - in_vision, "decode": len(paths) - in_vision}
+        # Every output row of every quantized layer of the Flax model is computed by a custom op in each signature
+        # that runs it, counted in the written file: vision tower + connector in encode_image, the decoder in prefill
+        # and decode. (Layers that read one input share an op: export/tflite/concat_projections.py.)
+        layers = quantized_layers(loaded.model)
+        vision = sum(len(q.scale[...]) for p, q in layers if p[0] in ("vision_model", "connector"))
+        text = sum(len(q.scale[...]) for _, q in layers) - vision
+        per_signature = {"encode_image": vision, "prefill": text, "decode": text}
         with open(path, "rb") as f:
             content = f.read()
-        ops = tflite.op_histogram(content)
+        parsed = tflite.read_model(content)
         op = {"ternary": "TernaryMatMul", "binary": "BinaryMatMul"}[mode]
         signatures = tflite.signature_subgraphs(content)
         self.assertLessEqual(set(per_signature), set(signatures))
         for key, index in signatures.items():  # others (reset) run no layer
-            self.assertEqual(ops[index][op], per_signature.get(key, 0), key)
-        self.assertGreater(in_vision, 0)
+            sub = parsed.subgraphs[index]
+            rows = sum(int(sub.tensors[o.inputs[2]].shape[0]) for o in sub.operators
+                       if tflite.opcode_name(parsed, o) == op)
+            self.assertEqual(rows, per_signature.get(key, 0), key)
+        self.assertGreater(vision, 0)
 
         gen, rt = Generator(loaded.model), Runtime(path)
         want_features = np.asarray(gen.image_features(pixels))

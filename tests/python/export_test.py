@@ -113,6 +113,18 @@ def read(path):
         return f.read()
 
 
+def projection_ops(names) -> tuple[int, int]:
+    """(ops, groups): how many matmul ops the quantized layers `names` become after the concat pass
+    (export/tflite/concat_projections.py merges a layer's q / k / v, and its gate / up), and how many of those ops are
+    such merged groups (the ops that read a norm's input)."""
+    def key(name):
+        prefix, proj = name.rsplit(".", 1)
+        return (prefix.rsplit(".", 1)[0], "qkv") if proj in ("q_proj", "k_proj", "v_proj") else \
+            (prefix.rsplit(".", 1)[0], "gate_up") if proj in ("gate_proj", "up_proj") else (name,)
+    keys = {key(n) for n in names}
+    return len(keys), sum(len(k) == 2 for k in keys)
+
+
 def tflite_logits(path, tokens):
     rt = Runtime(path)
     features = rt.image_features(pixels())
@@ -173,15 +185,16 @@ class ExportTest(absltest.TestCase):
             # Only the tied LM head (the embedding table) stays a matmul of ours not: a FULLY_CONNECTED, or in the
             # default ternary export our Int8MatMul (export/variants.py), which also runs without XNNPACK.
             head = "Int8MatMul" if variant == "ternary" else "FULLY_CONNECTED"
+            signature_names = {"encode_image": names - text, "prefill": text, "decode": text, "reset": set()}
             for key, index in tflite.signature_subgraphs(content).items():
-                self.assertEqual(histograms[index][op], result.replacements[key], key)
+                self.assertEqual(histograms[index][op], projection_ops(signature_names[key])[0], key)
                 self.assertEqual(histograms[index][head], int(key in ("prefill", "decode")), key)
                 self.assertEqual(histograms[index]["FULLY_CONNECTED" if head == "Int8MatMul" else "Int8MatMul"], 0)
             self.assertEqual(Runtime(self.paths[variant]).meta["xnnpack"], variant != "ternary")
             self.assert_only_packed_weights(content, model)
             # ternary's ops quantize their input rows (cc/tflite/matmul_op.h); the others take it as it is. Each text
-            # MLP's down projection also multiplies silu(gate) · up itself (export/tflite/glu.py), and q, k, v, gate
-            # and up normalize their input rows (export/tflite/rms_norm.py).
+            # MLP's down projection also multiplies silu(gate) · up itself (export/tflite/glu.py), and the q / k / v
+            # op and the gate / up op normalize their input rows (export/tflite/rms_norm.py, concat_projections.py).
             plain = "activations=int8" if variant == "ternary" else ""
             glu, norm = (",".join(o for o in (plain, extra) if o) for extra in ("glu=silu", "norm=rms"))
             parsed = tflite.read_model(content)
@@ -191,13 +204,19 @@ class ExportTest(absltest.TestCase):
                 text_key = key in ("prefill", "decode")
                 downs = sum(n.endswith("mlp.down_proj") for n in text) if text_key else 0
                 # (In the vision tower, a LayerNorm is an RMSNorm of the centred x: its readers may take it too.)
-                normed = sum(n.endswith(("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")) for n in text) \
-                    if text_key else options[norm]
-                self.assertEqual(options, Counter({plain: result.replacements[key] - downs - normed, glu: downs,
-                                                   norm: normed}) - Counter(), key)
+                ops, groups = projection_ops(signature_names[key])
+                normed = groups if text_key else options[norm]
+                self.assertEqual(options, Counter({plain: ops - downs - normed, glu: downs, norm: normed}) - Counter(),
+                                 key)
                 if text_key:  # no SiLU is left to TFLite's LOGISTIC, and only the final norm's RSQRT
                     self.assertEqual(histograms[index]["LOGISTIC"], 0, key)
                     self.assertEqual(histograms[index]["RSQRT"], 1, key)
+                    # attention reads q, k, v token-major: no TRANSPOSE around it (export/tflite/attention_layout.py)
+                    self.assertEqual(histograms[index]["TRANSPOSE"], 0, key)
+                    attention = [o for o in parsed.subgraphs[index].operators
+                                 if tflite.opcode_name(parsed, o) == "KVCacheAttention"]
+                    self.assertTrue(attention and all(len(parsed.subgraphs[index].tensors[o.inputs[0]].shape) == 4
+                                                      for o in attention), key)
 
     def test_ternary_w2a8_ops_equal_an_emulation_of_their_int8_arithmetic(self):
         """Every TernaryMatMul of ternary (W2A8), in every signature, on the activations it really received: its output
@@ -221,7 +240,9 @@ class ExportTest(absltest.TestCase):
             self.check_int8_matmuls(interp, parsed, index, key)
             ops = [o for o in parsed.subgraphs[index].operators
                    if tflite.opcode_name(parsed, o) == "TernaryMatMul"]
-            self.assertEqual(len(ops), self.results["ternary"].replacements[key], key)
+            names = {q.name for _, q in quantized_layers(self.models["ternary"])}
+            text = {n for n in names if n.startswith("text_model.")}
+            self.assertEqual(len(ops), projection_ops(text if key != "encode_image" else names - text)[0], key)
             for o in ops:
                 x, packed, alpha = (interp.get_tensor(int(i), index) for i in o.inputs[:3])
                 bias = interp.get_tensor(int(o.inputs[3]), index) if len(o.inputs) > 3 and o.inputs[3] >= 0 else 0
@@ -231,8 +252,11 @@ class ExportTest(absltest.TestCase):
                 # x / sqrt(mean(x²) + eps) · gamma, within RmsNormBound(K) = (K / 32 + 12) · 2^-24 (rms_norm.h).
                 # Emulated here in float64, then rounded to float32 (2^-24 more).
                 rho = 0.0
-                if len(o.inputs) == 5:
-                    g, up = x.astype(np.float64), interp.get_tensor(int(o.inputs[4]), index).reshape(x.shape)
+                if b"glu=silu" in bytes(o.customOptions):  # up as input 4, or x = gate | up (concat_projections.py)
+                    if len(o.inputs) > 4 and o.inputs[4] >= 0:
+                        g, up = x.astype(np.float64), interp.get_tensor(int(o.inputs[4]), index).reshape(x.shape)
+                    else:
+                        g, up = np.split(x.astype(np.float64), 2, axis=1)
                     x, rho = (g / (1 + np.exp(-g)) * up).astype(np.float32), 2.0**-20 + 2.0**-24
                 elif len(o.inputs) == 7:
                     gamma, eps = (interp.get_tensor(int(i), index) for i in o.inputs[5:7])
@@ -295,8 +319,10 @@ class ExportTest(absltest.TestCase):
             padded = np.zeros((codes.shape[0], -(-codes.shape[1] // 5) * 5), np.int64)
             padded[:, :codes.shape[1]] = codes
             digits = ((padded + 1).reshape(len(codes), -1, 5) * 3 ** np.arange(5)).sum(-1).astype(np.uint8)
-            self.assertIn(digits.tobytes(), buffers, q.name)
-            self.assertNotIn(packing.pack(stored_codes(q), packing.TERNARY).tobytes(), buffers, q.name)
+            # (its own buffer, or rows of one its group shares: export/tflite/concat_projections.py)
+            self.assertEqual(sum(b.count(digits.tobytes()) for b in buffers), 1, q.name)
+            self.assertEqual(sum(b.count(packing.pack(stored_codes(q), packing.TERNARY).tobytes()) for b in buffers),
+                             0, q.name)
         options = {bytes(o.customOptions) for s in parsed.subgraphs for o in s.operators
                    if tflite.opcode_name(parsed, o) == "TernaryMatMul"}
         self.assertEqual(options, {b"activations=int8,format=ternary5", b"activations=int8,format=ternary5,glu=silu",
@@ -397,8 +423,10 @@ class ExportTest(absltest.TestCase):
             self.assertNotIn((scale[:, None] * codes).astype(np.float32).tobytes(), buffers, q.name)
             self.assertNotIn((127 * codes).astype(np.int8).tobytes(), buffers, q.name)
             fmt = packing.TERNARY if q.mode == "ternary" else packing.BINARY
-            self.assertEqual(buffers[packing.pack(codes, fmt).tobytes()], 1, q.name)
-            self.assertEqual(buffers[scale.tobytes()], 1, q.name)  # |α|: the ops' scales are never negative
+            # Its own buffer, or rows of one its group shares (concat_projections.py): once in the file either way.
+            packed = packing.pack(codes, fmt).tobytes()
+            self.assertEqual(sum(n * b.count(packed) for b, n in buffers.items()), 1, q.name)
+            self.assertEqual(sum(n * b.count(scale.tobytes()) for b, n in buffers.items()), 1, q.name)  # |α| ≥ 0
 
     def test_unpack_strategies_equal_the_fused_op(self):
         """ternary_unpack_op / ternary_unpack_builtin: the same packed bytes (no float copy in the file), unpacked

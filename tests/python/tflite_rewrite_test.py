@@ -142,10 +142,11 @@ class Int8MatMulsTest(absltest.TestCase):
             self.assertEqual(tflite.custom_ops(content), [])
 
 
-def mlp_model(x_shape, layers, silu_as_output=False, bias=None):
+def mlp_model(x_shape, layers, silu_as_output=False, bias=None, up_first=False):
     """x -> down(silu(gate(x)) · up(x)) as the converter writes a Llama MLP: TernaryMatMul gate and up, LOGISTIC,
     MUL(g, σ), MUL(silu, up), TernaryMatMul down (float32 activations). silu_as_output: the silu tensor is also a
-    model output (so the pass must leave it). layers: (codes [N, K], α [N]) of gate, up, down."""
+    model output (so the pass must leave it). layers: (codes [N, K], α [N]) of gate, up, down. up_first: the up
+    projection's op comes first in the graph."""
     b = ModelBuilder()
     f32 = np.float32
     x = b.tensor("x", x_shape, f32)
@@ -162,12 +163,13 @@ def mlp_model(x_shape, layers, silu_as_output=False, bias=None):
 
     (gc, ga), (uc, ua), (dc, da) = layers
     inter = len(ga)
+    u = matmul("up", x, uc, ua) if up_first else None
     g = matmul("gate", x, gc, ga)
     sig = b.tensor("sigmoid", lead + [inter], f32)
     b.op(schema.BuiltinOperator.LOGISTIC, [g], [sig])
     silu = b.tensor("silu", lead + [inter], f32)
     b.op(schema.BuiltinOperator.MUL, [g, sig], [silu], schema.BuiltinOptions.MulOptions, schema.MulOptionsT())
-    u = matmul("up", x, uc, ua)
+    u = matmul("up", x, uc, ua) if u is None else u
     h = b.tensor("h", lead + [inter], f32)
     b.op(schema.BuiltinOperator.MUL, [u, silu], [h], schema.BuiltinOptions.MulOptions, schema.MulOptionsT())
     extra = [b.tensor("bias", [len(da)], f32, bias)] if bias is not None else []
@@ -182,14 +184,19 @@ def run_all(content, x):
     return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
 
 
+def glu_case():
+    """(layers, x) of a small MLP: gate and up 40 -> 96, down 96 -> 40; x [1, 5, 40]."""
+    rng = np.random.default_rng(4)
+    hid, inter = 40, 96
+    layers = [(rng.integers(-1, 2, size=(n, k)).astype(np.int8), rng.uniform(0.05, 0.2, n).astype(np.float32))
+              for n, k in ((inter, hid), (inter, hid), (hid, inter))]
+    return layers, rng.normal(size=(1, 5, hid)).astype(np.float32)
+
+
 class FuseGluTest(absltest.TestCase):
 
     def setUp(self):
-        rng = np.random.default_rng(4)
-        hid, inter = 40, 96
-        self.layers = [(rng.integers(-1, 2, size=(n, k)).astype(np.int8), rng.uniform(0.05, 0.2, n).astype(np.float32))
-                       for n, k in ((inter, hid), (inter, hid), (hid, inter))]
-        self.x = rng.normal(size=(1, 5, hid)).astype(np.float32)
+        self.layers, self.x = glu_case()
 
     def test_the_mlp_becomes_three_matmuls_and_computes_the_same(self):
         for bias in (None, np.linspace(-1, 1, 40).astype(np.float32)):
@@ -262,14 +269,19 @@ def norm_model(x_shape, gamma, layers, eps=1e-5, normed_as_output=False):
     return b.build([x], outputs + ([scaled] if normed_as_output else []))
 
 
+def norm_case():
+    """(gamma, layers, x) of an RMSNorm read by two projections 40 -> 48 and 40 -> 16; x [1, 5, 40]."""
+    rng = np.random.default_rng(6)
+    layers = [(rng.integers(-1, 2, size=(n, 40)).astype(np.int8), rng.uniform(0.05, 0.2, n).astype(np.float32))
+              for n in (48, 16)]
+    gamma = rng.uniform(0.5, 1.5, 40).astype(np.float32)
+    return gamma, layers, (rng.normal(size=(1, 5, 40)) * 3).astype(np.float32)
+
+
 class FuseRmsNormTest(absltest.TestCase):
 
     def setUp(self):
-        rng = np.random.default_rng(6)
-        self.layers = [(rng.integers(-1, 2, size=(n, 40)).astype(np.int8), rng.uniform(0.05, 0.2, n).astype(np.float32))
-                       for n in (48, 16)]
-        self.gamma = rng.uniform(0.5, 1.5, 40).astype(np.float32)
-        self.x = (rng.normal(size=(1, 5, 40)) * 3).astype(np.float32)
+        self.gamma, self.layers, self.x = norm_case()
 
     def test_the_norm_moves_into_every_projection_that_reads_it(self):
         original = norm_model((1, 5, 40), self.gamma, self.layers)
@@ -295,6 +307,53 @@ class FuseRmsNormTest(absltest.TestCase):
         content, counts = tflite.fuse_rms_norm(norm_model((1, 5, 40), self.gamma, self.layers, normed_as_output=True))
         self.assertEqual(counts, [0])
         self.assertEqual(tflite.op_histogram(content)[0]["RSQRT"], 1)
+
+
+def buffer_bytes(content) -> int:
+    return sum(len(b.data) for b in tflite.read_model(content).buffers if b.data is not None)
+
+
+class ConcatProjectionsTest(absltest.TestCase):
+
+    def test_projections_of_one_norm_become_one_op_with_the_same_outputs(self):
+        gamma, layers, x = norm_case()
+        fused, _ = tflite.fuse_rms_norm(norm_model((1, 5, 40), gamma, layers))
+        content, counts = tflite.concat_projections(fused)
+        self.assertEqual(counts, [1])
+        self.assertEqual(tflite.op_histogram(content)[0], {"TernaryMatMul": 1, "SPLIT_V": 1})
+        op = tflite.read_model(content).subgraphs[0].operators[0]
+        self.assertEqual(bytes(op.customOptions), b"activations=int8,norm=rms")
+        # Every output row depends on its own weight row only, and the input rows are quantized the same way.
+        for got, want in zip(run_all(content, x), run_all(fused, x)):
+            np.testing.assert_array_equal(got, want)
+        # One copy of the weights: the two packed matrices and scales replaced by their concatenation, plus
+        # SPLIT_V's sizes (2 int32) and axis (1 int32).
+        self.assertEqual(buffer_bytes(content), buffer_bytes(fused) + 12)
+
+    def test_gate_and_up_feed_the_down_projection_as_one_tensor(self):
+        layers, x = glu_case()
+        for up_first in (False, True):
+            for bias in (None, np.linspace(-1, 1, 40).astype(np.float32)):
+                fused, _ = tflite.fuse_glu(mlp_model((1, 5, 40), layers, bias=bias, up_first=up_first))
+                content, counts = tflite.concat_projections(fused)
+                self.assertEqual(counts, [1])
+                self.assertEqual(tflite.op_histogram(content)[0], {"TernaryMatMul": 2})
+                sub = tflite.read_model(content).subgraphs[0]
+                both, down = sub.operators
+                self.assertEqual(list(sub.tensors[both.outputs[0]].shape), [1, 5, 2 * 96])
+                self.assertEqual(list(down.inputs)[0], both.outputs[0])
+                self.assertEqual(len(down.inputs), 4)
+                (got,), (want,) = run_all(content, x), run_all(fused, x)
+                np.testing.assert_array_equal(got, want)  # gate rows first, then up, whatever the graph's order
+
+    def test_projections_reading_one_input_differently_stay_apart(self):
+        gamma, layers, _ = norm_case()
+        fused, _ = tflite.fuse_rms_norm(norm_model((1, 5, 40), gamma, layers))
+        model = tflite.read_model(fused)
+        model.subgraphs[0].operators[1].customOptions = list(b"activations=float32,norm=rms")
+        content, counts = tflite.concat_projections(tflite.write_model(model))
+        self.assertEqual(counts, [0])
+        self.assertEqual(tflite.op_histogram(content)[0], {"TernaryMatMul": 2})
 
 
 if __name__ == "__main__":

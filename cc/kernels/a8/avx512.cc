@@ -139,14 +139,27 @@ void UnpackSlab(const uint8_t* blocks, size_t block_bytes, size_t chunks, __m512
   }
 }
 
-// acc[i][b] += Σ over the slab's chunks of codes · q for activation rows [i0, i0 + MR).
+// Where one slab's sums for activation rows [i0, i0 + MR) start and end: the first slab starts them at zero and
+// the last writes y (int32 total minus the row's sum, times its scale); in between they wait in `acc`.
+struct SlabEnds {
+  bool first, last;
+  const A8Layout* l;
+  const A8Rows* rows;
+  size_t r0, row_end;
+  float* y;
+};
+
+// acc[i][b] += Σ over the slab's chunks of codes · q for activation rows [i0, i0 + MR) (see SlabEnds).
 template <int MR>
-void SlabRows(const __m512i* codes, size_t chunks, const int8_t* q, size_t stride, __m512i* acc) {
+void SlabRows(const __m512i* codes, size_t chunks, size_t i0, const int8_t* q, size_t stride, __m512i* acc,
+              const SlabEnds& ends) {
   __m512i a[MR][kGemmBlocks];
   #pragma GCC unroll 4
   for (int i = 0; i < MR; ++i) {
     #pragma GCC unroll 4
-    for (int b = 0; b < kGemmBlocks; ++b) a[i][b] = acc[i * kGemmBlocks + b];
+    for (int b = 0; b < kGemmBlocks; ++b) {
+      a[i][b] = ends.first ? _mm512_setzero_si512() : acc[(i0 + i) * kGemmBlocks + b];
+    }
   }
   for (size_t c = 0; c < chunks; ++c, q += A8Layout::kChunk) {
     #pragma GCC unroll 4
@@ -162,46 +175,45 @@ void SlabRows(const __m512i* codes, size_t chunks, const int8_t* q, size_t strid
   }
   #pragma GCC unroll 4
   for (int i = 0; i < MR; ++i) {
+    if (!ends.last) {
+      #pragma GCC unroll 4
+      for (int b = 0; b < kGemmBlocks; ++b) acc[(i0 + i) * kGemmBlocks + b] = a[i][b];
+      continue;
+    }
+    const __m512i sum = _mm512_set1_epi32(ends.rows->sum[i0 + i]);
+    const __m512 scale = _mm512_set1_ps(ends.rows->scale[i0 + i]);
     #pragma GCC unroll 4
-    for (int b = 0; b < kGemmBlocks; ++b) acc[i * kGemmBlocks + b] = a[i][b];
+    for (int b = 0; b < kGemmBlocks; ++b) {
+      const size_t first = ends.r0 + b * A8Layout::kRows;
+      _mm512_mask_storeu_ps(ends.y + (i0 + i) * ends.l->n + first, RowMask(ends.row_end - first),
+                            _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[i][b], sum)), scale));
+    }
   }
 }
 
 // kGemmBlocks blocks starting at output row r0 against all m activation rows.
 void GemmBlocks(const A8Layout& l, const uint8_t* packed, const A8Rows& rows, size_t m, size_t r0,
                 size_t row_end, float* y) {
-  // Per thread, grown once: the slab's codes and the int32 sums of every (row, block), in 64-byte
-  // aligned lines (a vector of __m512i itself would drop the type's attributes).
+  // Per thread, grown once: the slab's codes and, when K spans several slabs, the int32 sums of every
+  // (row, block) between them, in 64-byte aligned lines (a vector of __m512i itself would drop the type's
+  // attributes).
   struct alignas(64) Line {
     int32_t lanes[16];
   };
   thread_local std::vector<Line> code_lines, acc_lines;
   code_lines.resize(kSlabChunks * 4 * kGemmBlocks);
-  acc_lines.assign(m * kGemmBlocks, Line{});
+  if (l.chunks > kSlabChunks && acc_lines.size() < m * kGemmBlocks) acc_lines.resize(m * kGemmBlocks);
   __m512i* codes = reinterpret_cast<__m512i*>(code_lines.data());  // __m512i may alias anything
   __m512i* acc = reinterpret_cast<__m512i*>(acc_lines.data());
   const uint8_t* blocks = l.block(packed, r0);
   for (size_t c0 = 0; c0 < l.chunks; c0 += kSlabChunks) {
     const size_t chunks = l.chunks - c0 < kSlabChunks ? l.chunks - c0 : kSlabChunks;
     UnpackSlab(blocks + c0 * A8Layout::kChunkBytes, l.block_bytes(), chunks, codes);
+    const SlabEnds ends{c0 == 0, c0 + chunks == l.chunks, &l, &rows, r0, row_end, y};
     const int8_t* q = rows.q + c0 * A8Layout::kChunk;
     size_t i = 0;
-    for (; i + 4 <= m; i += 4) {
-      SlabRows<4>(codes, chunks, q + i * rows.stride, rows.stride, &acc[i * kGemmBlocks]);
-    }
-    for (; i < m; ++i) {
-      SlabRows<1>(codes, chunks, q + i * rows.stride, rows.stride, &acc[i * kGemmBlocks]);
-    }
-  }
-  for (size_t i = 0; i < m; ++i) {
-    const __m512i sum = _mm512_set1_epi32(rows.sum[i]);
-    const __m512 scale = _mm512_set1_ps(rows.scale[i]);
-    for (int b = 0; b < kGemmBlocks; ++b) {
-      const __m512i total = _mm512_sub_epi32(acc[i * kGemmBlocks + b], sum);
-      const size_t first = r0 + b * A8Layout::kRows;
-      _mm512_mask_storeu_ps(y + i * l.n + first, RowMask(row_end - first),
-                            _mm512_mul_ps(_mm512_cvtepi32_ps(total), scale));
-    }
+    for (; i + 4 <= m; i += 4) SlabRows<4>(codes, chunks, i, q + i * rows.stride, rows.stride, acc, ends);
+    for (; i < m; ++i) SlabRows<1>(codes, chunks, i, q + i * rows.stride, rows.stride, acc, ends);
   }
 }
 

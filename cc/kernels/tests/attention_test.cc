@@ -54,6 +54,53 @@ TEST(KVCacheTest, PrefillThenDecodeMatchesReference) {
   EXPECT_TRUE(last.ok()) << last.message();
 }
 
+// TokenLayout::kTokenMajor: the same keys, values and queries given in the projections' own layout ([T, heads, dim],
+// q and out [T, heads·G, dim]) give the same cache and, bit for bit, the same outputs as the head-major layout.
+TEST(KVCacheTest, TokenMajorLayoutEqualsHeadMajor) {
+  std::mt19937 rng(11);
+  const int heads = 3, dim = 20, max_len = 40, groups = 2;
+  KVCache head_major(heads, dim, max_len), token_major(heads, dim, max_len);
+  ThreadPool two(2);
+  int position = 0;
+  for (int t : {7, 1, 1}) {
+    const int rows = groups * t;
+    auto q = RandomFloats(&rng, static_cast<size_t>(heads) * rows * dim, 2.0f);  // [heads, G·T, dim]
+    auto k = RandomFloats(&rng, static_cast<size_t>(heads) * dim * t, 2.0f);     // [heads, dim, T]
+    auto v = RandomFloats(&rng, static_cast<size_t>(heads) * t * dim);           // [heads, T, dim]
+    std::vector<float> q_t(q.size()), k_t(k.size()), v_t(v.size());
+    for (int h = 0; h < heads; ++h) {
+      for (int i = 0; i < t; ++i) {
+        for (int j = 0; j < dim; ++j) {
+          k_t[(static_cast<size_t>(i) * heads + h) * dim + j] = k[(static_cast<size_t>(h) * dim + j) * t + i];
+          v_t[(static_cast<size_t>(i) * heads + h) * dim + j] = v[(static_cast<size_t>(h) * t + i) * dim + j];
+          for (int g = 0; g < groups; ++g) {
+            q_t[((static_cast<size_t>(i) * heads + h) * groups + g) * dim + j] =
+                q[((static_cast<size_t>(h) * groups + g) * t + i) * dim + j];
+          }
+        }
+      }
+    }
+    ASSERT_TRUE(head_major.Write(k.data(), v.data(), t, position).ok());
+    ASSERT_TRUE(token_major.Write(k_t.data(), v_t.data(), t, position, TokenLayout::kTokenMajor).ok());
+    std::vector<float> out(q.size()), out_t(q.size());
+    ASSERT_TRUE(head_major.Attend(q.data(), rows, t, position, 0.25f, out.data()).ok());
+    ASSERT_TRUE(token_major.Attend(q_t.data(), rows, t, position, 0.25f, out_t.data(), &two,
+                                   TokenLayout::kTokenMajor).ok());
+    for (int h = 0; h < heads; ++h) {
+      for (int g = 0; g < groups; ++g) {
+        for (int i = 0; i < t; ++i) {
+          for (int j = 0; j < dim; ++j) {
+            ASSERT_EQ(out_t[((static_cast<size_t>(i) * heads + h) * groups + g) * dim + j],
+                      out[((static_cast<size_t>(h) * groups + g) * t + i) * dim + j])
+                << "head " << h << " group " << g << " token " << i << " dim " << j;
+          }
+        }
+      }
+    }
+    position += t;
+  }
+}
+
 // Every decode step to the last slot of a cache spanning several 16-position key tiles, with head
 // dims that are not a multiple of 4 (the dot products' scalar tails), each output value checked.
 TEST(KVCacheTest, DecodesToTheLastPositionAcrossTilesWithOddHeadDims) {

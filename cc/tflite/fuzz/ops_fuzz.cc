@@ -172,20 +172,21 @@ void MatMul(Case* c, bool ternary) {
   const int m = c->Dim(6), n = c->Dim(40), k = c->Dim(300);
   const int rows = c->in()->Rare() ? c->Dim(40) : n;  // packed rows vs scale length
   const int row_bytes = RowBytes(ternary, c->in()->Rare() ? c->Dim(300) : k);
+  const uint8_t shape = c->in()->U8();
+  const bool glu = shape & 2;  // x is the gate, input 4 the up projection (sometimes of another shape)
+  const bool gate_up = glu && (shape & 16);  // no input 4: x = gate | up, 2K wide (sometimes not)
+  const bool norm = !glu && (shape & 8);  // inputs 5 and 6: gamma [K] (or not) and epsilon (or not one value)
   std::vector<int> inputs = {
-      c->Tensor(kTfLiteFloat32, {m, k}, false),
+      c->Tensor(kTfLiteFloat32, {m, gate_up ? (c->in()->Rare() ? c->Dim(600) : 2 * k) : k}, false),
       c->Tensor(kTfLiteUInt8, {rows, row_bytes}, true),
       c->Tensor(kTfLiteFloat32, {n}, true),
   };
-  const uint8_t shape = c->in()->U8();
-  const bool glu = shape & 2;  // x is the gate, input 4 the up projection (sometimes of another shape)
-  const bool norm = !glu && (shape & 8);  // inputs 5 and 6: gamma [K] (or not) and epsilon (or not one value)
   if (shape & 1) {
     inputs.push_back(c->Tensor(kTfLiteFloat32, {n}, true));
   } else if (glu || norm) {
     inputs.push_back(-1);
   }
-  if (glu) inputs.push_back(c->Tensor(kTfLiteFloat32, {m, c->in()->Rare() ? c->Dim(300) : k}, false));
+  if (glu && !gate_up) inputs.push_back(c->Tensor(kTfLiteFloat32, {m, c->in()->Rare() ? c->Dim(300) : k}, false));
   if (norm) {
     inputs.push_back(-1);
     inputs.push_back(c->Tensor(kTfLiteFloat32, {c->in()->Rare() ? c->Dim(300) : k}, true));
@@ -222,12 +223,21 @@ void Int8MatMul(Case* c) {
 void Attention(Case* c) {
   const int heads = c->Dim(4), dim = c->Dim(20), t = c->Dim(6), groups = c->Dim(3);
   const int max_len = c->in()->Rare() ? c->Int() : c->Dim(40);
-  std::vector<int> inputs = {
-      c->Tensor(kTfLiteFloat32, {heads, groups * t, dim}, false),
-      c->Tensor(kTfLiteFloat32, {heads, dim, t}, false),
-      c->Tensor(kTfLiteFloat32, {heads, t, dim}, false),
-      c->Tensor(kTfLiteInt32, {3}, false, {0, 0, 0}),
-  };
+  // Head-major q [H, G·T, D], keys [H, D, T], values [H, T, D], or token-major q [1, T, H·G, D], keys and values
+  // [1, T, H, D] (sometimes with one dim off).
+  const bool token_major = c->in()->U8() & 1;
+  const int odd = c->in()->Rare() ? c->Dim(4) : 0;
+  std::vector<int> inputs;
+  if (token_major) {
+    inputs = {c->Tensor(kTfLiteFloat32, {1, t, heads * groups + odd, dim}, false),
+              c->Tensor(kTfLiteFloat32, {1, t, heads, dim}, false),
+              c->Tensor(kTfLiteFloat32, {1, t + odd, heads, dim}, false)};
+  } else {
+    inputs = {c->Tensor(kTfLiteFloat32, {heads, groups * t, dim}, false),
+              c->Tensor(kTfLiteFloat32, {heads, dim, t}, false),
+              c->Tensor(kTfLiteFloat32, {heads, t, dim + odd}, false)};
+  }
+  inputs.push_back(c->Tensor(kTfLiteInt32, {3}, false, {0, 0, 0}));
   std::vector<uint8_t>& index = c->LastBuffer();
   inputs.push_back(c->Tensor(kTfLiteFloat32, {}, true));
   inputs.push_back(c->Tensor(kTfLiteInt32, {2}, true, {c->Int(), max_len}));

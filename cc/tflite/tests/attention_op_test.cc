@@ -150,6 +150,95 @@ TEST(KVCacheAttentionTest, MalformedNodesFailInPrepare) {
   }
 }
 
+// Token-major nodes (q [1, T, H·G, D], keys and values [1, T, H, D]: the projections' layout) share the cache with
+// head-major ones and give the same values, the output as [1, T, H·G·D]; inputs that disagree are refused.
+TEST(KVCacheAttentionTest, TokenMajorNodesMatchTheReference) {
+  std::mt19937 rng(9);
+  FakeInterpreter interp;
+  Step head_major(&rng, 4), step(&rng, 1);
+  step.index[2] = 4;
+  // step's data, token-major: q[t][h·G + g][d] = q[h][g·T + t][d]; keys / values [t][h][d].
+  std::vector<float> q(step.q.size()), k(step.k.size()), v(step.v.size());
+  for (int h = 0; h < kHeads; ++h) {
+    for (int j = 0; j < kDim; ++j) {
+      k[h * kDim + j] = step.k[h * kDim + j];  // T = 1: [H, D, 1] and [1, H, D] hold the same order
+      v[h * kDim + j] = step.v[h * kDim + j];
+      for (int g = 0; g < kGroups; ++g) q[(h * kGroups + g) * kDim + j] = step.q[(h * kGroups + g) * kDim + j];
+    }
+  }
+  const int p = head_major.AddTo(&interp, KVCacheAttentionRegistration());
+  const std::vector<int> ids = {
+      interp.AddTensor(kTfLiteFloat32, {1, 1, kHeads * kGroups, kDim}, q.data(), q.size() * 4, false),
+      interp.AddTensor(kTfLiteFloat32, {1, 1, kHeads, kDim}, k.data(), k.size() * 4, false),
+      interp.AddTensor(kTfLiteFloat32, {1, 1, kHeads, kDim}, v.data(), v.size() * 4, false),
+      interp.AddTensor(kTfLiteInt32, {3}, step.index.data(), 12, false),
+      interp.AddTensor(kTfLiteFloat32, {}, &step.scale, 4, true),
+      interp.AddTensor(kTfLiteInt32, {2}, step.cache.data(), 8, true),
+  };
+  const int out = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+  const int d = interp.AddNode(KVCacheAttentionRegistration(), ids, out);
+  std::vector<float> y;
+  ASSERT_EQ(interp.Prepare(p), kTfLiteOk) << interp.error();
+  ASSERT_EQ(interp.Invoke(p, &y), kTfLiteOk) << interp.error();
+  ASSERT_EQ(interp.Prepare(d), kTfLiteOk) << interp.error();
+  ASSERT_EQ(interp.Invoke(d, &y), kTfLiteOk) << interp.error();
+  const TfLiteIntArray* dims = interp.tensor(out).dims;
+  EXPECT_EQ(std::vector<int>(dims->data, dims->data + dims->size), (std::vector<int>{1, 1, kHeads * kGroups * kDim}));
+  ReferenceConversation reference(kHeads, kDim);
+  reference.Write(head_major.k, head_major.v, 4, 0);
+  reference.Write(step.k, step.v, 1, 4);
+  ExpectNear(y, reference.Attend(step.q, kGroups, 1, 4, step.scale));  // T = 1: both layouts list the same values
+
+  // A 5-token token-major prefill against its head-major twin, value for value.
+  FakeInterpreter twin, token;
+  Step five(&rng, 5);
+  const int t = 5;
+  std::vector<float> q5(five.q.size()), k5(five.k.size()), v5(five.v.size());
+  for (int h = 0; h < kHeads; ++h) {
+    for (int i = 0; i < t; ++i) {
+      for (int j = 0; j < kDim; ++j) {
+        k5[(i * kHeads + h) * kDim + j] = five.k[(h * kDim + j) * t + i];
+        v5[(i * kHeads + h) * kDim + j] = five.v[(h * t + i) * kDim + j];
+        for (int g = 0; g < kGroups; ++g) {
+          q5[((i * kHeads + h) * kGroups + g) * kDim + j] = five.q[((h * kGroups + g) * t + i) * kDim + j];
+        }
+      }
+    }
+  }
+  std::vector<float> want, got;
+  const int w = five.AddTo(&twin, KVCacheAttentionRegistration());
+  ASSERT_EQ(twin.Prepare(w), kTfLiteOk) << twin.error();
+  ASSERT_EQ(twin.Invoke(w, &want), kTfLiteOk) << twin.error();
+  for (int bad_heads : {kHeads, 4}) {  // 4 KV heads do not divide the 6 query heads
+    const std::vector<int> ids5 = {
+        token.AddTensor(kTfLiteFloat32, {1, t, kHeads * kGroups, kDim}, q5.data(), q5.size() * 4, false),
+        token.AddTensor(kTfLiteFloat32, {1, t, bad_heads, kDim * kHeads / bad_heads}, k5.data(), k5.size() * 4, false),
+        token.AddTensor(kTfLiteFloat32, {1, t, bad_heads, kDim * kHeads / bad_heads}, v5.data(), v5.size() * 4, false),
+        token.AddTensor(kTfLiteInt32, {3}, five.index.data(), 12, false),
+        token.AddTensor(kTfLiteFloat32, {}, &five.scale, 4, true),
+        token.AddTensor(kTfLiteInt32, {2}, five.cache.data(), 8, true),
+    };
+    const int o = token.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+    if (bad_heads != kHeads) {
+      EXPECT_EQ(token.Run(KVCacheAttentionRegistration(), ids5, o, &got), kTfLiteError);
+      EXPECT_EQ(token.error(), "KVCacheAttention: q [1, 5, 6, 16], new keys [1, 5, 4, 8] and new values "
+                               "[1, 5, 4, 8] do not match (expected [1, T, H·G, D], [1, T, H, D], [1, T, H, D])");
+      continue;
+    }
+    ASSERT_EQ(token.Run(KVCacheAttentionRegistration(), ids5, o, &got), kTfLiteOk) << token.error();
+    ASSERT_EQ(got.size(), want.size());
+    for (int h = 0; h < kHeads; ++h) {
+      for (int g = 0; g < kGroups; ++g) {
+        for (int i = 0; i < t; ++i) {
+          for (int j = 0; j < kDim; ++j) {
+            ASSERT_EQ(got[((i * kHeads + h) * kGroups + g) * kDim + j], want[((h * kGroups + g) * t + i) * kDim + j]);
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(KVCacheAttentionTest, SameCacheIdWithAnotherShapeFails) {
   std::mt19937 rng(6);
   FakeInterpreter interp;

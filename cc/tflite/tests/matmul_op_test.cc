@@ -207,9 +207,55 @@ TEST(MatMulOpTest, GluOptionMultipliesSiluOfTheGateByUp) {
   std::vector<float> y;
   EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {gi, pi, si, -1, ui}, yi, &y, "glu=silu"), kTfLiteError);
   EXPECT_EQ(interp.error(), "TernaryMatMul: up has shape [3, 101], expected [1, 3, 101] like the gate x");
+  // Without up, x must be gate | up: 101 columns cannot be.
   EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {gi, pi, si}, yi, &y, "glu=silu"), kTfLiteError);
-  EXPECT_NE(interp.error().find("gate x, packed weights, scale, bias or -1, up"), std::string::npos)
-      << interp.error();
+  EXPECT_EQ(interp.error(), "TernaryMatMul: glu=silu without an up input needs x = gate | up of even width, not "
+                            "[1, 3, 101]");
+}
+
+// glu=silu without the up input reads x = [gate | up] per row (one op made both, concat_projections.py): the same
+// bits as the op given gate and up apart, and a K that does not match the weights is refused.
+TEST(MatMulOpTest, GluOptionReadsGateAndUpFromOneTensor) {
+  std::mt19937 rng(19);
+  const size_t m = 5, n = 37, k = 64;
+  Layer l = RandomLayer(WeightFormat::kTernary2, n, k, rng);
+  std::vector<float> gate(m * k), up(m * k), both(2 * m * k);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (size_t r = 0; r < m; ++r) {
+    for (size_t c = 0; c < k; ++c) {
+      gate[r * k + c] = both[2 * r * k + c] = normal(rng);
+      up[r * k + c] = both[2 * r * k + k + c] = normal(rng);
+    }
+  }
+  for (const char* options : {"activations=float32,glu=silu", "activations=int8,glu=silu"}) {
+    FakeInterpreter interp;
+    const int gi = interp.AddTensor(kTfLiteFloat32, {1, int(m), int(k)}, gate.data(), gate.size() * 4, false);
+    const int ui = interp.AddTensor(kTfLiteFloat32, {1, int(m), int(k)}, up.data(), up.size() * 4, false);
+    const int xi = interp.AddTensor(kTfLiteFloat32, {1, int(m), int(2 * k)}, both.data(), both.size() * 4, false);
+    const int pi = interp.AddTensor(kTfLiteUInt8, {int(n), int(RowBytes(WeightFormat::kTernary2, k))},
+                                    l.packed.data(), l.packed.size(), true);
+    const int si = interp.AddTensor(kTfLiteFloat32, {int(n)}, l.scale.data(), n * 4, true);
+    const int bi = interp.AddTensor(kTfLiteFloat32, {int(n)}, l.bias.data(), n * 4, true);
+    const int yi = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+    const int zi = interp.AddTensor(kTfLiteFloat32, {1}, nullptr, 0, false);
+    std::vector<float> apart, joined;
+    ASSERT_EQ(interp.Run(TernaryMatMulRegistration(), {gi, pi, si, bi, ui}, yi, &apart, options), kTfLiteOk)
+        << interp.error();
+    ASSERT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, pi, si, bi}, zi, &joined, options), kTfLiteOk)
+        << interp.error();
+    const TfLiteIntArray* dims = interp.tensor(zi).dims;
+    ASSERT_EQ(dims->size, 3);
+    EXPECT_EQ(std::vector<int>(dims->data, dims->data + 3), (std::vector<int>{1, int(m), int(n)}));
+    ASSERT_EQ(joined.size(), m * n);
+    for (size_t i = 0; i < m * n; ++i) EXPECT_EQ(joined[i], apart[i]) << options << " at " << i;
+    // gate | up as [1, 5, 128] against weights of K = 128 columns: 64 is what x holds per half.
+    Layer wide = RandomLayer(WeightFormat::kTernary2, n, 2 * k, rng);
+    const int wi = interp.AddTensor(kTfLiteUInt8, {int(n), int(RowBytes(WeightFormat::kTernary2, 2 * k))},
+                                    wide.packed.data(), wide.packed.size(), true);
+    EXPECT_EQ(interp.Run(TernaryMatMulRegistration(), {xi, wi, si}, zi, &joined, options), kTfLiteError);
+    EXPECT_NE(interp.error().find("packed weights have shape [37, 32], expected [37, 16]"), std::string::npos)
+        << interp.error();
+  }
 }
 
 // "norm=rms": the op normalizes each row of x (x / sqrt(mean(x²) + eps) · gamma, here in double) before the

@@ -121,6 +121,12 @@ def convert(model, variant: Variant, *, quantized=None, max_len: int = 64,
             want = text_cfg.num_hidden_layers if key in ("prefill", "decode") else 0
             if counts[index] != want:
                 raise TernaryVLMError(f"{key}: {counts[index]} attentions became KVCacheAttention, expected {want}")
+        content, counts = tflite.token_major_attention(content)
+        for key, index in tflite.signature_subgraphs(content).items():
+            want = text_cfg.num_hidden_layers if key in ("prefill", "decode") else 0
+            if counts[index] != want:
+                raise TernaryVLMError(f"{key}: {counts[index]} KVCacheAttentions read q, k, v token-major, "
+                                      f"expected {want}")
     replacements, expected = {}, {}
     if variant.scheme is not None:
         content, counts = tflite.replace_quantized(content, layers, variant.strategy, variant.activations,
@@ -149,6 +155,14 @@ def convert(model, variant: Variant, *, quantized=None, max_len: int = 64,
                 if counts[index] != want:
                     raise TernaryVLMError(f"{key}: {counts[index]} RMSNorms moved into the projections after them, "
                                           f"expected {want}")
+            # Projections reading one input (q / k / v, gate / up) become one op; a vision tower's may too, uncounted.
+            content, counts = tflite.concat_projections(content)
+            groups = _concat_groups({l.name for l in layers if _part(l.name) == "text"})
+            for key, index in tflite.signature_subgraphs(content).items():
+                want = groups if key in ("prefill", "decode") else counts[index]
+                if counts[index] != want:
+                    raise TernaryVLMError(f"{key}: {counts[index]} groups of projections reading one input became "
+                                          f"one op, expected {want}")
     if variant.int8_weights == "op":  # after the quantized layers: only the other int8 weights are left
         content, counts = tflite.int8_matmuls(content)
         for key, index in tflite.signature_subgraphs(content).items():
@@ -175,6 +189,14 @@ def _fusable_norms(names: set[str]) -> int:
     quantized layers, its post-attention norm where gate and up are (the final norm feeds the LM head)."""
     layers = {n.rsplit(".", 2)[0] for n in names}
     return sum(all(f"{p}.self_attn.{q}_proj" in names for q in "qkv") +
+               all(f"{p}.mlp.{q}_proj" in names for q in ("gate", "up")) for p in layers)
+
+
+def _concat_groups(names: set[str]) -> int:
+    """How many groups of decoder projections the concat pass merges: a layer's quantized q / k / v where at least
+    two are, its gate and up where both are."""
+    layers = {n.rsplit(".", 2)[0] for n in names}
+    return sum((sum(f"{p}.self_attn.{q}_proj" in names for q in "qkv") >= 2) +
                all(f"{p}.mlp.{q}_proj" in names for q in ("gate", "up")) for p in layers)
 
 

@@ -7,11 +7,15 @@
   int8_matmul.py      int8 FULLY_CONNECTEDs left over (a tied LM head) -> our Int8MatMul op
   glu.py              a Llama MLP's silu(gate) · up -> the down projection's op (glu=silu)
   rms_norm.py         a Llama RMSNorm -> the projections that read it (norm=rms)
+  concat_projections.py  q / k / v (and gate / up) reading one input -> one op over their rows
   lowbit.py           stock LiteRT's INT2 / INT4 weight tensors: their bit order and scales
   kv_cache.py         each layer's cache variables + attention -> one KVCacheAttention op
+  attention_layout.py  KVCacheAttention reads q / k / v as the projections write them (no TRANSPOSEs)
   builder.py          small single-op models written from scratch (tests, op benchmarks)
 """
 
+from ternary_vlm.export.tflite.attention_layout import token_major_attention  # noqa: F401
+from ternary_vlm.export.tflite.concat_projections import concat_projections  # noqa: F401
 from ternary_vlm.export.tflite.flatbuffer import (add_metadata, buffer_array, custom_ops, op_histogram,  # noqa: F401
                                                   opcode_name, read_model, signature_subgraphs, write_model)
 from ternary_vlm.export.tflite.glu import GLU_OPTION, fuse_glu  # noqa: F401

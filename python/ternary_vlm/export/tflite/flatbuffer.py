@@ -83,6 +83,17 @@ def new_op(model, builtin: int, inputs, outputs, custom_name=None, options_type=
     return op
 
 
+def new_reshape(model, subgraph, x: int, y: int, name: str):
+    """A RESHAPE op from tensor x to tensor y (y's shape, given also as the op's constant shape input)."""
+    shape = [int(d) for d in subgraph.tensors[y].shape]
+    options = schema.ReshapeOptionsT()
+    options.newShape = shape
+    target = new_tensor(subgraph, name, [len(shape)], schema.TensorType.INT32,
+                        new_buffer(model, np.array(shape, np.int32)))
+    return new_op(model, schema.BuiltinOperator.RESHAPE, [x, target], [y],
+                  options_type=schema.BuiltinOptions.ReshapeOptions, options=options)
+
+
 def write_without(model, replaced_buffers: set[int]) -> bytes:
     """The model's bytes with the replaced buffers emptied once no tensor of any subgraph uses them."""
     live = {t.buffer for sg in model.subgraphs for t in sg.tensors}

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from ternary_vlm.export.tflite.flatbuffer import (buffer_array, new_buffer, new_op, new_tensor, no_fused_activation,
-                                                  opcode_name, read_model, tensor_ids, write_model)
+from ternary_vlm.export.tflite.flatbuffer import (buffer_array, new_buffer, new_reshape, new_tensor,
+                                                  no_fused_activation, opcode_name, read_model, tensor_ids, write_model)
 from ternary_vlm.export.tflite.glu import MATMUL_OPS
 
 NORM_OPTION = "norm=rms"
@@ -120,12 +120,7 @@ def fuse_rms_norm(content: bytes) -> tuple[bytes, list[int]]:
                 if int(np.prod(subgraph.tensors[x].shape)) != int(np.prod(shape)):
                     continue
                 seen = new_tensor(subgraph, f"rms_norm_input_{x}", shape, schema.TensorType.FLOAT32)
-                reshape = schema.ReshapeOptionsT()
-                reshape.newShape = shape
-                target = new_tensor(subgraph, f"rms_norm_shape_{x}", [len(shape)], schema.TensorType.INT32,
-                                    new_buffer(model, np.array(shape, np.int32)))
-                inserted[id(op)] = new_op(model, schema.BuiltinOperator.RESHAPE, [x, target], [seen],
-                                          options_type=schema.BuiltinOptions.ReshapeOptions, options=reshape)
+                inserted[id(op)] = new_reshape(model, subgraph, x, seen, f"rms_norm_shape_{x}")
                 x = seen
             if gamma_tensor is None:
                 gamma_1d = new_tensor(subgraph, f"rms_norm_ones_{k}", [k], schema.TensorType.FLOAT32,
