@@ -4,7 +4,7 @@ point, recomputed), and its weights are the scheme's codes times per-row scales.
 
 import json
 import os
-import tempfile
+from unittest import mock
 
 import numpy as np
 from absl.testing import absltest, parameterized
@@ -21,9 +21,13 @@ from ternary_vlm.train.text_recipe import eval_tokens
 
 class SmolLM2ArtifactTest(parameterized.TestCase):
 
+    def setUp(self):
+        super().setUp()
+        # Each test materializes the artifacts (~0.5 GB each) into its own cache, removed when it ends.
+        self.enter_context(mock.patch.dict(os.environ, {"TERNARY_VLM_CACHE": self.create_tempdir().full_path}))
+
     @parameterized.parameters(*(n for n in compact.NAMES if "-vlm-" not in n))
     def test_rebuilt_model_is_the_reported_one(self, name):
-        os.environ["TERNARY_VLM_CACHE"] = tempfile.mkdtemp()
         src = compact.ARTIFACTS / name
         self.assertLess(sum(f.stat().st_size for f in src.iterdir()), 40 << 20)  # compact: tens of MB
         path = model_path(name)
@@ -38,7 +42,7 @@ class SmolLM2ArtifactTest(parameterized.TestCase):
             allowed = (a == a.max(axis=1, keepdims=True)) | ((a == 0) if 0 in scheme.values else False)
             self.assertTrue(np.all(allowed), layer)
         # Compacting the rebuilt directory again gives back the shipped files (compact.write / materialize agree).
-        again = os.path.join(tempfile.mkdtemp(), "again")
+        again = os.path.join(self.create_tempdir().full_path, "again")
         compact.write(path, "smollm2", again)
         for name in ("quantized.safetensors", "changed.safetensors"):
             got, want = load_file(os.path.join(again, name)), load_file(str(src / name))
@@ -62,8 +66,7 @@ class SmolLM2ArtifactTest(parameterized.TestCase):
     def test_export_cli_takes_the_names(self):
         """`export --model=smollm2-binary` loads the shipped artifact (it once looked for a folder of that name): a
         ternary variant of it is then refused for its binary layers, after the load and before any conversion."""
-        os.environ["TERNARY_VLM_CACHE"] = tempfile.mkdtemp()
-        out = os.path.join(tempfile.mkdtemp(), "m.tflite")
+        out = os.path.join(self.create_tempdir().full_path, "m.tflite")
         result = run_module("ternary_vlm.cli.export", "--model=smollm2-binary", "--variant=ternary",
                             f"--out={out}")
         self.assertNotEqual(result.returncode, 0)

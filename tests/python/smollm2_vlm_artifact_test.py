@@ -6,6 +6,7 @@ quantized SmolLM2 of its mode, bit for bit."""
 import json
 import os
 import tempfile
+from unittest import mock
 
 import numpy as np
 from absl.testing import absltest
@@ -32,7 +33,12 @@ class ShippedVLMTest(absltest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        os.environ["TERNARY_VLM_CACHE"] = tempfile.mkdtemp()
+        # The materialized artifacts (~1.6 GB) go to a cache of this class's own, removed when it ends.
+        cache = tempfile.TemporaryDirectory()
+        cls.addClassCleanup(cache.cleanup)
+        env = mock.patch.dict(os.environ, {"TERNARY_VLM_CACHE": cache.name})
+        env.start()
+        cls.addClassCleanup(env.stop)
 
     def test_grafted_vlm_scores_as_its_card(self):
         scores = json.load(open(grafted_vlm.ARTIFACTS / "smollm2-vlm" / "scores.json"))
