@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from ternary_vlm.export.tflite.flatbuffer import (buffer_array, new_reshape, new_tensor, opcode_name, read_model,
-                                                  tensor_ids, write_model)
+from ternary_vlm.export.tflite.flatbuffer import (buffer_array, new_reshape, new_tensor, opcode_name,
+                                                  producers_and_readers, read_model, tensor_ids, write_model)
 from ternary_vlm.export.tflite.kv_cache import KV_CACHE_OP
 
 _LAYOUT_OPS = ("RESHAPE", "TRANSPOSE")
@@ -26,11 +26,7 @@ def token_major_attention(content: bytes) -> tuple[bytes, list[int]]:
     counts = []
     for subgraph in model.subgraphs:
         ops = subgraph.operators
-        producer = {t: op for op in ops for t in tensor_ids(op.outputs)}
-        readers: dict[int, list] = {}
-        for op in ops:
-            for t in set(tensor_ids(op.inputs)):
-                readers.setdefault(t, []).append(op)
+        producer, readers = producers_and_readers(subgraph)
         graph_outputs = set(tensor_ids(subgraph.outputs))
 
         def shape(t):

@@ -13,7 +13,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ternary_vlm.export.tflite.flatbuffer import (buffer_array, new_buffer, new_op, new_tensor, opcode_name,
-                                                  read_model, tensor_ids, write_without)
+                                                  producers_and_readers, read_model, tensor_ids, write_without)
 from ternary_vlm.export.tflite.glu import GLU_OPTION, MATMUL_OPS
 
 _PACKED, _SCALE, _BIAS, _UP = 1, 2, 3, 4
@@ -33,10 +33,7 @@ def concat_projections(content: bytes) -> tuple[bytes, list[int]]:
     for subgraph in model.subgraphs:
         ops = subgraph.operators
         outputs = set(tensor_ids(subgraph.outputs))
-        readers: dict[int, list] = {}
-        for op in ops:
-            for t in set(tensor_ids(op.inputs)):
-                readers.setdefault(t, []).append(op)
+        _, readers = producers_and_readers(subgraph)
 
         def constant(tensor: int) -> bool:
             return tensor >= 0 and buffer_array(model, subgraph.tensors[tensor]) is not None

@@ -18,6 +18,16 @@ def tensor_ids(tensors) -> list[int]:
     return [int(i) for i in tensors if i >= 0] if tensors is not None else []
 
 
+def producers_and_readers(subgraph) -> tuple[dict, dict]:
+    """tensor -> the op that makes it, and tensor -> the ops that read it (each op once), in graph order."""
+    producer = {t: op for op in subgraph.operators for t in tensor_ids(op.outputs)}
+    readers: dict[int, list] = {}
+    for op in subgraph.operators:
+        for t in set(tensor_ids(op.inputs)):
+            readers.setdefault(t, []).append(op)
+    return producer, readers
+
+
 def read_model(content: bytes) -> "schema.ModelT":
     return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
 

@@ -11,7 +11,8 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ternary_vlm.export.tflite.flatbuffer import (buffer_array, new_buffer, new_reshape, new_tensor,
-                                                  no_fused_activation, opcode_name, read_model, tensor_ids, write_model)
+                                                  no_fused_activation, opcode_name, producers_and_readers, read_model,
+                                                  tensor_ids, write_model)
 from ternary_vlm.export.tflite.glu import MATMUL_OPS
 
 NORM_OPTION = "norm=rms"
@@ -24,11 +25,7 @@ def fuse_rms_norm(content: bytes) -> tuple[bytes, list[int]]:
     counts = []
     for subgraph in model.subgraphs:
         ops = subgraph.operators
-        producer = {t: op for op in ops for t in tensor_ids(op.outputs)}
-        readers: dict[int, list] = {}
-        for op in ops:
-            for t in set(tensor_ids(op.inputs)):
-                readers.setdefault(t, []).append(op)
+        producer, readers = producers_and_readers(subgraph)
         outputs = set(tensor_ids(subgraph.outputs))
 
         def only(tensor, name):
