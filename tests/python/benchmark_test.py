@@ -101,8 +101,9 @@ class BenchmarkTest(absltest.TestCase):
 
     def test_llama_cpp_flags_fail_in_one_line_before_any_work(self):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        for flags, message in ((["--llama_cpp=Q3_K"], "unknown --llama_cpp type 'Q3_K' (known: Q8_0, Q4_0)"),
+        for flags, message in ((["--llama_cpp=Q3_K"], "unknown --llama_cpp type 'Q3_K' (known: Q8_0, Q4_0, TQ2_0)"),
                                (["--models=demo", "--llama_cpp=Q4_0"], "--llama_cpp runs the whole SmolLM2 GGUF"),
+                               (["--llama_cpp=Q8_0:int8"], "--llama_cpp=Q8_0:int8: after ':' comes the twin"),
                                (["--smollm2_layers=2", "--llama_cpp=Q4_0"], "no --smollm2_layers")):
             proc = subprocess.run([sys.executable, "-m", "ternary_vlm.cli.benchmark", *flags], env=env,
                                   capture_output=True, text=True, timeout=120)

@@ -18,7 +18,7 @@ import transformers.modeling_utils  # noqa: E402
 from absl.testing import absltest  # noqa: E402
 
 from ternary_vlm.checkpoints.loader import load_model  # noqa: E402
-from ternary_vlm.checkpoints.gguf import smollm2_gguf_path  # noqa: E402
+from ternary_vlm.checkpoints.gguf import GGUFCheckpoint, smollm2_gguf_path, write_like  # noqa: E402
 from ternary_vlm.models.decoding import Generator  # noqa: E402
 from ternary_vlm.models.llama import LlamaDecoder  # noqa: E402
 
@@ -136,6 +136,30 @@ class SmolLM2GGUFTest(absltest.TestCase):
         # Same weights, different matmul shapes (T=12 / T=1 vs T=20): two float32 runs, each within the
         # float32 bound of exact arithmetic (the tiny checkpoints show ~1e-6 in smolvlm_parity_test).
         self.assertLessEqual(diff, 2 * float32_bound(self.loaded.config, np.abs(full).max()))
+
+    def test_write_like_gives_transformers_our_tensors(self):
+        """A model of ours written back into a GGUF (as the benchmark gives the ternary twin to llama.cpp) loads in
+        transformers, whose GGUF reader un-permutes q/k by its own code, as exactly our tensors. Layer 0's q and k
+        are replaced by random matrices, so a wrong row permutation cannot pass unseen."""
+        ckpt = GGUFCheckpoint(self.path)
+        tensors = {name: ckpt.get(t) for name, t in ckpt.tensors().items()}
+        rng = np.random.default_rng(0)
+        for name in ("layers.0.self_attn.q_proj.weight", "layers.0.self_attn.k_proj.weight"):
+            tensors[name] = rng.normal(size=tensors[name].shape).astype(np.float32)
+        out = os.path.join(self.create_tempdir().full_path, "written.gguf")
+        write_like(ckpt, tensors, out)
+        self.assertEqual(GGUFCheckpoint(out).meta["tokenizer.chat_template"], ckpt.meta["tokenizer.chat_template"])
+        ref = _hf_model(out, torch.float32).state_dict()
+        for name, want in tensors.items():
+            np.testing.assert_array_equal(ref["model." + name].numpy(), want, err_msg=name)
+
+    def test_write_like_names_a_missing_tensor(self):
+        ckpt = GGUFCheckpoint(self.path)
+        tensors = {name: ckpt.get(t) for name, t in ckpt.tensors().items() if name != "norm.weight"}
+        out = os.path.join(self.create_tempdir().full_path, "written.gguf")
+        with self.assertRaisesRegex(Exception, "tensor output_norm.weight has no counterpart"):
+            write_like(ckpt, tensors, out)
+        self.assertFalse(os.path.exists(out))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,10 @@ from absl import logging
 
 from ternary_vlm.errors import TernaryVLMError
 
-TYPES = ("Q8_0", "Q4_0")  # llama_ftype LLAMA_FTYPE_MOSTLY_<type>
+# llama_ftype LLAMA_FTYPE_MOSTLY_<type>. TQ2_0 (llama.cpp's ternary type) stores only rows of a multiple of 256
+# weights: in SmolLM2 the MLP's down projections (K = 1536); llama.cpp's quantizer picks its own fallbacks for the
+# rest (Q4_0 for K = 576), so its row reports the mix (type_mix).
+TYPES = ("Q8_0", "Q4_0", "TQ2_0")
 PIN_PREFIX = "# benchmark-only: "
 _LOCK = Path(__file__).parents[3] / "third_party" / "python" / "requirements_lock.txt"
 _NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"  # explicit -mno- flags win over -march=native's
@@ -81,6 +84,16 @@ def quantize(source_gguf: str, out: str, qtype: str) -> None:
     if llama_cpp.llama_model_quantize(source_gguf.encode(), tmp.encode(), ctypes.byref(params)) != 0:
         raise TernaryVLMError(f"llama.cpp could not quantize {source_gguf} to {qtype}")
     os.replace(tmp, out)
+
+
+def type_mix(path: str) -> str:
+    """The tensor types of a GGUF and how many tensors of each, most first: "TQ2_0 ×30, Q4_0 ×180, ..."."""
+    import collections
+
+    import gguf
+
+    counts = collections.Counter(t.tensor_type.name for t in gguf.GGUFReader(path).tensors)
+    return ", ".join(f"{name} ×{n}" for name, n in counts.most_common())
 
 
 def _open(path: str, threads: int, n_ctx: int, logits_all: bool = False):

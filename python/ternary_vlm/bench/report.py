@@ -207,6 +207,7 @@ def plot(results: dict, path: str) -> None:
     markers = {"fp32": "o", "int8": "s", "ternary": "*", "binary": "v", "ternary_int8": "D", "binary_int8": "P",
                "ternary_f32": "^", "ternary_t5": "p", "ternary_unpack_op": "<", "ternary_unpack_builtin": ">",
                "ternary_int2": "x", "llama.cpp Q8_0": "8", "llama.cpp Q4_0": "d",
+               "llama.cpp TQ2_0": "1", "llama.cpp TQ2_0:ternary": "2", "llama.cpp Q8_0:ternary": "3",
                "int4": "h", "int4_b32": "H"}
     colours = {"demo": "tab:blue", "smollm2": "tab:orange", "smollm2-vlm": "tab:green"}
     fig, axes = plots.subplots(1, 2, figsize=(13, 5.2))
@@ -250,7 +251,10 @@ def derived_notes(results: dict) -> list[str]:
                          "other jobs also use; every TernaryMatMul/BinaryMatMul call then waits for a descheduled "
                          "worker. The 1-thread figures are the meaningful ones on this machine.")
     if any(v["variant"].startswith("llama.cpp") for r in results.values() for v in r["variants"]):
-        notes.append("llama.cpp rows: the pip GGUF requantized by llama.cpp's own quantizer, run by llama-cpp-python "
+        notes.append("llama.cpp rows: the pip GGUF (TYPE:ternary: the ternary twin's weights written as a float GGUF "
+                     "with the pip GGUF's metadata) requantized by llama.cpp's own quantizer, which keeps TQ2_0 for "
+                     "rows of a multiple of 256 weights and picks its fallback types for the rest (the weights column "
+                     "lists the mix), run by llama-cpp-python "
                      "(built with GGML_NATIVE for this CPU) with n_threads = n_threads_batch = the thread count; peak "
                      "RSS of a fresh process that imports numpy and llama_cpp (not LiteRT); prefill evaluates P tokens "
                      "(the prompt padded with its last token) in one batch; decode and perplexity as for our rows "

@@ -2,7 +2,8 @@
 -> a text-only LlamaDecoder, dequantized with gguf-py.
 
 llama.cpp's converter permutes the rows of attn_q / attn_k (per head, interleaving the two RoPE halves);
-`unpermute` undoes it so the weights are transformers' again.
+`unpermute` undoes it so the weights are transformers' again, and `write_like` redoes it to write a model of ours
+(e.g. the ternary twin's α·t weights) back into a GGUF that llama.cpp runs.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ def unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
     """Inverse of llama.cpp's q/k row permutation for rows [n_head * head_dim, ...]."""
     half = w.shape[0] // n_head // 2
     return w.reshape(n_head, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's q/k row permutation (the inverse of `unpermute`)."""
+    half = w.shape[0] // n_head // 2
+    return w.reshape(n_head, 2, half, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 class GGUFCheckpoint:
@@ -142,3 +149,43 @@ class GGUFCheckpoint:
         elif tensor.name.endswith("attn_k.weight"):
             w = unpermute(w, self.config.num_key_value_heads)
         return w
+
+
+def write_like(template: GGUFCheckpoint, tensors: dict[str, np.ndarray], out: str) -> None:
+    """A float32 GGUF with `template`'s metadata (tokenizer, chat template, hyper-parameters) and, for each of its
+    tensors, the one of `tensors` with the same transformers name ("model." prefix optional), q/k permuted as
+    llama.cpp expects. Written atomically."""
+    import gguf
+
+    from ternary_vlm import atomic
+
+    tensors = {k.removeprefix("model."): v for k, v in tensors.items()}
+    arrays = []
+    for t in template.reader.tensors:
+        hf = template.hf_name(t.name)
+        if hf is None or hf not in tensors:
+            raise CheckpointError(f"{template.name}: tensor {t.name} has no counterpart in the model written "
+                                  f"({hf or 'unknown name'})")
+        w = np.asarray(tensors[hf], np.float32)
+        if w.shape != tuple(int(d) for d in reversed(t.shape)):
+            raise CheckpointError(f"{hf}: shape {list(w.shape)} where {template.name} has "
+                                  f"{list(reversed(t.shape.tolist()))}")
+        if t.name.endswith("attn_q.weight"):
+            w = permute(w, template.config.num_attention_heads)
+        elif t.name.endswith("attn_k.weight"):
+            w = permute(w, template.config.num_key_value_heads)
+        arrays.append((t.name, np.ascontiguousarray(w)))
+    with atomic.output_file(out) as tmp:
+        writer = gguf.GGUFWriter(tmp, template.meta["general.architecture"])
+        for key, field in template.reader.fields.items():
+            if key.startswith("GGUF.") or key == "general.architecture":
+                continue  # the header's own fields, and the one GGUFWriter writes itself
+            value = gguf.LlamaFileType.ALL_F32 if key == "general.file_type" else field.contents()
+            sub_type = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(key, value, field.types[0], sub_type=sub_type)
+        for name, w in arrays:
+            writer.add_tensor(name, w)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()

@@ -70,7 +70,9 @@ flags.DEFINE_list("prefill_len", [f"{m}:64" for m in MODELS], "Prefill capacity 
 flags.DEFINE_integer("smollm2_layers", 0, "Export only SmolLM2's first N of its 30 decoder layers (embedding, final "
                      "norm and LM head kept), for quick runs; 0 = all.", lower_bound=0)
 flags.DEFINE_list("llama_cpp", [], "Also run SmolLM2 on llama.cpp (llama-cpp-python, built from PyPI on first use; "
-                  "bench/llama_cpp.py), its GGUF requantized by llama.cpp to these types: Q8_0, Q4_0.")
+                  "bench/llama_cpp.py), its GGUF requantized by llama.cpp to these types: Q8_0, Q4_0, TQ2_0 "
+                  "(ternary where rows allow). TYPE:ternary or TYPE:binary requantizes the weights of that "
+                  "quantized twin instead (written as a float GGUF with the pip GGUF's metadata).")
 flags.DEFINE_string("export_dir", None, "Keep the .tflite files here (default: a temporary directory, removed).")
 flags.DEFINE_string("json", None, "Write every figure to this JSON file.")
 flags.DEFINE_string("plot", None, "Write a PNG: memory vs perplexity, marker size = decode tok/s.")
@@ -173,7 +175,7 @@ def benchmark_model(name: str, variants: list, workdir: str, launcher: Launcher)
         for _, _, args_of in speeds:
             os.unlink(args_of(1)[0])
     if name == "smollm2" and FLAGS.llama_cpp:
-        result["variants"] += llama_cpp_rows(source.path, inputs_path, stream, windows, max_len, prefill_len, workdir,
+        result["variants"] += llama_cpp_rows(source, inputs_path, stream, windows, max_len, prefill_len, workdir,
                                              launcher)
     return result
 
@@ -202,20 +204,33 @@ def measure_speed(rows: list, launcher: Launcher, module: str = "ternary_vlm.ben
         row["decode_tok_s"] = {t: s["decode_tok_s"] for t, s in row["speed"].items()}
 
 
-def llama_cpp_rows(gguf: str, inputs_path: str, stream, windows: int, max_len: int, prefill_len: int, workdir: str,
+def llama_cpp_rows(source, inputs_path: str, stream, windows: int, max_len: int, prefill_len: int, workdir: str,
                    launcher: Launcher) -> list[dict]:
-    """The llama.cpp baseline rows: the same weights requantized by llama.cpp, measured as our exports."""
+    """The llama.cpp baseline rows: the same weights requantized by llama.cpp (the float model's, or with
+    TYPE:MODE a quantized twin's), measured as our exports."""
     from ternary_vlm.bench import llama_cpp
+    from ternary_vlm.checkpoints import gguf
+    from ternary_vlm.checkpoints.writer import state_dict
 
     version = llama_cpp.ensure_installed()
     rows = []
-    for qtype in FLAGS.llama_cpp:
-        path = os.path.join(workdir, f"smollm2-{qtype}.gguf")
-        llama_cpp.quantize(gguf, path, qtype)
-        row = {"variant": f"llama.cpp {qtype}", "kv_cache": "llama.cpp",
-               "weights": f"the pip GGUF (Q4_1) requantized to {qtype} by llama.cpp (llama-cpp-python {version})",
+    for spec in FLAGS.llama_cpp:
+        qtype, _, mode = spec.partition(":")
+        origin, weights = source.path, "the pip GGUF (Q4_1)"
+        if mode:
+            model, _, how = source.quantized(mode)
+            origin = os.path.join(workdir, f"smollm2-{mode}-f32.gguf")
+            gguf.write_like(gguf.GGUFCheckpoint(source.path), state_dict(model, {"model_type": "llama"}), origin)
+            weights = f"the {mode} twin ({how}) as a float GGUF"
+        path = os.path.join(workdir, f"smollm2-{spec.replace(':', '-')}.gguf")
+        llama_cpp.quantize(origin, path, qtype)
+        if mode:
+            os.unlink(origin)
+        row = {"variant": f"llama.cpp {spec}", "kv_cache": "llama.cpp",
+               "weights": f"{weights} requantized to {qtype} by llama.cpp (llama-cpp-python {version}; "
+                          f"{llama_cpp.type_mix(path)})",
                "file_mb": os.path.getsize(path) / 1e6}
-        measure_speed([(row, f"smollm2 llama.cpp {qtype}",
+        measure_speed([(row, f"smollm2 llama.cpp {spec}",
                         lambda threads: [path, inputs_path, threads, FLAGS.decode_steps, FLAGS.warmup,
                                          FLAGS.timing_runs, prefill_len, max_len])],
                       launcher, module="ternary_vlm.bench.llama_cpp")
@@ -243,9 +258,13 @@ def main(argv):
         if m not in MODELS:
             raise app.UsageError(f"unknown model {m!r} (known: {', '.join(MODELS)})")
     from ternary_vlm.bench.llama_cpp import TYPES
-    bad = [t for t in FLAGS.llama_cpp if t not in TYPES]
+    bad = [t for t in FLAGS.llama_cpp if t.partition(":")[0] not in TYPES]
     if bad:
         raise app.UsageError(f"unknown --llama_cpp type {bad[0]!r} (known: {', '.join(TYPES)})")
+    bad = [t for t in FLAGS.llama_cpp if t.partition(":")[2] not in ("", "ternary", "binary")]
+    if bad:
+        raise app.UsageError(f"--llama_cpp={bad[0]}: after ':' comes the twin whose weights llama.cpp runs, "
+                             f"ternary or binary")
     if FLAGS.llama_cpp and ("smollm2" not in FLAGS.models or FLAGS.smollm2_layers):
         raise app.UsageError("--llama_cpp runs the whole SmolLM2 GGUF: it needs --models with smollm2 and no "
                              "--smollm2_layers")
