@@ -35,7 +35,40 @@ import jax.numpy as jnp
 from absl import logging
 from flax import nnx
 
+from ternary_vlm.errors import TernaryVLMError
+
 _INIT_STD = 0.02
+
+
+# None: layers see their float inputs. Else every Linear and the tied LM head round their input to int8 as the W2A8
+# export's ops do, per row (0) or per group of this many inputs (`int8_inputs`).
+_int8_group: int | None = None
+
+
+@contextlib.contextmanager
+def int8_inputs(group: int = 0):
+    """Within it, Linear layers and Embedding.attend see their input rounded to int8: q = round-half-even(x / s)
+    with s = max|x| / 127 over each row (group 0: what the W2A8 export's TernaryMatMul and Int8MatMul do) or over
+    each group of `group` consecutive inputs; for scoring a model as its export computes it (cli/evaluate). Read
+    when a function is traced: jit-compiled callers trace anew only for a new model or shape."""
+    global _int8_group
+    previous, _int8_group = _int8_group, group
+    try:
+        yield
+    finally:
+        _int8_group = previous
+
+
+def _maybe_int8(x: jax.Array) -> jax.Array:
+    if _int8_group is None:
+        return x
+    k = x.shape[-1]
+    group = _int8_group or k
+    if k % group:
+        raise TernaryVLMError(f"an input of {k} features does not split into int8 groups of {group}")
+    xs = x.reshape(*x.shape[:-1], k // group, group)
+    s = jnp.max(jnp.abs(xs), axis=-1, keepdims=True) / 127.0
+    return (jnp.round(xs / jnp.where(s == 0, 1.0, s)) * s).reshape(x.shape)
 
 
 class Linear(nnx.Module):
@@ -48,7 +81,7 @@ class Linear(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((out_features,), dtype)) if use_bias else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = jnp.einsum("...i,oi->...o", x, self.weight[...])
+        y = jnp.einsum("...i,oi->...o", _maybe_int8(x), self.weight[...])
         if self.bias is not None:
             y = y + self.bias[...]
         return y
@@ -108,7 +141,7 @@ class Embedding(nnx.Module):
         return jnp.take(self.weight[...], ids, axis=0)
 
     def attend(self, x: jax.Array) -> jax.Array:
-        return jnp.einsum("...d,vd->...v", x, self.weight[...])
+        return jnp.einsum("...d,vd->...v", _maybe_int8(x), self.weight[...])
 
 
 def embedding(num_embeddings: int, features: int, *, rngs: nnx.Rngs, name: str) -> Embedding:
