@@ -23,6 +23,18 @@ def run(*flags):
     return run_module("ternary_vlm.cli.evaluate", *flags)
 
 
+def reference_nll(ref, ids, window=16):
+    """Summed NLL and token count of transformers model `ref` over consecutive windows, as the CLI documents."""
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for s in range(0, len(ids) - window - 1, window):
+            tokens = torch.tensor([ids[s: s + window + 1]])
+            logp = torch.log_softmax(ref(tokens[:, :-1]).logits.double(), -1)
+            nll -= logp[0, torch.arange(window), tokens[0, 1:]].sum().item()
+            count += window
+    return nll, count
+
+
 class EvaluateCliTest(absltest.TestCase):
 
     def test_perplexity_matches_transformers(self):
@@ -37,13 +49,7 @@ class EvaluateCliTest(absltest.TestCase):
             got = json.load(open(os.path.join(d, "out.json")))
             tok = Tokenizer.from_directory(d)
             ids = tok.encode(TEXT, add_special_tokens=False) + [tok.eos_token_id]
-            nll, count = 0.0, 0
-            with torch.no_grad():
-                for s in range(0, len(ids) - 16 - 1, 16):
-                    window = torch.tensor([ids[s: s + 17]])
-                    logp = torch.log_softmax(ref(window[:, :-1]).logits.double(), -1)
-                    nll -= logp[0, torch.arange(16), window[0, 1:]].sum().item()
-                    count += 16
+            nll, count = reference_nll(ref, ids)
             self.assertEqual(got["tokens"], count)
             np.testing.assert_allclose(got["perplexity"], math.exp(nll / count), rtol=1e-5)
             self.assertIn("perplexity", r.stdout)
@@ -74,13 +80,7 @@ class EvaluateCliTest(absltest.TestCase):
 
                 hooks = [m.register_forward_pre_hook(round_input) for m in ref.modules()
                          if isinstance(m, torch.nn.Linear)]
-                nll, count = 0.0, 0
-                with torch.no_grad():
-                    for s in range(0, len(ids) - 16 - 1, 16):
-                        window = torch.tensor([ids[s: s + 17]])
-                        logp = torch.log_softmax(ref(window[:, :-1]).logits.double(), -1)
-                        nll -= logp[0, torch.arange(16), window[0, 1:]].sum().item()
-                        count += 16
+                nll, count = reference_nll(ref, ids)
                 for h in hooks:
                     h.remove()
                 self.assertEqual(got["int8_inputs"], flag)

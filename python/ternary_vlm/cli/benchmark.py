@@ -213,19 +213,20 @@ def llama_cpp_rows(source, inputs_path: str, stream, windows: int, max_len: int,
     from ternary_vlm.checkpoints.writer import state_dict
 
     version = llama_cpp.ensure_installed()
+    twins = {}  # mode -> (float GGUF of that twin, written once for all its types, description)
     rows = []
     for spec in FLAGS.llama_cpp:
         qtype, _, mode = spec.partition(":")
         origin, weights = source.path, "the pip GGUF (Q4_1)"
         if mode:
-            model, _, how = source.quantized(mode)
-            origin = os.path.join(workdir, f"smollm2-{mode}-f32.gguf")
-            gguf.write_like(gguf.GGUFCheckpoint(source.path), state_dict(model, {"model_type": "llama"}), origin)
-            weights = f"the {mode} twin ({how}) as a float GGUF"
+            if mode not in twins:
+                model, _, how = source.quantized(mode)
+                f32 = os.path.join(workdir, f"smollm2-{mode}-f32.gguf")
+                gguf.write_like(gguf.GGUFCheckpoint(source.path), state_dict(model, {"model_type": "llama"}), f32)
+                twins[mode] = (f32, f"the {mode} twin ({how}) as a float GGUF")
+            origin, weights = twins[mode]
         path = os.path.join(workdir, f"smollm2-{spec.replace(':', '-')}.gguf")
         llama_cpp.quantize(origin, path, qtype)
-        if mode:
-            os.unlink(origin)
         row = {"variant": f"llama.cpp {spec}", "kv_cache": "llama.cpp",
                "weights": f"{weights} requantized to {qtype} by llama.cpp (llama-cpp-python {version}; "
                           f"{llama_cpp.type_mix(path)})",
@@ -239,6 +240,8 @@ def llama_cpp_rows(source, inputs_path: str, stream, windows: int, max_len: int,
         rows.append(row)
         if FLAGS.export_dir is None:
             os.unlink(path)
+    for f32, _ in twins.values():
+        os.unlink(f32)
     return rows
 
 
