@@ -92,7 +92,8 @@ class TernarizeTextTest(absltest.TestCase):
         self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])
         out = os.path.join(self.tmp, "tiny-ternary-more")
         r = run(f"--model={self.model_dir}", f"--init_from={self.out}", "--data=sampled", "--corpus_rows=8", "--steps=2",
-                "--eval_windows=1", "--seq_len=32", "--batch_size=4", "--max_len=48", f"--out={out}")
+                "--eval_windows=1", "--seq_len=32", "--batch_size=4", "--max_len=48", "--int8_inputs=row",
+                f"--out={out}")
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         before = json.load(open(os.path.join(self.out, "report.json")))
         report = json.load(open(os.path.join(out, "report.json")))
@@ -101,6 +102,11 @@ class TernarizeTextTest(absltest.TestCase):
         for k, v in before["after_qat"].items():
             self.assertAlmostEqual(init[k], v, delta=1e-5 * v, msg=k)
         self.assertEqual([p["stage"] for p in report["curve"]], ["float", "init", "distill"])
+        # --int8_inputs=row trains through the export's rounding; every curve point also scores the texts that way.
+        self.assertEqual(report["recipe"]["int8_group"], 0)
+        for p in report["curve"]:
+            for text in ("code", "licence", "pydoc"):
+                self.assertNotEqual(p[f"ppl_{text}_int8"], p[f"ppl_{text}"], msg=(p["stage"], text))
         self.assertEqual(report["init_from"], self.out)
         self.assertEqual(json.load(open(os.path.join(out, "config.json")))["quantization_config"]["init"], "kmeans")
         # Two steps at the default rate move some latent weights across a threshold, but not most of them.
@@ -118,6 +124,13 @@ class TernarizeTextTest(absltest.TestCase):
         # RMSNorm: export/tflite/glu.py, rms_norm.py)
         self.assertEqual(Counter(options), {b"activations=int8": 2 * 3, b"activations=int8,glu=silu": 2 * 3,
                                             b"activations=int8,norm=rms": 2 * 3 * 2})
+
+    def test_bad_int8_inputs_is_one_line_before_any_work(self):
+        r = run(f"--model={self.model_dir}", "--int8_inputs=0", f"--out={os.path.join(self.tmp, 'refused')}")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.stderr.strip().splitlines()[-1],
+                         "ternarize: --int8_inputs=0: expected 'row' or a group size N > 0")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "refused")))
 
     def test_init_from_refuses_another_mode_or_model(self):
         self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])

@@ -4,6 +4,7 @@ Runs with 8 forced host devices (XLA_FLAGS in the BUILD target)."""
 import tempfile
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 from flax import nnx
@@ -11,7 +12,9 @@ from flax import nnx
 from ternary_vlm import train
 from ternary_vlm.errors import TernaryVLMError
 from ternary_vlm.models.llama import LlamaDecoder
-from ternary_vlm.train import loop, memory, sharding
+from ternary_vlm.models import layers
+from ternary_vlm.quant.layers import QuantLinear
+from ternary_vlm.train import loop, losses, memory, sharding
 from ternary_vlm.models.config import config_from_dict
 from ternary_vlm.quant.apply import quantize_model
 from tiny_training import Killed, batch, dies_at, make_model, params
@@ -82,6 +85,36 @@ class TrainTest(absltest.TestCase):
             self.assertGreater(h["kl"], 1e-4)  # so exp(CE + KL) differs from exp(CE) by 10x the rtol below
             np.testing.assert_allclose(h["ppl"], np.exp(h["ce"]), rtol=1e-5)
             np.testing.assert_allclose(h["loss"], h["ce"] + h["kl"], rtol=1e-5)
+
+    def test_int8_inputs_round_the_student_only_and_pass_gradients_straight_through(self):
+        """distillation_loss(w, int8_group=0) (ternarize --int8_inputs=row): the student's logits are those it gives
+        under layers.int8_inputs(0), the export's per-row rounding; the teacher's are its float ones; and every
+        quantized layer still gets a gradient close to the float-input one (the rounding alone has a zero
+        derivative, which would leave every layer below the LM head without any)."""
+        student, teacher, b = make_model(True), make_model(), batch(0)
+        loss_fn = train.distillation_loss(1.0, 0)
+        _, metrics = loss_fn(student, b, teacher)
+        with layers.int8_inputs(0):
+            rounded = train.logits_of(student, b)
+            teacher_rounded = train.logits_of(teacher, b)
+        floats, teacher_float = train.logits_of(student, b), train.logits_of(teacher, b)
+        np.testing.assert_allclose(metrics["ce"], losses.cross_entropy(rounded, b["labels"], b["mask"]), rtol=1e-6)
+        kl = losses.distillation_kl(rounded, teacher_float, b["mask"])
+        np.testing.assert_allclose(metrics["kl"], kl, rtol=1e-6)
+        # Both roundings are felt, so the two checks above tell a rounded student and a float teacher apart.
+        self.assertGreater(float(jnp.max(jnp.abs(rounded - floats))), 1e-3)
+        self.assertGreater(abs(float(kl - losses.distillation_kl(rounded, teacher_rounded, b["mask"]))), 1e-4 * kl)
+
+        def grads(fn):
+            g = nnx.grad(lambda m: fn(m, b, teacher)[0], argnums=nnx.DiffState(0, nnx.Param))(student)
+            return {p: np.asarray(v) for p, v in nnx.to_flat_state(g) if p[-1] == "weight"}
+        rounded_g, float_g = grads(loss_fn), grads(train.distillation_loss(1.0))
+        quantized = [p for p, _ in layers.iter_linears(student, QuantLinear)]
+        self.assertGreater(len(quantized), 10)
+        for path in quantized:
+            a, f = rounded_g[path + ("weight",)], float_g[path + ("weight",)]
+            cosine = np.sum(a * f) / (np.linalg.norm(a) * np.linalg.norm(f))
+            self.assertGreater(cosine, 0.9, msg=str(path))
 
     def test_dry_run_estimate_against_xla_accounting_of_the_compiled_step(self):
         """memory.estimate (ternarize --dry_run) per device, for a Llama config on 1 device, fsdp:8 and

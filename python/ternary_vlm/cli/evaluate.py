@@ -35,9 +35,10 @@ def run() -> dict:
     from ternary_vlm.checkpoints.loader import load_model
     from ternary_vlm.data import eval_texts, user_data
     from ternary_vlm.errors import TernaryVLMError
+    from ternary_vlm.models import layers
     from ternary_vlm.paths import user_path
 
-    rounding = _int8_inputs()  # a bad value fails before any work
+    group = layers.int8_group(FLAGS.int8_inputs)  # a bad value fails before any work
     texts = ({FLAGS.data: user_data.read_text(user_path(FLAGS.data))} if FLAGS.data else
              {name: eval_texts.load(name) for name in eval_texts.NAMES})
     path = model_path(FLAGS.model)
@@ -46,7 +47,7 @@ def run() -> dict:
         raise TernaryVLMError(f"{path}: no tokenizer.json: cannot tokenize the text")
     model = loaded.model.text_model if loaded.is_vlm else loaded.model
     results = {}
-    with rounding:
+    with layers.int8_inputs(group):
         for name, text in texts.items():
             results[name] = _score(model, name, text, loaded.tokenizer)
     out = {"model": path, "window": FLAGS.window, "int8_inputs": FLAGS.int8_inputs, "texts": results}
@@ -55,20 +56,6 @@ def run() -> dict:
     if FLAGS.json:
         atomic.write_text(user_path(FLAGS.json), json.dumps(out, indent=1))
     return out
-
-
-def _int8_inputs():
-    import contextlib
-
-    from ternary_vlm.errors import TernaryVLMError
-    from ternary_vlm.models import layers
-
-    value = FLAGS.int8_inputs
-    if value is None:
-        return contextlib.nullcontext()
-    if value != "row" and not (value.isdigit() and int(value) > 0):
-        raise TernaryVLMError(f"--int8_inputs={value}: expected 'row' or a group size N > 0")
-    return layers.int8_inputs(0 if value == "row" else int(value))
 
 
 def _score(model, name: str, text: str, tokenizer) -> dict:

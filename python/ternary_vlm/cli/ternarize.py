@@ -22,6 +22,7 @@ import time
 
 from absl import app, flags, logging
 
+from ternary_vlm.models import layers
 from ternary_vlm.quant import init as qinit
 from ternary_vlm.quant import schemes
 from ternary_vlm.train import distributed, sharding
@@ -39,6 +40,9 @@ flags.DEFINE_float("learning_rate", 5e-4, "Peak learning rate.", lower_bound=0.0
 flags.DEFINE_integer("grad_accum", 1, "Micro-batches per optimizer step.", lower_bound=1)
 flags.DEFINE_float("distill", 1.0, "Weight of the KL(teacher || student) term; 0 = cross-entropy only.",
                    lower_bound=0.0)
+flags.DEFINE_string("int8_inputs", None, "Train as the W2A8 export computes: every linear layer's and the LM head's "
+                    "input rounded to int8, 'row' (one scale per token, as our ops) or N (one per N inputs), "
+                    "gradients straight through the rounding; the teacher sees float inputs.")
 flags.DEFINE_string("init_from", None, "Train further an earlier ternarize output of the same model and --mode (its "
                     "directory, or a name: smollm2-ternary): its codes, scales and trained norms are the starting "
                     "point, latent weights α·t (instead of --init and --keep_float).")
@@ -181,6 +185,7 @@ def run() -> None:
         raise TernaryVLMError(f"--export_variant={FLAGS.export_variant} is not a {FLAGS.mode} variant (--mode)")
     path = model_path(FLAGS.model)
     init = resolve_init()  # a bad --init_from fails here, in one line, before the (slow) load
+    int8_group = layers.int8_group(FLAGS.int8_inputs)  # so does a bad --int8_inputs
     if FLAGS.dry_run:  # sized for the mesh asked for, whatever this machine has
         return dry_run(path, sharding.mesh_shape(FLAGS.mesh, None if FLAGS.mesh else 1))
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
@@ -197,7 +202,7 @@ def run() -> None:
     loaded = load_model(path)
     out = os.path.abspath(user_path(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode))
     if not loaded.is_vlm:
-        return run_text(loaded, path, out, mesh, init)
+        return run_text(loaded, path, out, mesh, init, int8_group)
     if FLAGS.init in qinit.DATA_INITS:
         raise TernaryVLMError(f"--init={FLAGS.init} needs calibration text and is for text-only models for now")
     batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)
@@ -222,6 +227,7 @@ def run() -> None:
     report = {"model": path, "mode": FLAGS.mode, "init": init, "init_from": FLAGS.init_from,
               "text_init_from": FLAGS.text_init_from,
               "freeze_decoder": FLAGS.freeze_decoder, "steps": FLAGS.steps, "data": FLAGS.data,
+              "int8_inputs": FLAGS.int8_inputs,
               "eval_examples": FLAGS.eval_examples,
               "float": scores(loaded.model)}
     logging.info("float model: %s", report["float"])
@@ -240,8 +246,9 @@ def run() -> None:
                                 checkpoint_every=FLAGS.checkpoint_every)
         from ternary_vlm.checkpoints import grafted_vlm
         wrt = grafted_vlm.vision_tower() if FLAGS.freeze_decoder else nnx.Param
-        report["history"] = train.train(model, train.distillation_loss(FLAGS.distill), batch, cfg, wrt=wrt,
-                                        description=f"{FLAGS.mode} QAT", frozen=(teacher,), mesh=mesh)
+        loss = train.distillation_loss(FLAGS.distill, int8_group)
+        report["history"] = train.train(model, loss, batch, cfg, wrt=wrt, description=f"{FLAGS.mode} QAT",
+                                        frozen=(teacher,), mesh=mesh)
         report["after_qat"] = scores(model)
         logging.info("after QAT: %s", report["after_qat"])
     report["seconds"] = time.time() - start
@@ -266,7 +273,7 @@ def dry_run(path: str, shape: dict[str, int]) -> None:
         print(f"  {'fits' if fits else 'does NOT fit'} in {FLAGS.device_memory:g} GiB per device (1.5x margin)")
 
 
-def run_text(loaded, path: str, out: str, mesh, init: str) -> None:
+def run_text(loaded, path: str, out: str, mesh, init: str, int8_group: int | None) -> None:
     """A text-only decoder through train/text_recipe.py; writes the same output as for a VLM."""
     import numpy as np
     from flax import nnx
@@ -303,9 +310,10 @@ def run_text(loaded, path: str, out: str, mesh, init: str) -> None:
         blockwise_steps=FLAGS.blockwise_steps, calib_rows=FLAGS.calib_rows, steps=FLAGS.steps,
         learning_rate=FLAGS.learning_rate, blockwise_learning_rate=FLAGS.blockwise_learning_rate,
         batch=FLAGS.batch_size, seq_len=FLAGS.seq_len, distill=FLAGS.distill,
-        checkpoint_every=FLAGS.checkpoint_every, eval_every=FLAGS.eval_every, eval_windows=FLAGS.eval_windows)
+        checkpoint_every=FLAGS.checkpoint_every, eval_every=FLAGS.eval_every, eval_windows=FLAGS.eval_windows,
+        int8_group=int8_group)
     curve = text_recipe.Curve(text_recipe.eval_tokens(tokenizer, heldout), FLAGS.eval_windows,
-                              os.path.join(work, "curve.jsonl"))
+                              os.path.join(work, "curve.jsonl"), int8_group)
     start = time.time()
     report = {"model": path, "mode": FLAGS.mode, "init": init, "init_from": FLAGS.init_from,
               "data": FLAGS.data or "installed", "steps": FLAGS.steps, "recipe": dataclasses.asdict(recipe),

@@ -40,17 +40,19 @@ from ternary_vlm.errors import TernaryVLMError
 _INIT_STD = 0.02
 
 
-# None: layers see their float inputs. Else every Linear and the tied LM head round their input to int8 as the W2A8
-# export's ops do, per row (0) or per group of this many inputs (`int8_inputs`).
+# None: layers see their float inputs. Else every Linear, QuantLinear and the tied LM head round their input to
+# int8 as the W2A8 export's ops do, per row (0) or per group of this many inputs (`int8_inputs`).
 _int8_group: int | None = None
 
 
 @contextlib.contextmanager
-def int8_inputs(group: int = 0):
-    """Within it, Linear layers and Embedding.attend see their input rounded to int8: q = round-half-even(x / s)
+def int8_inputs(group: int | None = 0):
+    """Within it, linear layers and Embedding.attend see their input rounded to int8: q = round-half-even(x / s)
     with s = max|x| / 127 over each row (group 0: what the W2A8 export's TernaryMatMul and Int8MatMul do) or over
-    each group of `group` consecutive inputs; for scoring a model as its export computes it (cli/evaluate). Read
-    when a function is traced: jit-compiled callers trace anew only for a new model or shape."""
+    each group of `group` consecutive inputs; None: float inputs. For scoring a model as its export computes it
+    (cli/evaluate, train/evaluate) and for training through that rounding (train/loop.distillation_loss). Read when
+    a function is traced: a jit-compiled caller must key its trace on active_int8_group() (train/evaluate does) or
+    enter the context inside the traced function (distillation_loss does)."""
     global _int8_group
     previous, _int8_group = _int8_group, group
     try:
@@ -59,7 +61,23 @@ def int8_inputs(group: int = 0):
         _int8_group = previous
 
 
-def _maybe_int8(x: jax.Array) -> jax.Array:
+def active_int8_group() -> int | None:
+    """The group of the innermost `int8_inputs` (None outside any): for jit callers that key their traces on it."""
+    return _int8_group
+
+
+def int8_group(flag: str | None) -> int | None:
+    """The group of an --int8_inputs flag value: None (unset), 'row' -> 0, or N > 0."""
+    if flag is None:
+        return None
+    if flag != "row" and not (flag.isdigit() and int(flag) > 0):
+        raise TernaryVLMError(f"--int8_inputs={flag}: expected 'row' or a group size N > 0")
+    return 0 if flag == "row" else int(flag)
+
+
+def int8_rounded(x: jax.Array) -> jax.Array:
+    """x as the layer sees it under `int8_inputs` (x itself outside it); the gradient passes straight through the
+    rounding, as in BitNet's 8-bit activations."""
     if _int8_group is None:
         return x
     k = x.shape[-1]
@@ -68,7 +86,8 @@ def _maybe_int8(x: jax.Array) -> jax.Array:
         raise TernaryVLMError(f"an input of {k} features does not split into int8 groups of {group}")
     xs = x.reshape(*x.shape[:-1], k // group, group)
     s = jnp.max(jnp.abs(xs), axis=-1, keepdims=True) / 127.0
-    return (jnp.round(xs / jnp.where(s == 0, 1.0, s)) * s).reshape(x.shape)
+    q = (jnp.round(xs / jnp.where(s == 0, 1.0, s)) * s).reshape(x.shape)
+    return x + jax.lax.stop_gradient(q - x)
 
 
 class Linear(nnx.Module):
@@ -81,7 +100,7 @@ class Linear(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((out_features,), dtype)) if use_bias else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = jnp.einsum("...i,oi->...o", _maybe_int8(x), self.weight[...])
+        y = jnp.einsum("...i,oi->...o", int8_rounded(x), self.weight[...])
         if self.bias is not None:
             y = y + self.bias[...]
         return y
@@ -141,7 +160,7 @@ class Embedding(nnx.Module):
         return jnp.take(self.weight[...], ids, axis=0)
 
     def attend(self, x: jax.Array) -> jax.Array:
-        return jnp.einsum("...d,vd->...v", _maybe_int8(x), self.weight[...])
+        return jnp.einsum("...d,vd->...v", int8_rounded(x), self.weight[...])
 
 
 def embedding(num_embeddings: int, features: int, *, rngs: nnx.Rngs, name: str) -> Embedding:

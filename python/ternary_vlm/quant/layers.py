@@ -50,7 +50,8 @@ class QuantLinear(nnx.Module):
         return np.asarray(codes(self.weight[...], self.scale[...], self.mode)).astype(np.int8)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = jnp.einsum("...i,oi->...o", x, fake_quant(self.weight[...], self.scale[...], self.mode))
+        w = fake_quant(self.weight[...], self.scale[...], self.mode)
+        y = jnp.einsum("...i,oi->...o", layers.int8_rounded(x), w)
         if self.bias is not None:
             y = y + self.bias[...]
         return y

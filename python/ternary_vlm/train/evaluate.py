@@ -4,17 +4,27 @@ computed by teacher forcing (every answer token, end of turn included, must be t
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from flax import nnx
 
+from ternary_vlm.models import layers
 from ternary_vlm.train import losses
 from ternary_vlm.data.batches import Batcher
 from ternary_vlm.train import logits_of
 
 
-@nnx.jit
 def _scores(model, ids, labels, mask, pixel_values):
-    logits = logits_of(model, {"ids": ids, "pixel_values": pixel_values})
+    # The int8 rounding in force (models/layers.int8_inputs) is part of the compiled function's key: one model
+    # scored with and without it must not reuse the other's trace.
+    return _jit_scores(model, ids, labels, mask, pixel_values, layers.active_int8_group())
+
+
+@functools.partial(nnx.jit, static_argnames="int8_group")
+def _jit_scores(model, ids, labels, mask, pixel_values, int8_group):
+    with layers.int8_inputs(int8_group):
+        logits = logits_of(model, {"ids": ids, "pixel_values": pixel_values})
     nll = losses.token_nll(logits, labels) * mask
     return nll.sum(), mask.sum(), losses.exact_match(logits, labels, mask)
 

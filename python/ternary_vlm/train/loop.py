@@ -211,13 +211,16 @@ def lm_loss(model, batch):
     return losses.cross_entropy(logits_of(model, batch), batch["labels"], batch["mask"]), {}
 
 
-def distillation_loss(weight: float) -> LossFn:
+def distillation_loss(weight: float, int8_group: int | None = None) -> LossFn:
     """Cross-entropy + weight · KL(frozen teacher || student) on the masked positions (QAT); the teacher
-    is train()'s frozen module."""
+    is train()'s frozen module. int8_group (not None): the student computes as its W2A8 export does, every linear
+    layer's and the LM head's input rounded to int8 (models/layers.int8_inputs), while the teacher stays float."""
+    from ternary_vlm.models import layers
     from ternary_vlm.train import losses
 
     def loss_fn(model, batch, teacher):
-        logits = logits_of(model, batch)
+        with layers.int8_inputs(int8_group):
+            logits = logits_of(model, batch)
         ce = losses.cross_entropy(logits, batch["labels"], batch["mask"])
         if weight == 0:
             return ce, {"ce": ce}

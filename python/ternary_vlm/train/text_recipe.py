@@ -21,6 +21,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from ternary_vlm.models import layers
 from ternary_vlm.train import evaluate
 from ternary_vlm.data import eval_texts, user_data
 from ternary_vlm.train import blockwise, distributed, loop
@@ -36,6 +37,7 @@ class TextRecipe:
     batch: int = 8
     seq_len: int = 128
     distill: float = 1.0
+    int8_group: int | None = None  # train through the W2A8 export's int8 input rounding (loop.distillation_loss)
     checkpoint_every: int = 25
     eval_every: int = 100
     eval_windows: int = 16         # 256-token windows per held-out text for the curve
@@ -43,18 +45,26 @@ class TextRecipe:
 
 class Curve:
     """Held-out perplexities after each stage, against the CPU and wall seconds spent; kept in a JSON-lines
-    file so a resumed run continues it."""
+    file so a resumed run continues it. int8_group (not None): each text is also scored with the inputs rounded
+    as the W2A8 export does (ppl_<text>_int8)."""
 
-    def __init__(self, model_tokens: dict[str, np.ndarray], windows: int, path: str):
-        self.texts, self.windows, self.path = model_tokens, windows, path
+    def __init__(self, model_tokens: dict[str, np.ndarray], windows: int, path: str, int8_group: int | None = None):
+        self.texts, self.windows, self.path, self.int8_group = model_tokens, windows, path, int8_group
         self.points = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
         self.offset_cpu = self.points[-1]["cpu_s"] if self.points else 0.0
         self.offset_wall = self.points[-1]["wall_s"] if self.points else 0.0
         self.cpu0, self.wall0 = time.process_time(), time.time()
 
     def perplexities(self, model) -> dict[str, float]:
-        return {f"ppl_{name}": evaluate.text_perplexity(model, ids, 256, batch_size=8, max_windows=self.windows)
-                for name, ids in self.texts.items()}
+        def scores(suffix=""):
+            return {f"ppl_{name}{suffix}": evaluate.text_perplexity(model, ids, 256, batch_size=8,
+                                                                    max_windows=self.windows)
+                    for name, ids in self.texts.items()}
+        out = scores()
+        if self.int8_group is not None:
+            with layers.int8_inputs(self.int8_group):
+                out.update(scores("_int8"))
+        return out
 
     def add(self, stage: str, step: int, model) -> dict:
         for p in self.points:  # already measured before an interruption
@@ -135,7 +145,7 @@ def run(student, teacher, sources: list[np.ndarray], curve: Curve, recipe: TextR
         # checkpoint by compact artifacts; latent weights, scales and norm gains train.
         trainable = nnx.All(nnx.Param, nnx.Not(nnx.PathContains("embed_tokens")))
         report["history"] = loop.train(
-            student, loop.distillation_loss(recipe.distill),
+            student, loop.distillation_loss(recipe.distill, recipe.int8_group),
             lambda step: row_batch(sources, step, recipe.batch, recipe.seq_len), cfg,
             description="distill", evaluate=evaluate_at, evaluate_every=recipe.eval_every, frozen=(teacher,),
             wrt=trainable, mesh=mesh)
