@@ -192,6 +192,8 @@ class ExportTest(absltest.TestCase):
                 self.assertEqual(histograms[index]["FULLY_CONNECTED" if head == "Int8MatMul" else "Int8MatMul"], 0)
             self.assertEqual(Runtime(self.paths[variant]).meta["xnnpack"], variant != "ternary")
             self.assert_only_packed_weights(content, model)
+            # No tensor the rewrites orphaned stays (the converter's int8 weight tensors carry per-channel scales).
+            self.assertEqual(tflite.drop_dead_tensors(tflite.read_model(content)), 0, variant)
             # ternary's ops quantize their input rows (cc/tflite/matmul_op.h); the others take it as it is. Each text
             # MLP's down projection also multiplies silu(gate) · up itself (export/tflite/glu.py), and the q / k / v
             # op and the gate / up op normalize their input rows (export/tflite/rms_norm.py, concat_projections.py).

@@ -96,6 +96,33 @@ class Int8EmbeddingsTest(absltest.TestCase):
 
 
 
+class DeadTensorsTest(absltest.TestCase):
+
+    def test_tensors_no_op_names_leave_the_file_and_the_rest_are_renumbered(self):
+        """An orphan tensor (as a pass leaves when it replaces an int8 FULLY_CONNECTED: per-channel scales, no op)
+        placed between live ones: write_without drops it, renumbers ops and graph outputs, and the model computes
+        what it did (stock LiteRT, numpy reference)."""
+        rng = np.random.default_rng(3)
+        table = rng.normal(size=(V, D)).astype(np.float32)
+        b = ModelBuilder()
+        ids = b.tensor("ids", [1, 3, 1], np.int32)
+        q = schema.QuantizationParametersT()
+        q.scale, q.zeroPoint, q.quantizedDimension = [0.5] * 1000, [0] * 1000, 0
+        b.tensor("orphan", [1000, 4], np.int8, quantization=q)
+        rows = b.tensor("rows", [1, 3, D], np.float32)
+        b.op(schema.BuiltinOperator.GATHER_ND, [b.tensor("table", [V, D], np.float32, table), ids], [rows],
+             schema.BuiltinOptions.GatherNdOptions, schema.GatherNdOptionsT())
+        content = b.build([ids], [rows])
+        model = tflite.read_model(content)
+        pruned = tflite.write_without(model, set())
+        graph = tflite.read_model(pruned).subgraphs[0]
+        self.assertEqual([t.name for t in graph.tensors], [b"ids", b"rows", b"table"])
+        self.assertLess(len(pruned), len(content) - 1000 * 12)  # its 1000 float scales and int64 zero points
+        self.assertEqual(tflite.drop_dead_tensors(tflite.read_model(pruned)), 0)
+        (got,) = run(pruned, [4, 0, 49])
+        np.testing.assert_array_equal(got, table[[4, 0, 49]][None])
+
+
 class Int8MatMulsTest(absltest.TestCase):
 
     def setUp(self):

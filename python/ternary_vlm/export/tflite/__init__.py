@@ -16,8 +16,9 @@
 
 from ternary_vlm.export.tflite.attention_layout import token_major_attention  # noqa: F401
 from ternary_vlm.export.tflite.concat_projections import concat_projections  # noqa: F401
-from ternary_vlm.export.tflite.flatbuffer import (add_metadata, buffer_array, custom_ops, op_histogram,  # noqa: F401
-                                                  opcode_name, read_model, signature_subgraphs, write_model)
+from ternary_vlm.export.tflite.flatbuffer import (add_metadata, buffer_array, custom_ops,  # noqa: F401
+                                                  drop_dead_tensors, op_histogram, opcode_name, read_model,
+                                                  signature_subgraphs, write_model, write_without)
 from ternary_vlm.export.tflite.glu import GLU_OPTION, fuse_glu  # noqa: F401
 from ternary_vlm.export.tflite.int4_weights import int4_weights  # noqa: F401
 from ternary_vlm.export.tflite.int8_embeddings import int8_embeddings  # noqa: F401

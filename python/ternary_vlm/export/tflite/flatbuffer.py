@@ -104,8 +104,46 @@ def new_reshape(model, subgraph, x: int, y: int, name: str):
                   options_type=schema.BuiltinOptions.ReshapeOptions, options=options)
 
 
+def drop_dead_tensors(model) -> int:
+    """Removes the tensors that no op, subgraph input/output, signature or blockwise quantization names (what a pass
+    leaves behind when it replaces ops: the converter's int8 weight tensors keep ~0.5 MB of per-channel scales and
+    zero points each); renumbers the rest. Returns how many went."""
+    dropped = 0
+    for index, sg in enumerate(model.subgraphs):
+        signatures = [s for s in model.signatureDefs or [] if s.subgraphIndex == index]
+        named = [t for s in signatures for t in (s.inputs or []) + (s.outputs or [])]
+        used = set(tensor_ids(sg.inputs)) | set(tensor_ids(sg.outputs)) | {t.tensorIndex for t in named}
+        for op in sg.operators:
+            for ids in (op.inputs, op.outputs, op.intermediates):
+                used.update(tensor_ids(ids))
+        details = [sg.tensors[i].quantization.details for i in used if sg.tensors[i].quantization is not None]
+        blockwise = [d for d in details if isinstance(d, schema.BlockwiseQuantizationT)]
+        for d in blockwise:  # a blockwise tensor names its scales (and zero points) tensors
+            used.update(tensor_ids([d.scales, d.zeroPoints]))
+        if len(used) == len(sg.tensors):
+            continue
+        keep = sorted(used)
+        new = {old: i for i, old in enumerate(keep)}
+
+        def renumber(ids):
+            return None if ids is None else [new[int(i)] if i >= 0 else int(i) for i in ids]
+        for op in sg.operators:
+            op.inputs, op.outputs, op.intermediates = (renumber(op.inputs), renumber(op.outputs),
+                                                       renumber(op.intermediates))
+        sg.inputs, sg.outputs = renumber(sg.inputs), renumber(sg.outputs)
+        for d in blockwise:
+            d.scales, d.zeroPoints = renumber([d.scales, d.zeroPoints])
+        for t in named:
+            t.tensorIndex = new[t.tensorIndex]
+        dropped += len(sg.tensors) - len(keep)
+        sg.tensors = [sg.tensors[i] for i in keep]
+    return dropped
+
+
 def write_without(model, replaced_buffers: set[int]) -> bytes:
-    """The model's bytes with the replaced buffers emptied once no tensor of any subgraph uses them."""
+    """The model's bytes without its dead tensors (drop_dead_tensors) and with the replaced buffers emptied once no
+    tensor of any subgraph uses them."""
+    drop_dead_tensors(model)
     live = {t.buffer for sg in model.subgraphs for t in sg.tensors}
     for index in replaced_buffers - live:
         model.buffers[index].data = None
