@@ -13,13 +13,13 @@ EMULATED_AARCH64_CPUS = {
     "max": "int8:neon_dot,int8:neon_i8mm",
 }
 
-def cc_test_on_cpus(name, srcs, deps, size = "small", **kwargs):
+def cc_test_on_cpus(name, srcs, deps, size = "small", copts = [], **kwargs):
     """A cc_test, plus one copy per EMULATED_AARCH64_CPUS model under --config=aarch64.
 
     The sources compile once (a testonly library); each copy only sets QEMU_CPU. linkstatic: linked
     dynamically, the library's test registrations would be dropped as unreferenced (0 tests run).
     """
-    native.cc_library(name = name + "_lib", testonly = True, srcs = srcs, deps = deps, alwayslink = True)
+    native.cc_library(name = name + "_lib", testonly = True, srcs = srcs, deps = deps, copts = copts, alwayslink = True)
     native.cc_test(name = name, size = size, deps = [":" + name + "_lib"], linkstatic = True, **kwargs)
     for cpu, isas in EMULATED_AARCH64_CPUS.items():
         native.cc_test(

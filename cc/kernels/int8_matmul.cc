@@ -75,9 +75,10 @@ void Int8MatMul::Run(const float* x, size_t m, const float* step, float* y, void
   internal::QuantizeRows(x, m, k_, rows);
   ParallelFor(pool, n_, kRowBlock, [&](size_t begin, size_t end) {
     dot_(w_, k_, row_sums_.data(), rows, m, begin, end, n_, y);
-    for (size_t i = 0; i < m; ++i) {
+    for (size_t i = 0; i < m; ++i) {  // the zero point's term (a8/layout.h), then the step
       float* yi = y + i * n_;
-      for (size_t r = begin; r < end; ++r) yi[r] *= step[r];
+      const float o = rows.offset[i];
+      for (size_t r = begin; r < end; ++r) yi[r] = (yi[r] - o * static_cast<float>(row_sums_[r])) * step[r];
     }
   });
 }

@@ -3,9 +3,9 @@
 
 // Matmul of float activations against int8 weights read in place, with one step per output row, as a
 // dynamic-range int8 FULLY_CONNECTED stores them in a .tflite:
-//   y[i, r] = step[r] · s[i] · Σ_c q[i, c] · W[r, c]
-// where x's rows are quantized to q, s exactly as the W2A8 kernels do (a8/layout.h): Σ q·W is exact in
-// int32, so every ISA's loop gives the same floats. The weights are not copied: a tied LM head's int8
+//   y[i, r] = step[r] · (s[i] · Σ_c q[i, c] · W[r, c] - s[i] · z[i] · Σ_c W[r, c])
+// where x's rows are quantized to q, s, z exactly as the W2A8 kernels do (a8/layout.h): Σ q·W is exact in
+// int32, and the rest is the same float operations for every ISA's loop, so all give the same floats. The weights are not copied: a tied LM head's int8
 // table, which the embedding lookup reads too, is streamed from the model file as it is, on the same
 // thread pool as the ternary layers (so decode needs no second pool).
 

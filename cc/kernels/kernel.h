@@ -25,6 +25,9 @@ class Kernel {
   // y[i, r] = Σ_c x[i, c] · W[r, c] for i < m, r in [begin, end); y has row stride n.
   virtual void Dot(const float* x, size_t m, const void* scratch, size_t begin, size_t end,
                    float* y) const = 0;
+  // Int8 activations with a zero point (a8/layout.h): each y[i, r] that Dot leaves still owes
+  // -offset[i] · Σ_c W[r, c], which MatMulKernel's epilogue subtracts. nullptr: nothing owed.
+  virtual const float* RowOffsets(const void* /*scratch*/, size_t /*m*/) const { return nullptr; }
 };
 
 // Each takes the validated weights unpacked to int8 ([n, k], values in the format's alphabet).

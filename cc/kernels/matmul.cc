@@ -108,14 +108,23 @@ std::unique_ptr<internal::Kernel> MakeKernel(WeightFormat format, Activations ac
   }
 }
 
-// y[i, r] = y[i, r] · scale[r] (+ bias[r]) for rows i < m and columns [begin, end): one clone per ISA, since the
-// baseline SSE2 loop took ~2 % of a SmolLM2 prefill (the library is built with -ffp-contract=off, so every clone
-// rounds the product and the sum separately, as the baseline does).
+// y[i, r] = (y[i, r] - offset[i] · sums[r]) · scale[r] (+ bias[r]) for rows i < m and columns [begin, end) (offset
+// nullptr: no zero-point term): one clone per ISA, since the baseline SSE2 loop took ~2 % of a SmolLM2 prefill (the
+// library is built with -ffp-contract=off, so every clone rounds each product and sum separately, as the baseline
+// does: the same floats whatever the ISA).
 TVLM_VECTOR_CLONES void ScaleColumns(float* __restrict y, size_t m, size_t n, size_t begin, size_t end,
-                                     const float* __restrict scale, const float* __restrict bias) {
+                                     const float* __restrict scale, const float* __restrict bias,
+                                     const float* __restrict offset, const float* __restrict sums) {
   for (size_t i = 0; i < m; ++i) {
     float* __restrict yi = y + i * n;
-    if (bias != nullptr) {
+    if (offset != nullptr) {
+      const float o = offset[i];
+      if (bias != nullptr) {
+        for (size_t r = begin; r < end; ++r) yi[r] = (yi[r] - o * sums[r]) * scale[r] + bias[r];
+      } else {
+        for (size_t r = begin; r < end; ++r) yi[r] = (yi[r] - o * sums[r]) * scale[r];
+      }
+    } else if (bias != nullptr) {
       for (size_t r = begin; r < end; ++r) yi[r] = yi[r] * scale[r] + bias[r];
     } else {
       for (size_t r = begin; r < end; ++r) yi[r] *= scale[r];
@@ -152,6 +161,14 @@ Status MatMulKernel::Create(WeightFormat format, Activations activations, Isa is
   std::unique_ptr<internal::Kernel> impl = MakeKernel(alphabet, activations, isa, w.data(), n, k);
   if (!impl) return Status::Error(std::string("no kernel for ISA ") + IsaName(isa));
   out->reset(new MatMulKernel(format, activations, isa, n, k, std::move(impl)));
+  if (activations == Activations::kInt8) {  // Σ_c W[r, c] for the zero point's term (exact: |Σ| <= k < 2^24)
+    (*out)->weight_sums_.resize(n);
+    for (size_t r = 0; r < n; ++r) {
+      int32_t sum = 0;
+      for (size_t c = 0; c < k; ++c) sum += w[r * k + c];
+      (*out)->weight_sums_[r] = static_cast<float>(sum);
+    }
+  }
   return Status::Ok();
 }
 
@@ -166,9 +183,10 @@ void MatMulKernel::Run(const float* x, size_t m, const float* scale, const float
   if (m * n_ * k_ < kMinParallelMacs) pool = nullptr;
   void* aligned = internal::AlignScratch(scratch);
   impl_->Prepare(x, m, aligned, pool);
+  const float* offset = impl_->RowOffsets(aligned, m);
   ParallelFor(pool, n_, impl_->row_block(m), [&](size_t begin, size_t end) {
     impl_->Dot(x, m, aligned, begin, end, y);
-    ScaleColumns(y, m, n_, begin, end, scale, bias);
+    ScaleColumns(y, m, n_, begin, end, scale, bias, offset, weight_sums_.data());
   });
 }
 

@@ -7,10 +7,11 @@
 // layout of the chosen ISA's kernel. How x is multiplied (Activations):
 //   kFloat32  as it is: every kernel matches the reference to ~1e-6 relative error (float
 //             accumulation in a different order).
-//   kInt8     each row of x is first quantized to int8 with its own scale (s = max|x| / 127,
-//             round half to even; cc/kernels/a8/layout.h) and Σ q·t is exact in int32 (W2A8, as
-//             BitNet b1.58 and bitnet.cpp's I2_S; LiteRT's dynamic-range int8 FULLY_CONNECTED
-//             quantizes its input rows the same way). Every kernel equals the reference exactly.
+//   kInt8     each row of x is first quantized to int8 with its own scale and zero point
+//             (x ≈ s · (q - z), round half to even; cc/kernels/a8/layout.h) and Σ q·t is exact in
+//             int32 (W2A8, as BitNet b1.58 and bitnet.cpp's I2_S; LiteRT's dynamic-range
+//             FULLY_CONNECTED under XNNPACK quantizes its input rows with a zero point too). Every
+//             kernel equals the reference exactly.
 // A non-finite activation (inf, NaN) makes every output that meets it through a non-zero weight
 // non-finite (with int8 activations its whole row comes out NaN) and leaves other rows as they are;
 // through a zero weight it may be skipped (NEON's masked ternary kernel) or give NaN (0 * inf, the
@@ -81,6 +82,7 @@ class MatMulKernel {
   Isa isa_;
   size_t n_, k_;
   std::unique_ptr<internal::Kernel> impl_;
+  std::vector<float> weight_sums_;  // int8 activations: Σ_c W[r, c] per output row (the zero point's term)
 };
 
 }  // namespace tvlm

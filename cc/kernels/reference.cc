@@ -58,6 +58,10 @@ class ReferenceInt8Kernel : public Kernel {
     }
   }
 
+  const float* RowOffsets(const void* scratch, size_t m) const override {
+    return A8View(const_cast<void*>(scratch), m, k_).offset;
+  }
+
  private:
   std::vector<int8_t> w_;
   size_t n_, k_;

@@ -7,6 +7,7 @@ def emulated_device_test(name, writer, runner, size = "medium", writer_data = []
     ARM64 device (run_on_device.sh: aarch64 python + LiteRT + //cc:ternary_ops under qemu) under --config=aarch64."""
     native.py_binary(
         name = writer,
+        testonly = True,
         srcs = [writer + ".py"],
         data = writer_data,
         python_version = "PY3",
@@ -15,6 +16,7 @@ def emulated_device_test(name, writer, runner, size = "medium", writer_data = []
     )
     native.genrule(
         name = name + "_cases",
+        testonly = True,
         outs = [name + "_cases.npz"],
         cmd = "$(location :%s) --out=$@" % writer,
         target_compatible_with = ["@platforms//cpu:aarch64"],

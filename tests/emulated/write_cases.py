@@ -3,6 +3,7 @@ activations), their inputs, and the outputs the host's LiteRT + x86 ops give (ch
 first)."""
 
 
+import int8_rows
 import numpy as np
 from absl import app, flags
 
@@ -34,10 +35,8 @@ def main(argv):
         interp.set_tensor(interp.get_input_details()[0]["index"], x)
         interp.invoke()
         y = interp.get_tensor(interp.get_output_details()[0]["index"])
-        if activations == "int8":  # per row: s = max|x| / 127, q = round(x / s), Σ q·w exact
-            amax = np.abs(x).max(axis=1, keepdims=True)
-            q = np.rint(x * (np.float32(127) / amax)).astype(np.int64)
-            want = (q @ w.T.astype(np.int64)) * (amax.astype(np.float64) / 127) * scale + (0 if bias is None else bias)
+        if activations == "int8":  # per row q, s, z (cc/kernels/a8/layout.h), Σ q·w exact
+            want = int8_rows.product(x, w)[0] * scale + (0 if bias is None else bias)
         else:
             want = (x.astype(np.float64) @ w.T) * scale + (0 if bias is None else bias)
         assert np.abs(y - want).max() <= 1e-5 * max(np.abs(want).max(), 1e-6), f"host case {i}"

@@ -6,6 +6,7 @@ import tempfile
 from collections import Counter
 
 import jax.numpy as jnp
+import int8_rows
 import numpy as np
 from absl.testing import absltest
 from flax import nnx
@@ -222,8 +223,8 @@ class ExportTest(absltest.TestCase):
 
     def test_ternary_w2a8_ops_equal_an_emulation_of_their_int8_arithmetic(self):
         """Every TernaryMatMul of ternary (W2A8), in every signature, on the activations it really received: its output
-        equals numpy doing what the op documents (cc/kernels/a8/layout.h): per row q = round-half-even(x · (127 /
-        max|x|)) in float32, exact integer Σ q·t, then y = Σ · (max|x| / 127) · α + bias."""
+        equals numpy doing what the op documents (cc/kernels/a8/layout.h, int8_rows.py): per row q, s, z in float32,
+        exact integer Σ q·t, then y = s · (Σ q·t - z · Σ t) · α + bias."""
         content = read(self.paths["ternary"])
         parsed = tflite.read_model(content)
         interp = litert.interpreter(model_content=content, preserve_all_tensors=True)
@@ -266,42 +267,40 @@ class ExportTest(absltest.TestCase):
                     x, rho = (x * r * gamma).astype(np.float32), (x.shape[1] / 32 + 12 + 1) * 2.0**-24
                 t = ((packed[:, :, None] >> np.array([0, 2, 4, 6], np.uint8)) & 3).reshape(len(packed), -1)
                 t = t[:, :x.shape[1]].astype(np.int64) - 1  # codes t + 1, least significant first (packing.h)
-                amax = np.abs(x).max(axis=1, keepdims=True)
-                inv = np.where(amax > 0, np.float32(127) / np.where(amax > 0, amax, 1), 0).astype(np.float32)
-                q = np.round(x * inv).astype(np.int64)  # float32 product as the op (built -ffp-contract=off)
-                acc = q @ t.T
-                want = (acc * (amax / np.float32(127)) * alpha + bias).astype(np.float32)
-                # Σ q·t is exact in both; float32(Σ) is exact (|Σ| ≤ 127·K < 2^24); the op then rounds at most
-                # 3 times (· s, · α, + bias), each within 2^-24 relative: 4·2^-24 of the terms' magnitudes bounds it.
-                bound = 4 * 2.0**-24 * (np.abs(acc * (amax / 127) * alpha) + np.abs(bias))
+                exact, size, rows = int8_rows.product(x, t)
+                want = exact * alpha + bias
+                # Σ q·t is exact in both; float32(Σ) is exact (|Σ| ≤ 127·K < 2^24); the op then rounds · s, s · z,
+                # · Σt, the difference, · α and + bias, each within 2^-24 of the terms it acts on: 6·2^-24 of their
+                # sizes bounds it.
+                bound = 6 * 2.0**-24 * (size * alpha + np.abs(bias))
                 if rho:
-                    # The op's input and this one differ by < 2ρ relative: so do max|x| and s, and x · inv by
-                    # < 127 · 4ρ, so q can round the other way only where x · inv lies that close to a half (by one:
-                    # ± s · α · |t| each); s itself moves the rest by < 2ρ.
-                    scaled = x.astype(np.float64) * inv
-                    near = np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) < 127 * 4 * rho
-                    bound = bound + (near.astype(np.int64) @ np.abs(t).T) * (amax / 127) * alpha \
-                        + 2 * rho * np.abs(acc * (amax / 127) * alpha)
+                    # The op's input and this one differ by < 2ρ relative: so do min(x, 0), max(x, 0) and s, and x · inv
+                    # and -126.5 - lo · inv by < 253 · 4ρ, so q can round the other way only where x · inv lies that close
+                    # to a half (by one: ± s · α · |t| each). z can too, which moves q with it except at the clamps
+                    # (|q| = 127); s itself moves the rest by < 2ρ.
+                    near = np.abs(np.abs(rows.scaled - np.trunc(rows.scaled)) - 0.5) < 253 * 4 * rho
+                    z_near = np.abs(np.abs(rows.shift - np.trunc(rows.shift)) - 0.5) < 253 * 4 * rho
+                    near = near | (z_near & (np.abs(rows.q) == 127))
+                    bound = bound + (near.astype(np.int64) @ np.abs(t).T) * rows.s * alpha + 2 * rho * np.abs(exact * alpha)
                 self.assertTrue(np.all(np.abs(y.reshape(want.shape) - want) <= bound), f"{key}: op {o.outputs[0]}")
                 float_gap = max(float_gap, np.abs(y.reshape(want.shape) - (x @ t.T) * alpha - bias).max())
         # The emulation is sharper than float activations would be: the op really rounds its input to int8.
         self.assertGreater(float_gap, 1e-4)
 
     def check_int8_matmuls(self, interp, parsed, index, key):
-        """Every Int8MatMul (the LM head) in a subgraph just run: y = step · s · Σ q·w, with q, s as the W2A8 ops
-        quantize their input (above) and w, step the FULLY_CONNECTED's own int8 weights and per-row steps."""
+        """Every Int8MatMul (the LM head) in a subgraph just run: y = step · s · (Σ q·w - z · Σ w), with q, s, z as the
+        W2A8 ops quantize their input (above) and w, step the FULLY_CONNECTED's own int8 weights and per-row steps."""
         ops = [o for o in parsed.subgraphs[index].operators if tflite.opcode_name(parsed, o) == "Int8MatMul"]
         self.assertEqual(len(ops), int(key in ("prefill", "decode")), key)
         for o in ops:
             x, w, step = (interp.get_tensor(int(i), index) for i in o.inputs)
             y = interp.get_tensor(int(o.outputs[0]), index)
             x = x.reshape(-1, x.shape[-1])
-            amax = np.abs(x).max(axis=1, keepdims=True)
-            q = np.round(x * (np.float32(127) / amax).astype(np.float32)).astype(np.int64)
-            acc = q @ w.astype(np.int64).T
-            want = (acc * (amax / np.float32(127)) * step).astype(np.float32)
-            # Exact integer sums (|Σ| ≤ 127·128·K < 2^24: float32(Σ) exact), then two roundings (· s, · step).
-            bound = 3 * 2.0**-24 * np.abs(acc * (amax / 127) * step)
+            exact, size, _ = int8_rows.product(x, w)
+            want = exact * step
+            # Exact integer sums (|Σ| ≤ 127·128·K < 2^24: float32(Σ) exact), then five roundings (· s, s · z, · Σw,
+            # the difference, · step), each within 2^-24 of the terms it acts on.
+            bound = 6 * 2.0**-24 * size * step
             self.assertEqual(y.shape, want.shape)
             self.assertTrue(np.all(np.abs(y - want) <= bound), f"{key}: Int8MatMul {o.outputs[0]}")
 

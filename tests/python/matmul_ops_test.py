@@ -3,6 +3,7 @@
 import itertools
 import threading
 
+import int8_rows
 import numpy as np
 from absl.testing import absltest, parameterized
 
@@ -54,10 +55,8 @@ class MatMulOpsTest(parameterized.TestCase):
             x = rng.normal(size=(m, k)).astype(np.float32)
             model = builder.quantized_matmul_model(fmt, x.shape, packing.pack(w, fmt), scale, bias,
                                                         activations="int8")
-            # Per row: s = max|x| / 127, q = round-half-even(x * (127 / max|x|)) in float32, Σ q·w in integers.
-            amax = np.abs(x).max(axis=1, keepdims=True)
-            q = np.rint(x * (np.float32(127) / amax)).astype(np.int64)
-            want = (q @ w.T.astype(np.int64)) * (amax.astype(np.float64) / 127) * scale + bias
+            # Per row q, s, z as cc/kernels/a8/layout.h defines them (int8_rows.py), Σ q·w in integers.
+            want = int8_rows.product(x, w)[0] * scale + bias
             y = run(model, x, threads)
             np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(),
                                        err_msg=f"{fmt} m={m} k={k} n={n}")

@@ -3,6 +3,7 @@ lookup returns int8 rows x their step (numpy reference), and a tied table reuses
 tflite.int8_matmuls: a one-row int8 FULLY_CONNECTED becomes Int8MatMul on the same weights, computing what its
 header says (numpy), and nothing else is touched."""
 
+import int8_rows
 import numpy as np
 from absl.testing import absltest
 from ai_edge_litert import interpreter as stock
@@ -149,14 +150,14 @@ class Int8MatMulsTest(absltest.TestCase):
         interp.invoke()
         (y,) = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
         x = self.x.reshape(1, 70)
-        amax = np.abs(x).max()
-        q = np.round(x * (np.float32(127) / amax)).astype(np.int64)
-        want = (q @ codes.T) * (amax / np.float32(127)) * steps
+        exact, size, rows = int8_rows.product(x, codes)  # as Int8MatMul quantizes its input (a8/layout.h)
         self.assertEqual(y.shape, (1, 300))
-        np.testing.assert_allclose(y, want, rtol=3 * 2.0**-24, atol=0)
+        # Exact integer sums, then five roundings (· s, s · z, · Σw, the difference, · step) of at most 2^-24 of
+        # the terms they act on.
+        self.assertTrue(np.all(np.abs(y - exact * steps) <= 6 * 2.0**-24 * size * steps))
         # And near the float layer: each weight moved by at most half its row's step, each activation by at most
-        # half of max|x| / 127.
-        bound = np.abs(x).sum() * steps / 2 + amax / 254 * np.abs(codes * steps[:, None]).sum(axis=1)
+        # half of its row's step s.
+        bound = np.abs(x).sum() * steps / 2 + rows.s / 2 * np.abs(codes * steps[:, None]).sum(axis=1)
         self.assertTrue(np.all(np.abs(y - x @ self.dense.T) <= bound * (1 + 1e-5)))
 
     def test_many_rows_kept_dims_float_weights_and_biases_stay_fully_connected(self):
@@ -321,12 +322,13 @@ class FuseRmsNormTest(absltest.TestCase):
             self.assertEqual(list(op.inputs)[3:5], [-1, -1])
         got, want = run_all(content, self.x), run_all(original, self.x)
         # Against the definition in float64: each op quantizes its normalized rows to int8 (half a step per input at
-        # most, s = max|x̂| / 127), which bounds both the fused op and the builtin graph.
+        # most: (max - min) / 506 <= max|x̂| / 253, cc/kernels/a8/layout.h), which bounds both the fused op and the
+        # unfused graph.
         x = self.x.reshape(5, 40).astype(np.float64)
         h = x / np.sqrt((x**2).mean(axis=1, keepdims=True) + 1e-5) * self.gamma
         for (codes, alpha), g, w in zip(self.layers, got, want):
             exact = h @ codes.T * alpha
-            bound = (np.abs(h).max(axis=1, keepdims=True) / 254) * (np.abs(codes).sum(axis=1) * alpha) * (1 + 1e-5) + 1e-6
+            bound = (np.abs(h).max(axis=1, keepdims=True) / 253) * (np.abs(codes).sum(axis=1) * alpha) * (1 + 1e-5) + 1e-6
             self.assertTrue(np.all(np.abs(g.reshape(5, -1) - exact) <= bound))
             self.assertTrue(np.all(np.abs(w.reshape(5, -1) - exact) <= bound))
 

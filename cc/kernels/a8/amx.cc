@@ -203,7 +203,8 @@ void A8DotAmx(const A8Layout& layout, const uint8_t* packed, const A8Rows& rows,
   }
   _tile_release();  // the thread's tile state back to "unused": cheaper context switches
   if (full < m) {  // the last m % 16 rows, and below the blocks' groups every row
-    const A8Rows tail{rows.q + full * rows.stride, rows.scale + full, rows.sum + full, rows.stride};
+    const A8Rows tail{rows.q + full * rows.stride, rows.scale + full, rows.sum + full, rows.offset + full,
+                      rows.stride};
     A8DotAvx512Vnni(layout, packed, tail, m - full, row_begin, r0, y + full * layout.n);
   }
   if (r0 < row_end) A8DotAvx512Vnni(layout, packed, rows, m, r0, row_end, y);

@@ -35,6 +35,10 @@ class A8Kernel : public Kernel {
     dot_(layout_, packed_.data(), rows, m, begin, end, y);
   }
 
+  const float* RowOffsets(const void* scratch, size_t m) const override {
+    return A8View(const_cast<void*>(scratch), m, layout_.k_padded).offset;
+  }
+
  private:
   A8DotFn<Layout> dot_;
   Layout layout_;

@@ -60,7 +60,7 @@ size_t QBytes(size_t m, size_t stride) { return Aligned(m * stride + 64); }
 }  // namespace
 
 size_t A8ScratchBytes(size_t m, size_t stride) {
-  return QBytes(m, stride) + Aligned(m * sizeof(float)) + Aligned(m * sizeof(int32_t));
+  return QBytes(m, stride) + 2 * Aligned(m * sizeof(float)) + Aligned(m * sizeof(int32_t));
 }
 
 A8Rows A8View(void* scratch, size_t m, size_t stride) {
@@ -69,46 +69,67 @@ A8Rows A8View(void* scratch, size_t m, size_t stride) {
   rows.q = reinterpret_cast<int8_t*>(p);
   rows.scale = reinterpret_cast<float*>(p + QBytes(m, stride));
   rows.sum = reinterpret_cast<int32_t*>(p + QBytes(m, stride) + Aligned(m * sizeof(float)));
+  rows.offset = reinterpret_cast<float*>(p + QBytes(m, stride) + Aligned(m * sizeof(float)) +
+                                         Aligned(m * sizeof(int32_t)));
   rows.stride = stride;
   return rows;
 }
 
-// One clone per x86 ISA: the baseline's SSE2 has no unsigned 32-bit max, and the max|x| pass alone took
-// most of the ~5 ms a SmolLM2 prefill of 64 rows spent here (3 ms saved). The clones give equal results (the
-// product is rounded before the rounding trick's add: -ffp-contract=off in BUILD).
+namespace {
+// Float bits as signed integers in the floats' order (negative floats' magnitude bits reversed): an
+// integer min/max reduction vectorizes where a float one (NaN rules) does not. A NaN lands beyond ±inf.
+inline int32_t Ordered(float f) {
+  int32_t b;
+  std::memcpy(&b, &f, 4);
+  return b ^ ((b >> 31) & 0x7FFFFFFF);
+}
+inline float FromOrdered(int32_t o) {
+  const int32_t b = o ^ ((o >> 31) & 0x7FFFFFFF);
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+// Adding and subtracting 1.5 · 2^23 rounds a float below 2^22 in magnitude to an integer, half to even
+// (the default rounding mode), as numpy's and JAX's round do; unlike a call to nearbyint it vectorizes.
+constexpr float kRound = 12582912.0f;
+}  // namespace
+
+// One clone per x86 ISA: the baseline's SSE2 has no 32-bit integer min/max, and the range pass alone
+// took most of the ~5 ms a SmolLM2 prefill of 64 rows spent here (3 ms saved). The clones give equal
+// results (each product is rounded before the rounding trick's add: -ffp-contract=off in BUILD).
 TVLM_VECTOR_CLONES void QuantizeRows(const float* x, size_t m, size_t k, const A8Rows& rows) {
   for (size_t i = 0; i < m; ++i) {
     const float* xi = x + i * k;
     int8_t* q = rows.q + i * rows.stride;
-    // max |x| on the bit patterns: for non-negative floats they order as unsigned integers, and an
-    // integer max reduction vectorizes where a float one (NaN rules) does not.
-    uint32_t amax_bits = 0;
+    int32_t lo_bits = 0, hi_bits = 0;  // Ordered(0.0f): the range always holds 0
     for (size_t c = 0; c < k; ++c) {
-      uint32_t bits;
-      std::memcpy(&bits, xi + c, 4);
-      amax_bits = std::max(amax_bits, bits & 0x7FFFFFFFu);
+      const int32_t o = Ordered(xi[c]);
+      lo_bits = std::min(lo_bits, o);
+      hi_bits = std::max(hi_bits, o);
     }
-    float amax;
-    std::memcpy(&amax, &amax_bits, 4);
-    if (!(amax <= std::numeric_limits<float>::max())) {  // an inf or NaN input: a NaN row out
+    const float lo = FromOrdered(lo_bits), hi = FromOrdered(hi_bits);
+    const float range = hi - lo;
+    if (!(range <= std::numeric_limits<float>::max())) {  // an inf or NaN input, or a range past float: a NaN row
       std::memset(q, 0, rows.stride);
       rows.scale[i] = std::numeric_limits<float>::quiet_NaN();
       rows.sum[i] = 0;
+      rows.offset[i] = 0.0f;
       continue;
     }
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const float inv = range > 0.0f ? 253.0f / range : 0.0f;
+    // lo · inv lies in [-253, 0] up to one rounding, so z lies in [-126, 127].
+    const float z = (-126.5f - lo * inv + kRound) - kRound;
     int32_t sum = 0;
     for (size_t c = 0; c < k; ++c) {
-      // |x · inv| <= 127 up to one rounding, so no clamp is needed. Adding and subtracting 1.5 · 2^23
-      // rounds it to an integer, half to even (the default rounding mode), as numpy's and JAX's
-      // round do; unlike a call to nearbyint it vectorizes.
-      constexpr float kRound = 12582912.0f;
-      q[c] = static_cast<int8_t>((xi[c] * inv + kRound) - kRound);
+      // In [-127, 127] but for the roundings of x · inv and lo · inv (layout.h): the clamp keeps it there.
+      const float v = ((xi[c] * inv + kRound) - kRound) + z;
+      q[c] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, v)));
       sum += q[c];
     }
     std::memset(q + k, 0, rows.stride - k);
-    rows.scale[i] = amax / 127.0f;
+    rows.scale[i] = range / 253.0f;
     rows.sum[i] = sum;
+    rows.offset[i] = rows.scale[i] * z;
   }
 }
 

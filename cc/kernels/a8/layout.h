@@ -4,9 +4,17 @@
 // What the int8-activation (W2A8) kernels share: the per-row activation quantization and one
 // re-packed weight layout.
 //
-// Activations: each row of x becomes q = round-half-even(x · 127 / max|x|) in [-127, 127] with
-// scale s = max|x| / 127 (an all-zero row gives q = 0, s = 0), so y = s · Σ q·t is computed
-// exactly in int32 by every kernel; only the float epilogue rounds.
+// Activations: each row of x is quantized with a zero point (asymmetric, as XNNPACK's qd8 rows): over
+// [lo, hi] = [min(x, 0), max(x, 0)], s = (hi - lo) / 253, z = round-half-even(-126.5 - lo / s) and
+// q = round-half-even(x / s) + z, so that x ≈ s · (q - z) within s / 2 and 0 is exact. The 253 steps span
+// 255 levels: lo / s + z lies in [-127, -126] and hi / s + z in [126, 127], so q stays within ±127 whatever
+// way z rounded (a clamp guards the last float rounding) and every kernel's integer bounds are those of
+// symmetric int8. A row symmetric about 0 gets z = 0; a row of one sign twice the resolution of
+// s = max|x| / 127 (which cost the SmolLM2 ternary export 2.3-6 % perplexity, docs/BENCHMARKS.md). An
+// all-zero row gives q = 0, s = 0, z = 0; one whose range overflows float (or holds an inf or NaN), NaN.
+// Every kernel computes s · Σ q·t exactly in int32, then one float rounding; the zero point's share,
+// -(s · z) · Σ t per output, is subtracted by the shared epilogue (matmul.cc, int8_matmul.cc): the same
+// float operations for every ISA.
 //
 // Weights: output rows in blocks of 16, K in chunks of 16. A chunk is 64 bytes; byte 4r + j holds,
 // in bits 2g..2g+1, the code t + 1 (0, 1 or 2) of block row r and input 16c + 4g + j. Shifting a
@@ -64,11 +72,13 @@ struct A8DenseLayout : A8Blocks<20> {
 
 std::vector<uint8_t> A8Pack(const A8DenseLayout& layout, const int8_t* w);
 
-// Quantized activation rows in a kernel's scratch: q [m, stride] (zero past k), scale [m], sum [m].
+// Quantized activation rows in a kernel's scratch: q [m, stride] (zero past k), scale [m], sum [m] (Σ q),
+// offset [m] (s · z: what each output of the row owes per unit of its weight row's sum).
 struct A8Rows {
   int8_t* q;
   float* scale;
   int32_t* sum;
+  float* offset;
   size_t stride;
 };
 

@@ -71,7 +71,7 @@ void A8DotNeonI8mm(const A8Layout& layout, const uint8_t* packed, const A8Rows& 
   }
   if (pairs < m) {  // the last row alone: the dot-product kernel on a view starting at it
     const size_t i = m - 1;
-    const A8Rows last = {rows.q + i * rows.stride, rows.scale + i, rows.sum + i, rows.stride};
+    const A8Rows last = {rows.q + i * rows.stride, rows.scale + i, rows.sum + i, rows.offset + i, rows.stride};
     A8DotNeonDot(layout, packed, last, 1, row_begin, row_end, y + i * layout.n);
   }
 }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cc/kernels/tests/int8_rows.h"
 #include "gtest/gtest.h"
 
 namespace tvlm {
@@ -30,23 +31,33 @@ std::vector<float> RandomFloats(size_t count, float lo, float hi, std::mt19937& 
   return v;
 }
 
-// The definition, in double, with its own row quantization (q = round half to even of x · 127 / max|x|).
-std::vector<double> Expected(const std::vector<float>& x, size_t m, const std::vector<int8_t>& w, size_t n,
-                             size_t k, const std::vector<float>& step) {
-  std::vector<double> y(m * n);
+// The definition, with the row quantization of a8/layout.h computed independently (int8_rows.h).
+struct Want {
+  std::vector<double> y;     // step · s · Σ (q - z) · w, in double
+  std::vector<double> size;  // step · (|s · Σ q·w| + |s · z · Σ w|): what the epilogue's roundings scale with
+  std::vector<float> mirror; // the epilogue's float operations as int8_matmul.cc does them (-ffp-contract=off)
+};
+Want Expected(const std::vector<float>& x, size_t m, const std::vector<int8_t>& w, size_t n, size_t k,
+              const std::vector<float>& step) {
+  Want want{std::vector<double>(m * n), std::vector<double>(m * n), std::vector<float>(m * n)};
   for (size_t i = 0; i < m; ++i) {
-    float amax = 0.0f;
-    for (size_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(x[i * k + c]));
-    const float inv = amax > 0 ? 127.0f / amax : 0.0f;
-    std::vector<int> q(k);
-    for (size_t c = 0; c < k; ++c) q[c] = static_cast<int>(std::nearbyint(x[i * k + c] * inv));
+    const testing_util::Int8Row row = testing_util::QuantizeRow(x.data() + i * k, k);
+    const std::vector<int>& q = row.q;
+    const float s = row.s, z = row.z;
     for (size_t r = 0; r < n; ++r) {
-      long long sum = 0;
-      for (size_t c = 0; c < k; ++c) sum += q[c] * w[r * k + c];
-      y[i * n + r] = double{step[r]} * (amax / 127.0f) * static_cast<double>(sum);
+      long long sum = 0, wsum = 0;
+      for (size_t c = 0; c < k; ++c) {
+        sum += q[c] * w[r * k + c];
+        wsum += w[r * k + c];
+      }
+      const size_t j = i * n + r;
+      want.y[j] = double{step[r]} * s * (static_cast<double>(sum) - double{z} * static_cast<double>(wsum));
+      want.size[j] = double{step[r]} * (std::fabs(double{s} * sum) + std::fabs(double{s} * z * wsum));
+      const float dot = static_cast<float>(sum) * s;
+      want.mirror[j] = (dot - (s * z) * static_cast<float>(wsum)) * step[r];
     }
   }
-  return y;
+  return want;
 }
 
 std::vector<float> Apply(const Int8MatMul& mm, const std::vector<float>& x, size_t m,
@@ -78,9 +89,11 @@ TEST_P(Int8MatMulTest, MatchesTheDefinitionAndThePortableLoop) {
         const auto ref = Apply(*portable, x, m, step, nullptr);
         const std::string where = "k=" + std::to_string(k) + " n=" + std::to_string(n) + " m=" + std::to_string(m);
         for (size_t j = 0; j < got.size(); ++j) {
-          // Two float roundings (s · sum, then · step) and one of the int32 → float conversion: 3 ulp.
-          ASSERT_NEAR(got[j], want[j], 4e-7 * std::fabs(want[j]) + 1e-30) << where << " at " << j;
+          // float(Σ q·w) (exact below 2^24, else 1/2 ulp), · s, s · z, · Σw, the difference, · step: six
+          // roundings of at most 2^-24 of the terms they act on, the largest of which is `size`.
+          ASSERT_NEAR(got[j], want.y[j], 6 * 0x1p-24 * want.size[j] + 1e-30) << where << " at " << j;
           ASSERT_EQ(got[j], ref[j]) << where << " at " << j;
+          ASSERT_EQ(got[j], want.mirror[j]) << where << " at " << j;
         }
       }
     }
@@ -98,14 +111,14 @@ TEST_P(Int8MatMulTest, ExtremeCodesAreExact) {
     }
     std::vector<float> x(m * k), step(n, 1.0f);
     for (size_t c = 0; c < k; ++c) {
-      x[c] = -1.0f;                    // q = -127 everywhere
-      x[k + c] = c % 2 ? 1.0f : -1.0f;  // q = ±127
+      x[c] = -1.0f;                    // q = -127 everywhere (zero point 127)
+      x[k + c] = c % 2 ? 1.0f : -1.0f;  // q = ±127 (zero point 0)
     }
     std::unique_ptr<Int8MatMul> mm;
     ASSERT_TRUE(Int8MatMul::Create(GetParam(), w.data(), n, k, &mm).ok());
     const auto got = Apply(*mm, x, m, step, nullptr);
     const auto want = Expected(x, m, w, n, k, step);
-    for (size_t j = 0; j < got.size(); ++j) EXPECT_EQ(got[j], static_cast<float>(want[j])) << "k=" << k << " at " << j;
+    for (size_t j = 0; j < got.size(); ++j) EXPECT_EQ(got[j], want.mirror[j]) << "k=" << k << " at " << j;
   }
 }
 
@@ -127,7 +140,7 @@ TEST_P(Int8MatMulTest, NeverReadsPastTheWeights) {
   ASSERT_TRUE(Int8MatMul::Create(GetParam(), w, n, k, &mm).ok());
   const auto got = Apply(*mm, x, 3, step, nullptr);
   const auto want = Expected(x, 3, values, n, k, step);
-  for (size_t j = 0; j < got.size(); ++j) EXPECT_NEAR(got[j], want[j], 4e-7 * std::fabs(want[j])) << j;
+  for (size_t j = 0; j < got.size(); ++j) EXPECT_EQ(got[j], want.mirror[j]) << j;
   munmap(region, 2 * page);
 }
 

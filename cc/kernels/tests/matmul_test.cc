@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cc/kernels/packing.h"
+#include "cc/kernels/tests/int8_rows.h"
 #include "gtest/gtest.h"
 
 namespace tvlm {
@@ -59,20 +60,17 @@ void ExpectClose(const std::vector<float>& got, const std::vector<float>& want) 
       << "at " << worst << ": got " << got[worst] << ", want " << want[worst];
 }
 
-// x quantized as matmul.h specifies for int8 activations, written independently of the kernels:
-// per row s = max|x| / 127 and q = round-half-even(x * (127 / max|x|)).
+// x quantized as a8/layout.h specifies for int8 activations, independently of the kernels (int8_rows.h).
 void QuantizeForTest(const std::vector<float>& x, size_t m, size_t k, std::vector<int>* q,
-                     std::vector<float>* s) {
-  q->assign(m * k, 0);
-  s->assign(m, 0.0f);
+                     std::vector<float>* s, std::vector<int>* z) {
+  q->clear();
+  s->clear();
+  z->clear();
   for (size_t i = 0; i < m; ++i) {
-    float amax = 0.0f;
-    for (size_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(x[i * k + c]));
-    if (amax == 0.0f) continue;
-    const float inv = 127.0f / amax;
-    for (size_t c = 0; c < k; ++c)
-      (*q)[i * k + c] = static_cast<int>(std::rint(x[i * k + c] * inv));
-    (*s)[i] = amax / 127.0f;
+    const testing_util::Int8Row row = testing_util::QuantizeRow(x.data() + i * k, k);
+    q->insert(q->end(), row.q.begin(), row.q.end());
+    s->push_back(row.s);
+    z->push_back(static_cast<int>(row.z));
   }
 }
 
@@ -119,9 +117,15 @@ void CheckShape(Isa isa, Activations act, WeightFormat format, ThreadPool* pool,
   for (size_t m : ms) {
     std::vector<float> x = RandomFloats(m * k, -1.0f, 1.0f, rng);
     if (m == 3) std::fill(x.begin() + k, x.begin() + 2 * k, 0.0f);  // an all-zero row
-    std::vector<int> q;
+    if (act == Activations::kInt8 && m >= 4) {  // rows of one sign: the zero point near its ends (±126)
+      for (size_t c = 0; c < k; ++c) {
+        x[2 * k + c] = std::fabs(x[2 * k + c]) + 0.25f;
+        x[3 * k + c] = -std::fabs(x[3 * k + c]);
+      }
+    }
+    std::vector<int> q, z;
     std::vector<float> s;
-    QuantizeForTest(x, m, k, &q, &s);
+    QuantizeForTest(x, m, k, &q, &s, &z);
     for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
       SCOPED_TRACE("k=" + std::to_string(k) + " n=" + std::to_string(n) +
                    " m=" + std::to_string(m) + (b ? " bias" : " no bias"));
@@ -131,7 +135,7 @@ void CheckShape(Isa isa, Activations act, WeightFormat format, ThreadPool* pool,
         for (size_t r = 0; r < n; ++r) {
           double acc = 0.0;
           for (size_t c = 0; c < k; ++c) {
-            acc += act == Activations::kInt8 ? double{s[i]} * q[i * k + c] * w[r * k + c]
+            acc += act == Activations::kInt8 ? double{s[i]} * (q[i * k + c] - z[i]) * w[r * k + c]
                                              : double{x[i * k + c]} * w[r * k + c];
           }
           naive[i * n + r] = static_cast<float>(acc * scale[r] + (b ? b[r] : 0.0));

@@ -7,6 +7,7 @@
 
 #include "cc/tflite/int8_matmul_op.h"
 #include "cc/tflite/tests/fake_interpreter.h"
+#include "cc/kernels/tests/int8_rows.h"
 #include "gtest/gtest.h"
 #include "third_party/tflite_abi/tflite_abi.h"
 
@@ -37,18 +38,17 @@ TEST(Int8MatMulOpTest, ComputesTheQuantizedProductOfTheFlattenedRows) {
     EXPECT_EQ(interp.tensor(yi).dims->data[0], m);
     EXPECT_EQ(interp.tensor(yi).dims->data[1], n);
     for (int r = 0; r < m; ++r) {
-      double amax = 0.0;
-      for (int c = 0; c < k; ++c) amax = std::max(amax, std::fabs(double(x[r * k + c])));
+      const testing_util::Int8Row row = testing_util::QuantizeRow(x.data() + r * k, k);
       for (int o = 0; o < n; ++o) {
         double acc = 0.0, exact = 0.0;
         for (int c = 0; c < k; ++c) {
-          acc += std::nearbyint(x[r * k + c] * (127.0f / float(amax))) * w[o * k + c];
+          acc += (row.q[c] - double{row.z}) * w[o * k + c];
           exact += double(x[r * k + c]) * w[o * k + c];
         }
-        const double want = acc * (amax / 127.0) * step[o];
+        const double want = acc * row.s * step[o];
         EXPECT_NEAR(y[r * n + o], want, 1e-6 * (1 + std::fabs(want)));
         // And near the float product: int8 rounding of x moves each term by at most half a step.
-        EXPECT_NEAR(y[r * n + o], exact * step[o], 0.5 * amax / 127.0 * k * 127 * step[o]);
+        EXPECT_NEAR(y[r * n + o], exact * step[o], 0.5 * row.s * k * 127 * step[o]);
       }
     }
   }

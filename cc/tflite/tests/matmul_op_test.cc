@@ -10,6 +10,7 @@
 #include "cc/kernels/packing.h"
 #include "cc/tflite/matmul_op.h"
 #include "cc/tflite/tests/fake_interpreter.h"
+#include "cc/kernels/tests/int8_rows.h"
 #include "gtest/gtest.h"
 #include "third_party/tflite_abi/tflite_abi.h"
 
@@ -74,8 +75,8 @@ TEST(MatMulOpTest, ComputesNaiveResultForBothFormats) {
   }
 }
 
-// "activations=int8": each row of x is quantized to int8 (s = max|x| / 127, q = round(x / s)) and
-// multiplied exactly; compared with that computed here in double.
+// "activations=int8": each row of x is quantized to int8 with a zero point (a8/layout.h, computed here by
+// int8_rows.h) and multiplied exactly; compared with that computed here in double.
 TEST(MatMulOpTest, Int8ActivationsOptionQuantizesEachRow) {
   std::mt19937 rng(11);
   for (WeightFormat format : {WeightFormat::kTernary2, WeightFormat::kBinary1}) {
@@ -99,20 +100,17 @@ TEST(MatMulOpTest, Int8ActivationsOptionQuantizesEachRow) {
     ASSERT_EQ(interp.Run(reg, {xi, pi, si}, yi, &y_float, "activations=float32"), kTfLiteOk);
     double max_quantization_error = 0.0;
     for (size_t r = 0; r < m; ++r) {
-      double amax = 0.0;
-      for (size_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(double(x[r * k + c])));
+      const testing_util::Int8Row row = testing_util::QuantizeRow(x.data() + r * k, k);
       for (size_t o = 0; o < n; ++o) {
         double acc = 0.0;
-        for (size_t c = 0; c < k; ++c) {
-          acc += std::nearbyint(x[r * k + c] * (127.0f / float(amax))) * l.w[o * k + c];
-        }
-        const double want = acc * (amax / 127.0) * l.scale[o];
+        for (size_t c = 0; c < k; ++c) acc += (row.q[c] - double{row.z}) * l.w[o * k + c];
+        const double want = acc * row.s * l.scale[o];
         EXPECT_NEAR(y[r * n + o], want, 1e-5 * (1 + std::fabs(want)));
         max_quantization_error =
             std::max(max_quantization_error, std::fabs(double(y[r * n + o]) - y_float[r * n + o]));
       }
     }
-    // Quantization moves the result (a per-row step of max|x|/127 over 101 inputs), but not far.
+    // Quantization moves the result (a per-row step of (max - min)/253 over 101 inputs), but not far.
     EXPECT_GT(max_quantization_error, 0.0);
     EXPECT_LT(max_quantization_error, 0.5);
   }
@@ -190,8 +188,8 @@ TEST(MatMulOpTest, GluOptionMultipliesSiluOfTheGateByUp) {
           }
           const double want = acc * l.scale[o] + (with_bias ? l.bias[o] : 0.0);
           // Float: silu · up within 2^-20 relative (glu.h) plus float sums. Int8: each input moves by at most
-          // half a step (amax / 254) when rounded.
-          const double bound = (int8 ? k * amax / 254 : 1e-5 * magnitude) * l.scale[o] + 1e-5;
+          // half a step ((max - min) / 506 <= amax / 253, a8/layout.h) when rounded.
+          const double bound = (int8 ? k * amax / 253 : 1e-5 * magnitude) * l.scale[o] + 1e-5;
           EXPECT_NEAR(y[r * n + o], want, bound) << activations << " row " << r << " out " << o;
         }
       }
@@ -302,7 +300,7 @@ TEST(MatMulOpTest, RmsNormOptionNormalizesEachRowFirst) {
         }
         const double want = acc * l.scale[o];
         // As the GLU test: the normalized input within RmsNormBound relative, or half an int8 step per input.
-        const double bound = (int8 ? k * amax / 254 : 1e-5 * magnitude) * l.scale[o] + 1e-5;
+        const double bound = (int8 ? k * amax / 253 : 1e-5 * magnitude) * l.scale[o] + 1e-5;
         EXPECT_NEAR(y[r * n + o], want, bound) << activations << " row " << r << " out " << o;
       }
     }

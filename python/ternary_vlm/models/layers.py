@@ -47,9 +47,11 @@ _int8_group: int | None = None
 
 @contextlib.contextmanager
 def int8_inputs(group: int | None = 0):
-    """Within it, linear layers and Embedding.attend see their input rounded to int8: q = round-half-even(x / s)
-    with s = max|x| / 127 over each row (group 0: what the W2A8 export's TernaryMatMul and Int8MatMul do) or over
-    each group of `group` consecutive inputs; None: float inputs. For scoring a model as its export computes it
+    """Within it, linear layers and Embedding.attend see their input rounded to int8 with a zero point, over each
+    row (group 0: what the W2A8 export's TernaryMatMul and Int8MatMul do, cc/kernels/a8/layout.h) or over each group
+    of `group` consecutive inputs: over [lo, hi] = [min(x, 0), max(x, 0)], s = (hi - lo) / 253,
+    z = round-half-even(-126.5 - lo / s), q = clip(round-half-even(x / s) + z, -127, 127), seen as s · (q - z);
+    None: float inputs. For scoring a model as its export computes it
     (cli/evaluate, train/evaluate) and for training through that rounding (train/loop.distillation_loss). Read when
     a function is traced: a jit-compiled caller must key its trace on active_int8_group() (train/evaluate does) or
     enter the context inside the traced function (distillation_loss does)."""
@@ -85,9 +87,13 @@ def int8_rounded(x: jax.Array) -> jax.Array:
     if k % group:
         raise TernaryVLMError(f"an input of {k} features does not split into int8 groups of {group}")
     xs = x.reshape(*x.shape[:-1], k // group, group)
-    s = jnp.max(jnp.abs(xs), axis=-1, keepdims=True) / 127.0
-    q = (jnp.round(xs / jnp.where(s == 0, 1.0, s)) * s).reshape(x.shape)
-    return x + jax.lax.stop_gradient(q - x)
+    lo = jnp.minimum(jnp.min(xs, axis=-1, keepdims=True), 0.0)
+    hi = jnp.maximum(jnp.max(xs, axis=-1, keepdims=True), 0.0)
+    inv = jnp.where(hi > lo, 253.0 / jnp.where(hi > lo, hi - lo, 1.0), 0.0)
+    z = jnp.round(-126.5 - lo * inv)
+    q = jnp.clip(jnp.round(xs * inv) + z, -127.0, 127.0)
+    seen = ((q - z) * ((hi - lo) / 253.0)).reshape(x.shape)
+    return x + jax.lax.stop_gradient(seen - x)
 
 
 class Linear(nnx.Module):

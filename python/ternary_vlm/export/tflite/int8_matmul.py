@@ -20,9 +20,9 @@ INT8_MATMUL_OP = "Int8MatMul"
 def _steps(subgraph, op) -> np.ndarray | None:
     """The per-row steps of a FULLY_CONNECTED that Int8MatMul can run: float input, int8 weights [N, K] with one
     step per row and zero points 0, no bias, no fused activation, one input row (x [..., 1, K]) and output [1, N]
-    (Int8MatMul's [M, N], not one that keeps x's leading dims); else None. The activations are rounded a little
-    differently: LiteRT quantizes the row with a zero point (asymmetric_quantize_inputs: 255 steps over its
-    range), Int8MatMul symmetrically as our W2A8 ops do (254 steps over [-max|x|, max|x|])."""
+    (Int8MatMul's [M, N], not one that keeps x's leading dims); else None. Both round the row with a zero point:
+    LiteRT with 255 steps over its range (asymmetric_quantize_inputs), Int8MatMul with 253 as our W2A8 ops do
+    (cc/kernels/a8/layout.h)."""
     if op.inputs is None or len(op.inputs) < 2 or (len(op.inputs) > 2 and op.inputs[2] >= 0):
         return None
     options = op.builtinOptions
