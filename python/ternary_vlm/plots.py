@@ -31,7 +31,8 @@ def plot_curves(curves: dict[str, list[dict]], path: str, x: str = "wall_s") -> 
     for ax, text in zip(axes[0], texts):
         for label, points in curves.items():
             float_point = next((p for p in points if p["stage"] == "float"), None)
-            trained = [p for p in points if p["stage"] != "float" and text in p]
+            # a point may lack a text (added by a later stage's --data) or CPU time (stages recorded by wall-clock)
+            trained = [p for p in points if p["stage"] != "float" and text in p and x in p]
             ax.plot([p[x] / 60 for p in trained], [p[text] for p in trained], marker="o", label=label)
             for p in trained:
                 if p["stage"] in ("init", "blockwise"):
