@@ -41,10 +41,10 @@ def main(cases_path):
         print(f"{mode}: prefill + {len(logits) - 1} decode steps, relative logit error vs host {err:.2g}, "
               f"greedy tokens {'equal' if greedy == cases[f'{mode}_tokens'].tolist() else 'DIFFER'}"
               + (", stock LiteRT without our library" if stock else ""))
-        # int8 activations (ternary, W2A8; ternary_int2, whose INT2 FULLY_CONNECTEDs quantize their input): a last-bit
+        # int8 activations (ternary and binary, W2A8; ternary_int2, whose INT2 FULLY_CONNECTEDs quantize their input): a last-bit
         # difference upstream (the two CPUs' builtin float kernels) can move one row's rounding to int8 by a step,
         # so those models get the int8 model's looser bound.
-        int8_activations = mode in ("ternary", "ternary_int2")
+        int8_activations = mode in ("ternary", "binary", "ternary_int2")
         if got.shape != want.shape or err > (1e-2 if int8_activations else 1e-4) \
                 or greedy != cases[f"{mode}_tokens"].tolist():
             return 1

@@ -1,5 +1,5 @@
 """Host side of the emulated-device VLM test: the bundled demo VLM, quantized (k-means init) and
-exported as ternary_f32, binary, ternary (int8 activations), ternary_unpack_op (UnpackTernary +
+exported as ternary_f32, binary_f32, ternary and binary (int8 activations), ternary_unpack_op (UnpackTernary +
 FULLY_CONNECTED) and ternary_int2 (stock INT2 FULLY_CONNECTEDs, no custom op) .tflite files, plus
 a scene prompt and the logits the host's LiteRT gives for prefill and a few greedy decode steps. Writes
 one .npz.
@@ -25,7 +25,8 @@ from ternary_vlm.runtime import Runtime
 flags.DEFINE_string("out", None, "Output .npz", required=True)
 flags.DEFINE_string("model", None, "A quantized VLM (ternarize output or shipped name); default: the demo VLM, "
                     "quantized in memory.")
-flags.DEFINE_list("variants", ["ternary_f32", "binary", "ternary", "ternary_unpack_op", "ternary_int2"],
+flags.DEFINE_list("variants", ["ternary_f32", "binary_f32", "ternary", "binary", "ternary_unpack_op",
+                                              "ternary_int2"],
                   "Export variants.")
 STEPS = 4
 

@@ -23,7 +23,7 @@ MAX_LEN, PREFILL_LEN, STEPS = 64, 40, 8
 
 class DemoExportTest(parameterized.TestCase):
 
-    @parameterized.parameters(("ternary_f32", "ternary"), ("binary", "binary"))  # float-activation variants
+    @parameterized.parameters(("ternary_f32", "ternary"), ("binary_f32", "binary"))  # float-activation variants
     def test_exported_logits_equal_flax(self, variant, mode):
         loaded = load_model(demo_model.default_checkpoint())
         quantize_model(loaded.model, mode, "kmeans", [], loaded.text_config.num_hidden_layers)

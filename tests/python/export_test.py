@@ -38,10 +38,10 @@ CONFIG = {  # tests/python/train_test.py's tiny SmolVLM: 4 image tokens per 16 p
 MAX_LEN, PREFILL_LEN = 24, 12
 PROMPT = [1, 30, 30, 30, 30, 5, 7, 9]  # 4 image tokens, then text; prefill pads it to PREFILL_LEN
 DECODE_STEPS = 6
-# Absolute for the exact-weight variants; relative to max |logit| where int8 rounds the weights. ternary (int8
-# activations) is checked op by op against an emulation of its arithmetic instead (test_ternary_w2a8_ops_*), and so are
+# Absolute for the exact-weight variants; relative to max |logit| where int8 rounds the weights. ternary and binary (int8
+# activations) are checked op by op against an emulation of their arithmetic instead (test_w2a8_ops_*), and so are
 # the stock low-bit variants ternary_int2, int4 and int4_b32 (test_stock_lowbit_variants_*).
-TOLERANCE = {"fp32": 1e-4, "ternary_f32": 1e-4, "binary": 1e-4, "int8": 5e-2, "ternary_int8": 5e-2,
+TOLERANCE = {"fp32": 1e-4, "ternary_f32": 1e-4, "binary_f32": 1e-4, "int8": 5e-2, "ternary_int8": 5e-2,
              "ternary_unpack_op": 1e-4, "ternary_unpack_builtin": 1e-4}
 
 
@@ -141,7 +141,8 @@ class ExportTest(absltest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp()
         cls.models = {"fp32": make_model(), "int8": make_model(), "ternary_f32": make_model("ternary"),
-                      "binary": make_model("binary"), "ternary_int8": make_model("ternary"), "ternary": make_model("ternary"),
+                      "binary_f32": make_model("binary"), "binary": make_model("binary"),
+                      "ternary_int8": make_model("ternary"), "ternary": make_model("ternary"),
                       "ternary_unpack_op": make_model("ternary"), "ternary_unpack_builtin": make_model("ternary"),
                       "ternary_int2": make_model("ternary"), "int4": make_model(), "int4_b32": make_model(),
                       "ternary_t5": make_model("ternary"), "ternary_head4": make_model("ternary")}
@@ -173,8 +174,9 @@ class ExportTest(absltest.TestCase):
                 self.assertLessEqual(feature_diff, bound)
 
     def test_every_quantized_layer_becomes_a_custom_op(self):
-        for variant, op in (("ternary_f32", "TernaryMatMul"), ("binary", "BinaryMatMul"),
-                            ("ternary_int8", "TernaryMatMul"), ("ternary", "TernaryMatMul")):
+        for variant, op in (("ternary_f32", "TernaryMatMul"), ("binary_f32", "BinaryMatMul"),
+                            ("ternary_int8", "TernaryMatMul"), ("ternary", "TernaryMatMul"), ("binary", "BinaryMatMul")):
+            fast = export.parse(variant).activations == "int8"  # the default exports (export/variants.py)
             model = self.models[variant]
             names = {q.name for _, q in quantized_layers(model)}
             text = {n for n in names if n.startswith("text_model.")}
@@ -184,21 +186,21 @@ class ExportTest(absltest.TestCase):
             content = read(self.paths[variant])
             histograms = tflite.op_histogram(content)
             # Only the tied LM head (the embedding table) stays a matmul of ours not: a FULLY_CONNECTED, or in the
-            # default ternary export our Int8MatMul (export/variants.py), which also runs without XNNPACK.
-            head = "Int8MatMul" if variant == "ternary" else "FULLY_CONNECTED"
+            # default ternary and binary exports our Int8MatMul (export/variants.py), which also run without XNNPACK.
+            head = "Int8MatMul" if fast else "FULLY_CONNECTED"
             signature_names = {"encode_image": names - text, "prefill": text, "decode": text, "reset": set()}
             for key, index in tflite.signature_subgraphs(content).items():
                 self.assertEqual(histograms[index][op], projection_ops(signature_names[key])[0], key)
                 self.assertEqual(histograms[index][head], int(key in ("prefill", "decode")), key)
                 self.assertEqual(histograms[index]["FULLY_CONNECTED" if head == "Int8MatMul" else "Int8MatMul"], 0)
-            self.assertEqual(Runtime(self.paths[variant]).meta["xnnpack"], variant != "ternary")
+            self.assertEqual(Runtime(self.paths[variant]).meta["xnnpack"], not fast)
             self.assert_only_packed_weights(content, model)
             # No tensor the rewrites orphaned stays (the converter's int8 weight tensors carry per-channel scales).
             self.assertEqual(tflite.drop_dead_tensors(tflite.read_model(content)), 0, variant)
-            # ternary's ops quantize their input rows (cc/tflite/matmul_op.h); the others take it as it is. Each text
+            # The fast exports' ops quantize their input rows (cc/tflite/matmul_op.h); the others take it as it is. Each text
             # MLP's down projection also multiplies silu(gate) · up itself (export/tflite/glu.py), and the q / k / v
             # op and the gate / up op normalize their input rows (export/tflite/rms_norm.py, concat_projections.py).
-            plain = "activations=int8" if variant == "ternary" else ""
+            plain = "activations=int8" if fast else ""
             glu, norm = (",".join(o for o in (plain, extra) if o) for extra in ("glu=silu", "norm=rms"))
             parsed = tflite.read_model(content)
             for key, index in tflite.signature_subgraphs(content).items():
@@ -221,11 +223,17 @@ class ExportTest(absltest.TestCase):
                     self.assertTrue(attention and all(len(parsed.subgraphs[index].tensors[o.inputs[0]].shape) == 4
                                                       for o in attention), key)
 
-    def test_ternary_w2a8_ops_equal_an_emulation_of_their_int8_arithmetic(self):
-        """Every TernaryMatMul of ternary (W2A8), in every signature, on the activations it really received: its output
-        equals numpy doing what the op documents (cc/kernels/a8/layout.h, int8_rows.py): per row q, s, z in float32,
-        exact integer Σ q·t, then y = s · (Σ q·t - z · Σ t) · α + bias."""
-        content = read(self.paths["ternary"])
+    def test_w2a8_ops_equal_an_emulation_of_their_int8_arithmetic(self):
+        for variant in ("ternary", "binary"):
+            with self.subTest(variant=variant):
+                self.check_w2a8_ops(variant)
+
+    def check_w2a8_ops(self, variant):
+        """Every TernaryMatMul / BinaryMatMul of a W2A8 export (ternary, binary), in every signature, on the activations
+        it really received: its output equals numpy doing what the op documents (cc/kernels/a8/layout.h,
+        int8_rows.py): per row q, s, z in float32, exact integer Σ q·t, then y = s · (Σ q·t - z · Σ t) · α + bias."""
+        scheme = export.parse(variant).scheme
+        content = read(self.paths[variant])
         parsed = tflite.read_model(content)
         interp = litert.interpreter(model_content=content, preserve_all_tensors=True)
         features = np.zeros((PREFILL_LEN, 32), np.float32)
@@ -242,8 +250,8 @@ class ExportTest(absltest.TestCase):
                 runs[key](interp.get_signature_runner(key))
             self.check_int8_matmuls(interp, parsed, index, key)
             ops = [o for o in parsed.subgraphs[index].operators
-                   if tflite.opcode_name(parsed, o) == "TernaryMatMul"]
-            names = {q.name for _, q in quantized_layers(self.models["ternary"])}
+                   if tflite.opcode_name(parsed, o) == scheme.custom_op]
+            names = {q.name for _, q in quantized_layers(self.models[variant])}
             text = {n for n in names if n.startswith("text_model.")}
             self.assertEqual(len(ops), projection_ops(text if key != "encode_image" else names - text)[0], key)
             for o in ops:
@@ -265,8 +273,12 @@ class ExportTest(absltest.TestCase):
                     gamma, eps = (interp.get_tensor(int(i), index) for i in o.inputs[5:7])
                     r = 1 / np.sqrt((x.astype(np.float64) ** 2).mean(axis=1, keepdims=True) + float(eps.ravel()[0]))
                     x, rho = (x * r * gamma).astype(np.float32), (x.shape[1] / 32 + 12 + 1) * 2.0**-24
-                t = ((packed[:, :, None] >> np.array([0, 2, 4, 6], np.uint8)) & 3).reshape(len(packed), -1)
-                t = t[:, :x.shape[1]].astype(np.int64) - 1  # codes t + 1, least significant first (packing.h)
+                if scheme.format == packing.TERNARY:  # codes t + 1, least significant first (packing.h)
+                    codes = (packed[:, :, None] >> np.array([0, 2, 4, 6], np.uint8)) & 3
+                    t = codes.reshape(len(packed), -1).astype(np.int64) - 1
+                else:  # one bit a weight, 1 = +1, least significant first
+                    t = 2 * np.unpackbits(packed, axis=1, bitorder="little").astype(np.int64) - 1
+                t = t[:, :x.shape[1]]
                 exact, size, rows = int8_rows.product(x, t)
                 want = exact * alpha + bias
                 # Σ q·t is exact in both; float32(Σ) is exact (|Σ| ≤ 127·K < 2^24); the op then rounds · s, s · z,
@@ -517,7 +529,7 @@ class ExportTest(absltest.TestCase):
 
     def test_int8_variants_store_the_tied_embedding_once_in_int8(self):
         vocab, hidden = CONFIG["text_config"]["vocab_size"], CONFIG["text_config"]["hidden_size"]
-        for variant in ("int8", "ternary_int8", "ternary"):
+        for variant in ("int8", "ternary_int8", "ternary", "binary"):
             with self.subTest(variant=variant):
                 content = read(self.paths[variant])
                 sizes = Counter(len(b.data) for b in tflite.read_model(content).buffers if b.data is not None)
@@ -525,7 +537,7 @@ class ExportTest(absltest.TestCase):
                 self.assertEqual(sizes[vocab * hidden], 1)  # one int8 table: lookup and LM head
 
     def test_runtime_greedy_generation_equals_flax_generator(self):
-        for variant in ("fp32", "ternary_f32", "binary"):
+        for variant in ("fp32", "ternary_f32", "binary_f32"):
             with self.subTest(variant=variant):
                 want = list(Generator(self.models[variant]).generate(
                     PROMPT, pixel_values=pixels(), max_new_tokens=10, max_len=MAX_LEN))

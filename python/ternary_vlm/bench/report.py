@@ -204,8 +204,8 @@ def write_md_section(path: str, section: str) -> None:
 def plot(results: dict, path: str) -> None:
     from ternary_vlm import plots
 
-    markers = {"fp32": "o", "int8": "s", "ternary": "*", "binary": "v", "ternary_int8": "D", "binary_int8": "P",
-               "ternary_f32": "^", "ternary_t5": "p", "ternary_unpack_op": "<", "ternary_unpack_builtin": ">",
+    markers = {"fp32": "o", "int8": "s", "ternary": "*", "binary": "v", "binary_f32": "4", "ternary_int8": "D",
+               "binary_int8": "P", "ternary_f32": "^", "ternary_t5": "p", "ternary_unpack_op": "<", "ternary_unpack_builtin": ">",
                "ternary_int2": "x", "llama.cpp Q8_0": "8", "llama.cpp Q4_0": "d",
                "llama.cpp TQ2_0": "1", "llama.cpp TQ2_0:ternary": "2", "llama.cpp Q8_0:ternary": "3",
                "int4": "h", "int4_b32": "H"}
@@ -267,9 +267,9 @@ def derived_notes(results: dict) -> list[str]:
         emb_mb = r["vocab_size"] * r["hidden_size"] * 4 / 1e6
         notes.append(f"SmolLM2 ties its LM head to the token embedding ({r['vocab_size']} x {r['hidden_size']}, "
                      f"{emb_mb:.0f} MB in fp32). The custom ops cover the decoder's linear layers, so `ternary_f32`, "
-                     "`binary` and the unpack variants keep that table in fp32 (stored once, shared by the lookup and "
-                     "the LM head); `ternary` and the int8 variants store it once in int8 (the LM head's dynamic-range weights, "
-                     "which the embedding lookup reads too).")
+                     "`binary_f32` and the unpack variants keep that table in fp32 (stored once, shared by the lookup "
+                     "and the LM head); `ternary`, `binary` and the int8 variants store it once in int8 (the LM head's "
+                     "int8 weights, which the embedding lookup reads too).")
     for name, r in results.items():
         by = {v["variant"]: v for v in r["variants"]}
         if "ternary" in by and "ternary_int8" in by:

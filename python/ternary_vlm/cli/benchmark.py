@@ -41,7 +41,7 @@ from ternary_vlm.bench.sources import MODEL_NAMES, Source, prompt_inputs, text_i
 from ternary_vlm.paths import user_path
 
 MODELS = ("demo", "smollm2", "smollm2-vlm")
-DEFAULT_VARIANTS = ("fp32", "int8", "ternary", "ternary_f32", "binary", "ternary_int8", "ternary_unpack_op",
+DEFAULT_VARIANTS = ("fp32", "int8", "ternary", "ternary_f32", "binary", "binary_f32", "ternary_int8", "ternary_unpack_op",
                     "ternary_unpack_builtin", "fp32/variables", "int8/variables", "ternary_int2", "int4", "int4_b32")
 
 FLAGS = flags.FLAGS

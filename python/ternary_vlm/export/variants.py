@@ -79,7 +79,10 @@ VARIANTS = {v.name: v for v in (
     # largest matmul of a decode step, so halving its bytes speeds decode; the embedding keeps int8 rows.
     Variant("ternary_head4", schemes.TERNARY, activations="int8", other="int4_b32"),
     Variant("ternary_f32", schemes.TERNARY),
-    Variant("binary", schemes.BINARY),
+    # Binary as the default ternary export: the same W2A8 kernels (a binary code is a ternary one without 0), the file
+    # holding 1 bit per weight; binary_f32 computes exactly what the Flax model does.
+    Variant("binary", schemes.BINARY, activations="int8", other="int8", int8_weights="op", xnnpack=False),
+    Variant("binary_f32", schemes.BINARY),
     Variant("ternary_int8", schemes.TERNARY, other="int8"),
     Variant("binary_int8", schemes.BINARY, other="int8"),
     Variant("ternary_unpack_op", schemes.TERNARY, strategy="unpack_op"),
