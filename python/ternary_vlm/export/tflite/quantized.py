@@ -46,11 +46,18 @@ def _match(model, tensor, candidates: list[QuantizedLayer]) -> QuantizedLayer | 
         elif tensor.type == schema.TensorType.INT8 and tensor.quantization is not None:
             q = tensor.quantization
             steps = np.asarray(q.scale if q.scale is not None else [], np.float32)
-            if steps.size != layer.scale.size or not np.array_equal(w, 127 * layer.codes):
+            if steps.size != layer.scale.size or w.shape != layer.codes.shape:
                 continue
-            # Rows that are all zero get an arbitrary step; the rest must be α/127 (α ≥ 0: QuantizedLayer.of).
+            # A row stores its codes as ±levels steps: α / 127 a step, 127 levels (α ≥ 0: QuantizedLayer.of), except that
+            # the converter's step has a floor (a row range under 1e-6 counts as 1e-6), so a row whose α went below
+            # 5e-7 in training holds round(α / step) < 127 levels. Rows that are all zero get an arbitrary step.
             live = np.any(layer.codes != 0, axis=1)
-            if np.allclose(steps[live] * 127, layer.scale[live], rtol=1e-5, atol=0):
+            levels = np.where(live, np.minimum(np.rint(layer.scale / np.where(live, steps, 1)), 127), 0)
+            full, floored = live & (levels == 127), live & (levels < 127)
+            if (np.array_equal(w, levels[:, None].astype(np.int64) * layer.codes)
+                    and np.allclose(steps[full] * 127, layer.scale[full], rtol=1e-5, atol=0)
+                    and np.all(steps[floored] * 127 > layer.scale[floored])
+                    and np.all(np.abs(steps[floored] * levels[floored] - layer.scale[floored]) <= 0.5 * steps[floored])):
                 return layer
     return None
 
