@@ -36,8 +36,8 @@ flags.DEFINE_bool("llama_cpp", False, "Add llama.cpp's TQ2_0 kernel (ggml) as a 
                   "(builds the pinned llama-cpp-python on first use, ~20 min).")
 flags.DEFINE_string("plot", None, "Write a bar chart (speed-up over fp32 FULLY_CONNECTED) to this PNG.")
 
-# Named as the export variants are (export/variants.py): ternary = W2A8, ternary_f32 = float activations.
-VARIANTS = ("ternary", "ternary_f32", "binary", "fp32_fc", "int8_fc", "int2_fc", "int4_fc", "int4_b32_fc",
+# Named as the export variants are (export/variants.py): ternary / binary = W2A8, *_f32 = float activations.
+VARIANTS = ("ternary", "ternary_f32", "binary", "binary_f32", "fp32_fc", "int8_fc", "int2_fc", "int4_fc", "int4_b32_fc",
             "unpack_op_fc", "unpack_builtin_fc")
 
 
@@ -63,8 +63,10 @@ def build_models(k, n, m, rng):
                     n * packing.row_bytes(packing.TERNARY, k)),
         "ternary_f32": (builder.quantized_matmul_model(packing.TERNARY, shape, packed, scale),
                         n * packing.row_bytes(packing.TERNARY, k)),
-        "binary": (builder.quantized_matmul_model(packing.BINARY, shape, packing.pack(signs, packing.BINARY), scale),
-                   n * packing.row_bytes(packing.BINARY, k)),
+        "binary": (builder.quantized_matmul_model(packing.BINARY, shape, packing.pack(signs, packing.BINARY), scale,
+                                                  activations="int8"), n * packing.row_bytes(packing.BINARY, k)),
+        "binary_f32": (builder.quantized_matmul_model(packing.BINARY, shape, packing.pack(signs, packing.BINARY), scale),
+                       n * packing.row_bytes(packing.BINARY, k)),
         "fp32_fc": (builder.fully_connected_model(shape, dense), 4 * n * k),
         "int8_fc": (builder.fully_connected_model(shape, dense, int8=True), n * k),
         # Stock LiteRT's low-bit paths: the same ternary codes as INT2 weights, and 4-bit weights of the same matrix.
@@ -134,7 +136,7 @@ def plot(rows, path):
     groups = [r for r in rows if r["threads"] == 1]
     labels = [f"{r['k']}x{r['n']}\nM={r['m']}" for r in groups]
     fig, ax = plots.subplots(figsize=(max(8, len(groups)), 4.5))
-    shown = ("ternary", "ternary_f32", "binary", "int8_fc", "int2_fc", "int4_fc", "int4_b32_fc")
+    shown = ("ternary", "ternary_f32", "binary", "binary_f32", "int8_fc", "int2_fc", "int4_fc", "int4_b32_fc")
     shown += ("tq2_0",) if "tq2_0" in groups[0] else ()
     width = 0.8 / len(shown)
     for i, variant in enumerate(shown):
@@ -152,7 +154,7 @@ def plot(rows, path):
 RATIOS = (("f32 vs fp32", "fp32_fc", "ternary_f32"), ("f32 vs int8", "int8_fc", "ternary_f32"),
           ("tern vs int8", "int8_fc", "ternary"), ("tern vs INT2", "int2_fc", "ternary"),
           ("tern vs INT4", "int4_fc", "ternary"), ("tern vs INT4 b32", "int4_b32_fc", "ternary"),
-          ("bin vs fp32", "fp32_fc", "binary"))
+          ("bin vs int8", "int8_fc", "binary"), ("bin f32 vs fp32", "fp32_fc", "binary_f32"))
 TQ2_0_RATIO = ("tern vs TQ2_0", "tq2_0", "ternary")
 
 
