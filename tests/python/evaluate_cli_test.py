@@ -1,5 +1,6 @@
 """//python:evaluate against transformers: the perplexity of a tiny random Llama on a text file, windows scored
-as the CLI documents, computed independently with the transformers model; and its one-line errors."""
+as the CLI documents, and the demo VLM's scene scores (--scenes), each computed independently with the
+transformers model; and its one-line errors."""
 
 import json
 import math
@@ -9,12 +10,16 @@ import tempfile
 
 import numpy as np
 import torch
+import transformers
 from absl.testing import absltest
 
 import tiny_checkpoints
 from cli_runner import run_module
 from ternary_vlm.checkpoints import demo_model
+from ternary_vlm.checkpoints.loader import load_model
 from ternary_vlm.checkpoints.tokenizer import Tokenizer
+from ternary_vlm.data.batches import Batcher
+from ternary_vlm.train import evaluate
 
 TEXT = "\n\n".join(f"Line {i}: the quick brown fox jumps over {i % 7} lazy dogs." for i in range(40))
 
@@ -99,6 +104,59 @@ class EvaluateCliTest(absltest.TestCase):
             r = run(f"--model={d}", f"--data={d}/text.txt", "--window=16", f"--json={d}/float.json")
             float_ppl = json.load(open(os.path.join(d, "float.json")))["perplexity"]
             self.assertGreater(abs(got["perplexity"] / float_ppl - 1), 1e-3)
+
+    def test_scenes_match_transformers(self):
+        """--scenes=N on the demo VLM: each task's first N test scenes, an answer right when every one of its tokens
+        (end of turn included) is the argmax after the true prefix, caption perplexity over the answer tokens —
+        recomputed here with transformers' SmolVLM in float64 on the same prompts and images."""
+        n = 12
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "text.txt"), "w") as f:
+                f.write(TEXT)
+            r = run(f"--data={d}/text.txt", "--window=16", f"--scenes={n}", f"--json={d}/out.json")
+            self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+            got = json.load(open(os.path.join(d, "out.json")))["scenes"]
+        path = demo_model.default_checkpoint()
+        loaded = load_model(path)
+        ref = transformers.SmolVLMForConditionalGeneration.from_pretrained(path, dtype=torch.float64).eval()
+        batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=evaluate.REPORT_MAX_LEN)
+        self.assertEqual(got["examples"], n)
+        for task in ("caption", "qa"):
+            batch = batcher.scene_batch("test", range(n), lambda i: task)
+            sure = unsure = 0  # answers right by a clear margin; answers a float32 rounding could decide
+            nll = count = 0.0
+            for row in range(n):
+                answer = batch.mask[row].nonzero()[0]
+                ids = batch.ids[row: row + 1, : answer.max() + 1]
+                with torch.no_grad():
+                    logits = ref(input_ids=torch.from_numpy(ids.astype(np.int64)),
+                                 pixel_values=torch.from_numpy(batch.pixel_values[row: row + 1]).double()[None]
+                                 ).logits[0, answer]
+                labels = batch.labels[row, answer]
+                nll -= torch.log_softmax(logits, -1)[np.arange(len(answer)), labels].sum().item()
+                count += len(answer)
+                logits = logits.numpy()
+                # margin of the true token over the best other one, per token: > 0 where it is the argmax
+                others = logits.copy()
+                others[np.arange(len(answer)), labels] = -np.inf
+                margin = (logits[np.arange(len(answer)), labels] - others.max(-1)).min()
+                # 1e-3 in logits is 100x the float32 error of this 2M-parameter model's logits (~1e-5)
+                sure += margin > 1e-3
+                unsure += abs(margin) <= 1e-3
+            print(f"{task}: {sure} right, {unsure} within rounding, CLI {got[task + '_correct']}")
+            self.assertBetween(got[f"{task}_correct"], sure, sure + unsure)
+            self.assertAlmostEqual(got[f"{task}_accuracy"], got[f"{task}_correct"] / n)
+            if task == "caption":
+                np.testing.assert_allclose(got["caption_ppl"], math.exp(nll / count), rtol=1e-4)
+        self.assertGreater(got["caption_correct"] + got["qa_correct"], 0)  # the check above saw right answers
+
+    def test_scenes_of_a_language_model_is_one_line(self):
+        with tempfile.TemporaryDirectory() as d:
+            tiny_checkpoints.make_llama(d, vocab_size=1024)
+            r = run(f"--model={d}", "--scenes=4", f"--json={d}/never.json")
+            self.assertEqual(r.stderr.strip().splitlines()[-1],
+                             f"evaluate: --scenes: {d} is a language model (no vision tower to score on scenes)")
+            self.assertFalse(os.path.exists(os.path.join(d, "never.json")))
 
     def test_bad_int8_inputs_is_one_line(self):
         r = run("--int8_inputs=half")

@@ -74,7 +74,7 @@ class ShippedVLMTest(absltest.TestCase):
 
         report = json.load(open(src / "report.json"))
         loaded = load_model(path)
-        batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)  # ternarize's
+        batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=evaluate.REPORT_MAX_LEN)
         got = evaluate.evaluate(loaded.model, batcher, report["eval_examples"])
         assert_scores(self, got, report["after_qat"], report["eval_examples"])
         # QAT of the vision tower brought the captions back from the model it started from

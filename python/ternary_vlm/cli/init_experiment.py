@@ -43,7 +43,7 @@ flags.DEFINE_string("out_dir", None, "Where to write the plot and JSON (default:
 
 def qat_curve(path, mode, init):
     loaded = load_model(path)
-    batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)
+    batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=evaluate.REPORT_MAX_LEN)
     scores = lambda model: evaluate.evaluate(model, batcher, FLAGS.eval_examples, split="validation")  # noqa: E731
     teacher = nnx.clone(loaded.model)
     float_scores = scores(loaded.model)

@@ -205,7 +205,7 @@ def run() -> None:
         return run_text(loaded, path, out, mesh, init, int8_group)
     if FLAGS.init in qinit.DATA_INITS:
         raise TernaryVLMError(f"--init={FLAGS.init} needs calibration text and is for text-only models for now")
-    batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=80)
+    batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=evaluate.REPORT_MAX_LEN)
     if FLAGS.data and set(FLAGS.data.split(",")) & set(TEACHER_CORPORA + ("installed",)):
         raise TernaryVLMError(f"--data={FLAGS.data} is a text corpus for language models; a VLM trains on the scenes "
                               f"or on image-text --data")

@@ -29,7 +29,12 @@ def _jit_scores(model, ids, labels, mask, pixel_values, int8_group):
     return nll.sum(), mask.sum(), losses.exact_match(logits, labels, mask)
 
 
-def evaluate(model, batcher: Batcher, examples: int = 256, batch_size: int = 32, split: str = "test") -> dict:
+REPORT_MAX_LEN = 80  # tokens per row of the scene scores and text windows in ternarize's reports
+
+
+def scene_scores(model, batcher: Batcher, examples: int = 256, batch_size: int = 32, split: str = "test") -> dict:
+    """Caption perplexity, and exact-match accuracy of captions and QA answers with how many were right, on the
+    first `examples` scenes of `split` per task."""
     out = {}
     for task in ("caption", "qa"):
         nll = count = 0.0
@@ -42,6 +47,14 @@ def evaluate(model, batcher: Batcher, examples: int = 256, batch_size: int = 32,
         if task == "caption":
             out["caption_ppl"] = float(np.exp(nll / count))
         out[f"{task}_accuracy"] = float(np.mean(correct))
+        out[f"{task}_correct"] = int(np.sum(correct))
+    return out
+
+
+def evaluate(model, batcher: Batcher, examples: int = 256, batch_size: int = 32, split: str = "test") -> dict:
+    """The reports' scores: scene_scores' accuracies and caption perplexity, and the text perplexity of `split`."""
+    out = {k: v for k, v in scene_scores(model, batcher, examples, batch_size, split).items()
+           if not k.endswith("_correct")}
     out["text_ppl"] = text_perplexity(model, batcher.text_ids(split), batcher.max_len, batch_size)
     return out
 
