@@ -140,6 +140,21 @@ class GraftedSmolLM2Test(absltest.TestCase):
                 grafted_vlm.write_compact(moved, "smollm2", os.path.join(d, "never"))
             self.assertFalse(os.path.exists(os.path.join(d, "never")))
 
+    def test_train_batch_text_rows_come_from_the_stream_given(self):
+        """ternarize --data=installed for a VLM: the text rows beside the scenes are windows of that token stream
+        (inputs, next-token labels, every position counted); without one, of pydoc's train split."""
+        stream = np.arange(5000, 9000, dtype=np.int32)
+        for text_ids, source in ((stream, stream), (None, self.batcher.text_ids("train"))):
+            b = self.batcher.train_batch(7, 2, 3, text_ids)
+            self.assertEqual(b.ids.shape, (5, 64))
+            self.assertLen(b.pixel_values, 2)
+            for row in range(2, 5):
+                starts = [s for s in np.nonzero(source[: len(source) - 64] == b.ids[row, 0])[0]
+                          if np.array_equal(source[s: s + 64], b.ids[row])]
+                self.assertTrue(starts, row)
+                np.testing.assert_array_equal(b.labels[row], source[starts[0] + 1: starts[0] + 65])
+                np.testing.assert_array_equal(b.mask[row], np.ones(64, np.float32))
+
     def test_decoder_starts_from_the_ternary_smollm2(self):
         """ternarize --text_init_from: the decoder becomes the shipped ternary SmolLM2 (codes, scales, norm gains);
         the image tokens' embedding rows stay the graft's."""
@@ -198,8 +213,17 @@ class PretrainCliTest(absltest.TestCase):
                                       "--steps=0", "--eval_windows=1", "--export=false", f"--out={text_out}")
             self.assertEqual(r.returncode, 0, r.stderr[-3000:])
             r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={out}", f"--text_init_from={text_out}",
-                                      "--steps=1", "--eval_examples=8", "--export=false", f"--out={vlm_out}")
+                                      "--data=installed", "--steps=2", "--learning_rate=1e-2", "--eval_examples=8",
+                                      "--export=false", f"--out={vlm_out}")
             self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+            self.assertEqual(json.load(open(os.path.join(vlm_out, "report.json")))["data"], "installed")
+            # The decoder trained (its norm gains moved), the embedding and tied head did not: they stay the graft's,
+            # which the compact form re-derives from the base instead of storing them.
+            graft_w, joint_w = (load_file(os.path.join(o, "model.safetensors")) for o in (out, vlm_out))
+            self.assertGreater(np.abs(joint_w["model.text_model.norm.weight"] - load_file(os.path.join(
+                text_out, "model.safetensors"))["model.norm.weight"]).max(), 0)
+            np.testing.assert_array_equal(joint_w["model.text_model.embed_tokens.weight"],
+                                          graft_w["model.text_model.embed_tokens.weight"])
             text_q, vlm_q = (json.load(open(os.path.join(o, "config.json")))["quantization_config"]["layers"]
                              for o in (text_out, vlm_out))
             self.assertEqual(sorted(n for n in vlm_q if n.startswith("text_model.")),
@@ -254,6 +278,10 @@ class PretrainCliTest(absltest.TestCase):
                           os.path.join(text_out, "quantized.safetensors"))
                 with self.assertRaisesRegex(CheckpointError, "its decoder layers come from .* which has changed"):
                     compact.materialize_dir(compact_dir, "tiny-vlm-ternary")
+            r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={out}", f"--text_init_from={text_out}",
+                                      "--freeze_decoder", "--data=installed", f"--out={os.path.join(d, 'never')}")
+            self.assertEqual(r.stderr.strip().splitlines()[-1], "ternarize: --data=installed gives text rows to train "
+                             "the decoder, which --freeze_decoder keeps")
             r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={out}", "--freeze_decoder", "--steps=0",
                                       f"--out={os.path.join(d, 'never')}")
             self.assertEqual(r.stderr.strip().splitlines()[-1],

@@ -161,9 +161,10 @@ class TernarizeTextTest(absltest.TestCase):
         report = json.load(open(os.path.join(out, "report.json")))
         self.assertEqual(report["data"], "installed")
         self.assertEqual(set(report["after_init"]), {"ppl_pydoc", "ppl_code", "ppl_licence", "ppl_data"})
-        r = run("--data=installed", "--steps=0", f"--out={os.path.join(self.tmp, 'vlm')}")  # the demo VLM
-        self.assertEqual(r.stderr.strip().splitlines()[-1], "ternarize: --data=installed is a text corpus for "
-                         "language models; a VLM trains on the scenes or on image-text --data")
+        r = run("--data=chat", "--steps=0", f"--out={os.path.join(self.tmp, 'vlm')}")  # the demo VLM
+        self.assertEqual(r.stderr.strip().splitlines()[-1], "ternarize: --data=chat: a VLM trains on the scenes with "
+                         "text rows from `installed` (or pydoc's train split), or on image-text --data; the other "
+                         "corpora are for language models")
 
     def test_corpora_mix_and_chat_needs_a_template(self):
         out = os.path.join(self.tmp, "mixed")

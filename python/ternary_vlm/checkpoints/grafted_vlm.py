@@ -64,6 +64,18 @@ def vision_tower():
     return nnx.All(nnx.Param, nnx.Any(nnx.PathContains("vision_model"), nnx.PathContains("connector")))
 
 
+def trainable(path: str, freeze_decoder: bool):
+    """The nnx filter of what QAT of the VLM at `path` trains: the vision tower alone with a frozen decoder; else
+    every parameter, but for a grafted VLM not the embedding (and tied LM head): as for its language model
+    (train/text_recipe.py), it stays the base's, which the compact form re-derives instead of storing 113 MB."""
+    from flax import nnx
+    if freeze_decoder:
+        return vision_tower()
+    if json.load(open(os.path.join(path, "config.json"))).get("grafted_on"):
+        return nnx.All(nnx.Param, nnx.Not(nnx.PathContains("embed_tokens")))
+    return nnx.Param
+
+
 def tokenizer(text_tokenizer: Tokenizer) -> Tokenizer:
     """The decoder's tokenizer with the image tokens it lacks appended (ids from its vocabulary size on) and
     CHAT_TEMPLATE; bos / eos stay the decoder's."""

@@ -117,6 +117,7 @@ def build():
     from ternary_vlm.checkpoints.loader import load_model
 
     model, config, tokenizer = grafted_vlm.graft(load_model(model_path(FLAGS.language_model)), FLAGS.seed)
+    config["grafted_on"] = FLAGS.language_model  # what ternarize keeps frozen depends on it (grafted_vlm.trainable)
     trainable = grafted_vlm.vision_tower()
     count = sum(x.size for x in jax.tree.leaves(nnx.state(model, trainable)))
     logging.info("grafted VLM: %.2fM trainable parameters (vision encoder + connector), the decoder frozen",

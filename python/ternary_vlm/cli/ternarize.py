@@ -69,7 +69,8 @@ flags.DEFINE_string("data", None, "Your training data: .txt/.md files or a folde
                     "text installed with Python (data/installed_text.py). `sampled`: text sampled from the float "
                     "model itself (--corpus_rows; data/teacher_text.py); `chat`: conversations the float model "
                     "writes in its own chat template. A language model takes several, comma-separated: each "
-                    "batch then draws from each equally (e.g. installed,chat).")
+                    "batch then draws from each equally (e.g. installed,chat). A VLM whose decoder trains takes "
+                    "`installed` as the source of the text rows beside its scenes (default: pydoc's train split).")
 flags.DEFINE_integer("blockwise_steps", 0, "Block-wise reconstruction steps per decoder block before the "
                      "end-to-end stage (0: skip).", lower_bound=0)
 flags.DEFINE_float("blockwise_learning_rate", 1e-4, "Peak learning rate of the block-wise stage.", lower_bound=0.0)
@@ -199,6 +200,8 @@ def run() -> None:
                               f"model itself")
     if FLAGS.freeze_decoder and not load_processing(path).is_vlm:
         raise TernaryVLMError(f"--freeze_decoder trains a VLM's vision tower alone; {path} is a language model")
+    if FLAGS.freeze_decoder and FLAGS.data == "installed":
+        raise TernaryVLMError("--data=installed gives text rows to train the decoder, which --freeze_decoder keeps")
     loaded = load_model(path)
     out = os.path.abspath(user_path(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode))
     if not loaded.is_vlm:
@@ -206,10 +209,16 @@ def run() -> None:
     if FLAGS.init in qinit.DATA_INITS:
         raise TernaryVLMError(f"--init={FLAGS.init} needs calibration text and is for text-only models for now")
     batcher = Batcher(loaded.tokenizer, loaded.image_processor, loaded.config, max_len=evaluate.REPORT_MAX_LEN)
-    if FLAGS.data and set(FLAGS.data.split(",")) & set(TEACHER_CORPORA + ("installed",)):
-        raise TernaryVLMError(f"--data={FLAGS.data} is a text corpus for language models; a VLM trains on the scenes "
-                              f"or on image-text --data")
-    data = user_data.read(user_path(FLAGS.data), vlm=True) if FLAGS.data else None
+    text_ids = None  # the text rows' token stream beside the scenes: the pydoc train split, or --data=installed
+    if FLAGS.data == "installed":
+        from ternary_vlm.data import installed_text
+        from ternary_vlm.train.text_recipe import token_stream
+        text_ids = token_stream([d.text for d in installed_text.dataset().train], loaded.tokenizer)
+    elif FLAGS.data and set(FLAGS.data.split(",")) & set(TEACHER_CORPORA + ("installed",)):
+        raise TernaryVLMError(f"--data={FLAGS.data}: a VLM trains on the scenes with text rows from `installed` (or "
+                              f"pydoc's train split), or on image-text --data; the other corpora are for language "
+                              f"models")
+    data = user_data.read(user_path(FLAGS.data), vlm=True) if FLAGS.data and text_ids is None else None
 
     def scores(m):
         out = evaluate.evaluate(m, batcher, FLAGS.eval_examples)
@@ -219,7 +228,7 @@ def run() -> None:
 
     def batch(step):
         if not data:  # text rows train the decoder only: none when it is frozen
-            return batcher.train_batch(step, 24, 0 if FLAGS.freeze_decoder else 8).arrays()
+            return batcher.train_batch(step, 24, 0 if FLAGS.freeze_decoder else 8, text_ids).arrays()
         rng = np.random.default_rng([0, 5, step])
         return batcher.document_batch([data.train[i] for i in rng.integers(0, len(data.train), 32)]).arrays()
 
@@ -245,7 +254,7 @@ def run() -> None:
                                 grad_accum=FLAGS.grad_accum, checkpoint_dir=out + ".checkpoints",
                                 checkpoint_every=FLAGS.checkpoint_every)
         from ternary_vlm.checkpoints import grafted_vlm
-        wrt = grafted_vlm.vision_tower() if FLAGS.freeze_decoder else nnx.Param
+        wrt = grafted_vlm.trainable(path, FLAGS.freeze_decoder)
         loss = train.distillation_loss(FLAGS.distill, int8_group)
         report["history"] = train.train(model, loss, batch, cfg, wrt=wrt, description=f"{FLAGS.mode} QAT",
                                         frozen=(teacher,), mesh=mesh)

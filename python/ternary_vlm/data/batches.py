@@ -105,19 +105,22 @@ class Batcher:
         return Batch(ids, labels, mask, np.concatenate(pixels))
 
     def text_batch(self, split: str, starts) -> Batch:
-        ids = self.text_ids(split)
+        return self._windows(self.text_ids(split), starts)
+
+    def _windows(self, ids: np.ndarray, starts) -> Batch:
         window = np.stack([ids[s: s + self.max_len + 1] for s in starts])
         return Batch(window[:, :-1], window[:, 1:], np.ones(window[:, 1:].shape, np.float32), None)
 
-    def train_batch(self, step: int, scene_rows: int, text_rows: int) -> Batch:
-        """Mixed batch for a training step: scene rows (half captions, half QA) + text windows."""
+    def train_batch(self, step: int, scene_rows: int, text_rows: int, text_ids: np.ndarray | None = None) -> Batch:
+        """Mixed batch for a training step: scene rows (half captions, half QA) + windows of a token stream
+        (`text_ids`; default: the pydoc train split)."""
         rng = np.random.default_rng([self.seed, 99, step])
         indices = rng.integers(0, 1 << 30, size=scene_rows)
         tasks = {int(i): ("caption" if k % 2 == 0 else "qa") for k, i in enumerate(indices)}
         batch = self.scene_batch("train", indices, tasks.__getitem__)
         if text_rows:
-            n = len(self.text_ids("train")) - self.max_len - 1
-            t = self.text_batch("train", rng.integers(0, n, size=text_rows))
+            ids = self.text_ids("train") if text_ids is None else text_ids
+            t = self._windows(ids, rng.integers(0, len(ids) - self.max_len - 1, size=text_rows))
             batch = Batch(np.concatenate([batch.ids, t.ids]), np.concatenate([batch.labels, t.labels]),
                           np.concatenate([batch.mask, t.mask]), batch.pixel_values)
         return batch
