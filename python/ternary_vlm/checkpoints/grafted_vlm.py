@@ -69,10 +69,12 @@ def trainable(path: str, freeze_decoder: bool):
     every parameter, but for a grafted VLM not the embedding (and tied LM head): as for its language model
     (train/text_recipe.py), it stays the base's, which the compact form re-derives instead of storing 113 MB."""
     from flax import nnx
+
+    from ternary_vlm.train.loop import all_but_embedding
     if freeze_decoder:
         return vision_tower()
     if json.load(open(os.path.join(path, "config.json"))).get("grafted_on"):
-        return nnx.All(nnx.Param, nnx.Not(nnx.PathContains("embed_tokens")))
+        return all_but_embedding()
     return nnx.Param
 
 

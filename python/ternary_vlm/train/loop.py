@@ -72,6 +72,12 @@ def optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
 LossFn = Callable[..., tuple[jax.Array, dict]]
 
 
+def all_but_embedding():
+    """The nnx filter of every parameter but the embedding (and tied LM head) of a pretrained decoder: the table
+    stays the base checkpoint's, exported in int8 and re-derived from the base by compact artifacts."""
+    return nnx.All(nnx.Param, nnx.Not(nnx.PathContains("embed_tokens")))
+
+
 def make_train_step(loss_fn: LossFn, wrt=nnx.Param):
     """One jitted optimizer step; gradients are computed only for the `wrt` variables (no work is spent on
     the gradient of a frozen embedding table)."""

@@ -19,7 +19,6 @@ import time
 
 import numpy as np
 from absl import logging
-from flax import nnx
 
 from ternary_vlm.models import layers
 from ternary_vlm.train import evaluate
@@ -141,9 +140,7 @@ def run(student, teacher, sources: list[np.ndarray], curve: Curve, recipe: TextR
         def evaluate_at(step, model):
             return ppl(curve.add("distill", step, model))
 
-        # The embedding (and tied LM head) stays as pretrained: exported in int8 and re-derived from the base
-        # checkpoint by compact artifacts; latent weights, scales and norm gains train.
-        trainable = nnx.All(nnx.Param, nnx.Not(nnx.PathContains("embed_tokens")))
+        trainable = loop.all_but_embedding()  # latent weights, scales and norm gains
         report["history"] = loop.train(
             student, loop.distillation_loss(recipe.distill, recipe.int8_group),
             lambda step: row_batch(sources, step, recipe.batch, recipe.seq_len), cfg,
