@@ -1,7 +1,10 @@
 """The training loop: exact resume after a kill, and data-parallel and FSDP layouts equal to one device.
 Runs with 8 forced host devices (XLA_FLAGS in the BUILD target)."""
 
+import itertools
 import tempfile
+import types
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -31,14 +34,19 @@ class TrainTest(absltest.TestCase):
 
             resumed = make_model(True)
             cfg = train.TrainConfig(**{**cfg.__dict__, "checkpoint_dir": d + "/killed"})
-            with self.assertRaises(Killed):
-                train.train(resumed, train.lm_loss, dies_at(3), cfg)
-            resumed = make_model(True)  # a fresh process would start from scratch weights
-            history = train.train(resumed, train.lm_loss, batch, cfg)
+            clock = itertools.count()
+            with mock.patch.object(loop, "time", types.SimpleNamespace(time=lambda: float(next(clock)))):
+                with self.assertRaises(Killed):
+                    train.train(resumed, train.lm_loss, dies_at(3), cfg)
+                resumed = make_model(True)  # a fresh process would start from scratch weights
+                history = train.train(resumed, train.lm_loss, batch, cfg)
         # The whole history, as the uninterrupted run's: the killed run's rows up to its checkpoint (step 2; the
         # row of step 3, logged after it, is dropped and logged again), then the resumed run's.
         self.assertEqual([h["step"] for h in history], [1, 2, 3, 4, 5, 6])
         np.testing.assert_allclose([h["loss"] for h in history], [h["loss"] for h in full_history], rtol=1e-6)
+        # Training time counts across the kill: on a clock that ticks one second per reading, the resumed rows go on
+        # from the killed run's last kept row (a restart from zero would read 1, 2, 1, 2, 3, 4).
+        self.assertEqual([h["train_s"] for h in history], [1, 2, 3, 4, 5, 6])
         for a, b in zip(params(full), params(resumed)):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 

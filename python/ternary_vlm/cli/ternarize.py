@@ -155,8 +155,9 @@ def resolve_init() -> str:
 
 
 def report_markdown(r: dict) -> str:
-    lines = [f"# {r['mode']} {r['model']}", "", f"init {r['init']}, {r['steps']} QAT steps, "
-             f"{r['seconds'] / 60:.1f} min", "", "| | " + " | ".join(r["float"]) + " |",
+    qat = f" ({r['qat_seconds'] / 60:.1f} min of QAT over every resumed run)" if "qat_seconds" in r else ""
+    lines = [f"# {r['mode']} {r['model']}", "", f"init {r['init']}, {r['steps']} QAT steps{qat}, "
+             f"{r['seconds'] / 60:.1f} min this run", "", "| | " + " | ".join(r["float"]) + " |",
              "|---|" + "---|" * len(r["float"]) + ""]
     for key in ("float", "after_init", "after_blockwise", "after_qat"):
         if key in r:
@@ -258,6 +259,8 @@ def run() -> None:
         loss = train.distillation_loss(FLAGS.distill, int8_group)
         report["history"] = train.train(model, loss, batch, cfg, wrt=wrt, description=f"{FLAGS.mode} QAT",
                                         frozen=(teacher,), mesh=mesh)
+        if "train_s" in report["history"][-1]:  # absent from a checkpoint's rows logged before the loop kept it
+            report["qat_seconds"] = report["history"][-1]["train_s"]
         report["after_qat"] = scores(model)
         logging.info("after QAT: %s", report["after_qat"])
     report["seconds"] = time.time() - start
@@ -336,6 +339,7 @@ def run_text(loaded, path: str, out: str, mesh, init: str, int8_group: int | Non
     report["after_init"] = text_recipe.ppl(curve.add("init", 0, model))
     report.update(text_recipe.run(model, teacher, sources, curve, recipe, work, mesh))
     report["curve"] = curve.points
+    report["qat_seconds"] = curve.points[-1]["wall_s"]
     report["seconds"] = time.time() - start
     write_output(model, loaded, out, report,
                  lambda d: plots.plot_curves({f"{FLAGS.mode} ({report['init']})": curve.points},

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging as pylogging
 import os
+import time
 from typing import Callable
 
 import jax
@@ -153,7 +154,8 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
     evaluate(step, model) -> metrics is merged into the history every `evaluate_every` steps (in a job of several
     processes it gets a local copy of the model, whole on every process).
     On return the model's weights are whole on every process (a local copy when the mesh spans processes).
-    Returns the logged metrics history."""
+    Returns the logged metrics history; each row's train_s is the wall seconds spent training up to it, over every
+    run that resumed (a killed run's time up to its last row before the checkpoint included)."""
     opt = nnx.Optimizer(model, optimizer(cfg), wrt=wrt)
     mesh = mesh or sharding.parse_mesh(None)
     step_fn = make_train_step(loss_fn, wrt)
@@ -164,6 +166,7 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
         nnx.update(module, sharding.place(nnx.state(module), mesh))
     start = ckpt.restore(model, opt) if ckpt else 0
     history = ckpt.history(start // cfg.grad_accum) if ckpt else []
+    t0 = time.time() - (history[-1].get("train_s", 0.0) if history else 0.0)
     bar = tqdm(range(start, total), initial=start, total=total, desc=description, unit="step", dynamic_ncols=True,
                disable=not distributed.is_main())
     running, running_ce = [], []
@@ -177,7 +180,8 @@ def train(model: nnx.Module, loss_fn: LossFn, batch_fn: Callable[[int], dict], c
         if done % (cfg.log_every * cfg.grad_accum) == 0 or done == total or evaluate_now:
             mean, mean_ce = float(np.mean(running)), float(np.mean(running_ce))
             running, running_ce = [], []
-            row = {"step": done // cfg.grad_accum, "loss": mean, "ppl": float(np.exp(min(mean_ce, 50)))}
+            row = {"step": done // cfg.grad_accum, "loss": mean, "ppl": float(np.exp(min(mean_ce, 50))),
+                   "train_s": time.time() - t0}
             row.update({k: float(v) for k, v in metrics.items()})
             if evaluate_now:
                 row.update(evaluate(row["step"], _evaluable(model)))
