@@ -155,7 +155,7 @@ def resolve_init() -> str:
 
 
 def report_markdown(r: dict) -> str:
-    qat = f" ({r['qat_seconds'] / 60:.1f} min of QAT over every resumed run)" if "qat_seconds" in r else ""
+    qat = f" ({r['qat_seconds'] / 60:.1f} min of QAT, across resumes)" if "qat_seconds" in r else ""
     lines = [f"# {r['mode']} {r['model']}", "", f"init {r['init']}, {r['steps']} QAT steps{qat}, "
              f"{r['seconds'] / 60:.1f} min this run", "", "| | " + " | ".join(r["float"]) + " |",
              "|---|" + "---|" * len(r["float"]) + ""]
