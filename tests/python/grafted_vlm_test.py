@@ -213,10 +213,12 @@ class PretrainCliTest(absltest.TestCase):
                                       "--steps=0", "--eval_windows=1", "--export=false", f"--out={text_out}")
             self.assertEqual(r.returncode, 0, r.stderr[-3000:])
             r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={out}", f"--text_init_from={text_out}",
-                                      "--data=installed", "--steps=2", "--learning_rate=1e-2", "--eval_examples=8",
-                                      "--export=false", f"--out={vlm_out}")
+                                      "--data=installed", "--scene_rows=4", "--text_rows=3", "--steps=2",
+                                      "--learning_rate=1e-2", "--eval_examples=8", "--export=false", f"--out={vlm_out}")
             self.assertEqual(r.returncode, 0, r.stderr[-3000:])
-            self.assertEqual(json.load(open(os.path.join(vlm_out, "report.json")))["data"], "installed")
+            joint_report = json.load(open(os.path.join(vlm_out, "report.json")))
+            self.assertEqual((joint_report["data"], joint_report["scene_rows"], joint_report["text_rows"]),
+                             ("installed", 4, 3))
             # The decoder trained (its norm gains moved), the embedding and tied head did not: they stay the graft's,
             # which the compact form re-derives from the base instead of storing them.
             graft_w, joint_w = (load_file(os.path.join(o, "model.safetensors")) for o in (out, vlm_out))
@@ -282,6 +284,10 @@ class PretrainCliTest(absltest.TestCase):
                                       "--freeze_decoder", "--data=installed", f"--out={os.path.join(d, 'never')}")
             self.assertEqual(r.stderr.strip().splitlines()[-1], "ternarize: --data=installed gives text rows to train "
                              "the decoder, which --freeze_decoder keeps")
+            r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={out}", f"--text_init_from={text_out}",
+                                      "--freeze_decoder", "--text_rows=4", f"--out={os.path.join(d, 'never')}")
+            self.assertEqual(r.stderr.strip().splitlines()[-1], "ternarize: --text_rows trains the decoder, which "
+                             "--freeze_decoder keeps")
             r = cli_runner.run_module("ternary_vlm.cli.ternarize", f"--model={out}", "--freeze_decoder", "--steps=0",
                                       f"--out={os.path.join(d, 'never')}")
             self.assertEqual(r.stderr.strip().splitlines()[-1],

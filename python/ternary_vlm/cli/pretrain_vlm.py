@@ -20,6 +20,7 @@ from absl import app, flags, logging
 from flax import nnx
 
 from ternary_vlm import train
+from ternary_vlm.cli import batch_flags  # noqa: F401  --scene_rows, --text_rows
 from ternary_vlm.checkpoints import demo_model, grafted_vlm, processing, writer
 from ternary_vlm.checkpoints.tokenizer import Tokenizer
 from ternary_vlm.data.batches import Batcher
@@ -34,10 +35,6 @@ flags.DEFINE_string("language_model", None, "A pretrained text-only decoder to g
                     "frozen (smollm2, a GGUF file or a Hugging Face llama directory); default: the demo VLM, "
                     "trained whole from scratch.")
 flags.DEFINE_integer("steps", 1200, "Optimizer steps.", lower_bound=1)
-flags.DEFINE_integer("scene_rows", 24, "Scene examples per batch (half captions, half QA).", lower_bound=1)
-flags.DEFINE_integer("text_rows", 8, "pydoc text windows per batch (the demo only: they train its decoder; "
-                     "a grafted VLM has none).",
-                     lower_bound=0)
 flags.DEFINE_integer("max_len", 80, "Tokens per row.", lower_bound=8)
 flags.DEFINE_float("learning_rate", 2e-3, "Peak learning rate.", lower_bound=0.0)
 flags.DEFINE_integer("seed", 0, "Data and initialization seed.")

@@ -22,6 +22,7 @@ import time
 
 from absl import app, flags, logging
 
+from ternary_vlm.cli import batch_flags  # noqa: F401  --scene_rows, --text_rows
 from ternary_vlm.models import layers
 from ternary_vlm.quant import init as qinit
 from ternary_vlm.quant import schemes
@@ -203,6 +204,8 @@ def run() -> None:
         raise TernaryVLMError(f"--freeze_decoder trains a VLM's vision tower alone; {path} is a language model")
     if FLAGS.freeze_decoder and FLAGS.data == "installed":
         raise TernaryVLMError("--data=installed gives text rows to train the decoder, which --freeze_decoder keeps")
+    if FLAGS.freeze_decoder and FLAGS["text_rows"].present and FLAGS.text_rows:
+        raise TernaryVLMError("--text_rows trains the decoder, which --freeze_decoder keeps")
     loaded = load_model(path)
     out = os.path.abspath(user_path(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode))
     if not loaded.is_vlm:
@@ -229,7 +232,8 @@ def run() -> None:
 
     def batch(step):
         if not data:  # text rows train the decoder only: none when it is frozen
-            return batcher.train_batch(step, 24, 0 if FLAGS.freeze_decoder else 8, text_ids).arrays()
+            return batcher.train_batch(step, FLAGS.scene_rows, 0 if FLAGS.freeze_decoder else FLAGS.text_rows,
+                                       text_ids).arrays()
         rng = np.random.default_rng([0, 5, step])
         return batcher.document_batch([data.train[i] for i in rng.integers(0, len(data.train), 32)]).arrays()
 
@@ -237,6 +241,8 @@ def run() -> None:
     report = {"model": path, "mode": FLAGS.mode, "init": init, "init_from": FLAGS.init_from,
               "text_init_from": FLAGS.text_init_from,
               "freeze_decoder": FLAGS.freeze_decoder, "steps": FLAGS.steps, "data": FLAGS.data,
+              **({} if data else {"scene_rows": FLAGS.scene_rows,
+                                  "text_rows": 0 if FLAGS.freeze_decoder else FLAGS.text_rows}),
               "int8_inputs": FLAGS.int8_inputs,
               "eval_examples": FLAGS.eval_examples,
               "float": scores(loaded.model)}
