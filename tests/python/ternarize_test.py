@@ -133,6 +133,16 @@ class TernarizeCliTest(absltest.TestCase):
         r = run("--mode=quaternary")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("--mode=quaternary", r.stderr)
+        # the batch mix of the scenes applies to nothing else: refused, not silently ignored
+        with tempfile.TemporaryDirectory() as d:
+            docs = os.path.join(d, "docs.jsonl")
+            with open(docs, "w") as f:
+                f.write(json.dumps({"image": "x.png", "text": "a red circle"}) + "\n")
+            r = run(f"--data={docs}", "--text_rows=4", f"--out={os.path.join(d, 'never')}")
+            self.assertEqual(r.stderr.strip().splitlines()[-1], "ternarize: --text_rows: the mix of a VLM's scene "
+                             "batches; a language model trains on --batch_size rows, a VLM on its own --data on 32 "
+                             "documents a step")
+            self.assertFalse(os.path.exists(os.path.join(d, "never")))
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from absl import app, flags, logging
 from flax import nnx
 
 from ternary_vlm import train
-from ternary_vlm.cli import batch_flags  # noqa: F401  --scene_rows, --text_rows
 from ternary_vlm.checkpoints import demo_model, grafted_vlm, processing, writer
+from ternary_vlm.cli import batch_flags  # noqa: F401  --scene_rows, --text_rows
 from ternary_vlm.checkpoints.tokenizer import Tokenizer
 from ternary_vlm.data.batches import Batcher
 from ternary_vlm.errors import TernaryVLMError

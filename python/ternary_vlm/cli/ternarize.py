@@ -206,6 +206,10 @@ def run() -> None:
         raise TernaryVLMError("--data=installed gives text rows to train the decoder, which --freeze_decoder keeps")
     if FLAGS.freeze_decoder and FLAGS["text_rows"].present and FLAGS.text_rows:
         raise TernaryVLMError("--text_rows trains the decoder, which --freeze_decoder keeps")
+    mix = [f"--{n}" for n in ("scene_rows", "text_rows") if FLAGS[n].present]
+    if mix and not (load_processing(path).is_vlm and FLAGS.data in (None, "installed")):
+        raise TernaryVLMError(f"{' / '.join(mix)}: the mix of a VLM's scene batches; a language model trains on "
+                              f"--batch_size rows, a VLM on its own --data on 32 documents a step")
     loaded = load_model(path)
     out = os.path.abspath(user_path(FLAGS.out or os.path.basename(os.path.normpath(path)) + "-" + FLAGS.mode))
     if not loaded.is_vlm:
