@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 
 #include "cc/kernels/vector_clones.h"
+#include "cc/kernels/vector_exp.h"
 
 namespace tvlm {
 
@@ -62,11 +63,13 @@ Status CheckSpan(int t, int start, int max_len) {
   return Status::Ok();
 }
 
-// Both products, compiled per x86 ISA (vector_clones.h). Their inner loops run over contiguous memory (a
-// tile's positions, resp. a value row's dimensions), so they vectorize without reassociating a sum.
+// Both products, compiled per x86 ISA (vector_clones.h) and written with its eight-lane vectors, so that every
+// accumulator stays in a register (a 16-lane vector type does not fit one on AVX2, and GCC spilled it at every
+// multiply-add). Lane by lane they add in the order of the plain loops: no float sum is reassociated.
 
 constexpr int kTile = KVCache::kTile;
-typedef float Lanes __attribute__((vector_size(kTile * sizeof(float))));
+constexpr int kHalves = kTile / 8;  // F32x8 per key tile row
+static_assert(kTile % 8 == 0, "a key tile is whole eight-lane vectors");
 
 // scores[s] = sum_j q[j] * key[s][j] for the positions of `tiles` key tiles ([dim][kTile] each, read in
 // order); positions past the last written one get scores too, which the caller ignores.
@@ -75,33 +78,97 @@ TVLM_VECTOR_CLONES void Scores(const float* __restrict q, const float* __restric
   for (int tile = 0; tile < tiles; ++tile) {
     const float* block = keys + static_cast<size_t>(tile) * dim * kTile;
     // Four partial sums over j: independent multiply-add chains instead of one latency-bound chain.
-    // (GCC vector types: one kTile-wide register or a few narrower ones, whatever the ISA has.)
-    Lanes acc[4] = {};
+    F32x8 acc[4][kHalves] = {};
+    F32x8 row;
     int j = 0;
-    Lanes row;
     for (; j + 4 <= dim; j += 4) {
       for (int u = 0; u < 4; ++u) {
-        std::memcpy(&row, block + (j + u) * kTile, sizeof(row));
-        acc[u] += q[j + u] * row;
+        for (int h = 0; h < kHalves; ++h) {
+          std::memcpy(&row, block + (j + u) * kTile + 8 * h, sizeof(row));
+          acc[u][h] += q[j + u] * row;
+        }
       }
     }
     for (; j < dim; ++j) {
-      std::memcpy(&row, block + j * kTile, sizeof(row));
-      acc[0] += q[j] * row;
+      for (int h = 0; h < kHalves; ++h) {
+        std::memcpy(&row, block + j * kTile + 8 * h, sizeof(row));
+        acc[0][h] += q[j] * row;
+      }
     }
-    const Lanes sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    std::memcpy(scores + tile * kTile, &sum, sizeof(sum));
+    for (int h = 0; h < kHalves; ++h) {
+      const F32x8 sum = (acc[0][h] + acc[1][h]) + (acc[2][h] + acc[3][h]);
+      std::memcpy(scores + tile * kTile + 8 * h, &sum, sizeof(sum));
+    }
   }
 }
 
-// out[j] = sum_s p[s] * values[s * dim + j].
+// out[j] = sum_s p[s] * values[s * dim + j], in order of s: blocks of 64 dimensions (eight vector accumulators)
+// over all positions, then blocks of 8, then single dimensions.
 TVLM_VECTOR_CLONES void WeightedSum(const float* __restrict p, const float* __restrict values, int n, int dim,
                                     float* __restrict out) {
-  for (int j = 0; j < dim; ++j) out[j] = 0.0f;
-  for (int s = 0; s < n; ++s) {
-    const float a = p[s];
-    const float* row = values + static_cast<size_t>(s) * dim;
-    for (int j = 0; j < dim; ++j) out[j] += a * row[j];
+  constexpr int kBlock = 8;  // vectors per wide block
+  F32x8 row;
+  int j = 0;
+  for (; j + 8 * kBlock <= dim; j += 8 * kBlock) {
+    F32x8 acc[kBlock] = {};
+    for (int s = 0; s < n; ++s) {
+      const float* r = values + static_cast<size_t>(s) * dim + j;
+      for (int c = 0; c < kBlock; ++c) {
+        std::memcpy(&row, r + 8 * c, sizeof(row));
+        acc[c] += p[s] * row;
+      }
+    }
+    for (int c = 0; c < kBlock; ++c) std::memcpy(out + j + 8 * c, &acc[c], sizeof(row));
+  }
+  for (; j + 8 <= dim; j += 8) {
+    F32x8 acc = {};
+    for (int s = 0; s < n; ++s) {
+      std::memcpy(&row, values + static_cast<size_t>(s) * dim + j, sizeof(row));
+      acc += p[s] * row;
+    }
+    std::memcpy(out + j, &acc, sizeof(row));
+  }
+  for (; j < dim; ++j) {
+    float acc = 0.0f;
+    for (int s = 0; s < n; ++s) acc += p[s] * values[static_cast<size_t>(s) * dim + j];
+    out[j] = acc;
+  }
+}
+
+// scores[0..n) = softmax(scale · scores[0..n)), eight lanes at a time over n rounded up to a multiple of 8 (the
+// buffer holds whole key tiles; the lanes past n are set to -inf and come out as 0). e^x by vector_exp.h, within
+// 2^-21 relative; a difference from the top score below -88 counts as -88 (e^-88 < 1e-38 against the top's 1),
+// and a score of -inf gives 0, as e^-inf would.
+TVLM_VECTOR_CLONES void Softmax(float* __restrict scores, int n, float scale) {
+  const int padded = (n + 7) / 8 * 8;
+  F32x8 x, top = F32x8{} - INFINITY;
+  for (int s = 0; s < padded; s += 8) {
+    std::memcpy(&x, scores + s, sizeof(x));
+    x *= scale;
+    std::memcpy(scores + s, &x, sizeof(x));
+  }
+  for (int s = n; s < padded; ++s) scores[s] = -INFINITY;
+  for (int s = 0; s < padded; s += 8) {
+    std::memcpy(&x, scores + s, sizeof(x));
+    top = x > top ? x : top;
+  }
+  float max = top[0];
+  for (int l = 1; l < 8; ++l) max = std::max(max, top[l]);
+  F32x8 sum = {};
+  for (int s = 0; s < padded; s += 8) {
+    std::memcpy(&x, scores + s, sizeof(x));
+    F32x8 d = x - max;
+    d = d < -88.0f ? F32x8{} - 88.0f : d;
+    F32x8 e = Exp(d);
+    e = x == -INFINITY ? F32x8{} : e;
+    sum += e;
+    std::memcpy(scores + s, &e, sizeof(e));
+  }
+  const float inv = 1.0f / (((sum[0] + sum[1]) + (sum[2] + sum[3])) + ((sum[4] + sum[5]) + (sum[6] + sum[7])));
+  for (int s = 0; s < padded; s += 8) {
+    std::memcpy(&x, scores + s, sizeof(x));
+    x *= inv;
+    std::memcpy(scores + s, &x, sizeof(x));
   }
 }
 
@@ -155,18 +222,7 @@ Status KVCache::Attend(const float* q, int rows, int t, int start, float scale, 
       float* o = out + at;
       const int n = start + r % t + 1;  // positions this query sees
       Scores(qr, keys, dim_, (n + kTile - 1) / kTile, scores.data());
-      float top = -INFINITY;
-      for (int s = 0; s < n; ++s) {
-        scores[s] *= scale;
-        top = std::max(top, scores[s]);
-      }
-      float sum = 0.0f;
-      for (int s = 0; s < n; ++s) {
-        scores[s] = std::exp(scores[s] - top);
-        sum += scores[s];
-      }
-      const float inv = 1.0f / sum;
-      for (int s = 0; s < n; ++s) scores[s] *= inv;
+      Softmax(scores.data(), n, scale);
       WeightedSum(scores.data(), values, n, dim_, o);
     }
   });

@@ -13,4 +13,23 @@
 #define TVLM_VECTOR_CLONES
 #endif
 
+#include <cstdint>
+
+namespace tvlm {
+
+// Before a helper that a clone calls: always inlined, so that it compiles for the clone's ISA (a helper left out of
+// line is compiled once, for the baseline, whichever clone calls it).
+#define TVLM_INLINE __attribute__((always_inline)) inline
+
+// Eight lanes as one GCC/Clang vector, for loops the compiler would not vectorize well by itself (a select, a
+// register-blocked accumulation): one register in the AVX2 and AVX-512 clones, two in the SSE2 baseline and on
+// NEON. Wider vector types do not fit an AVX2 register, and GCC spills them through the stack at every
+// operation. Lane by lane the arithmetic is the scalar arithmetic, so every clone still rounds alike. Passed
+// by value only to TVLM_INLINE helpers (the translation units that use them build with -Wno-psabi: no call ever
+// crosses a clone boundary with one).
+typedef float F32x8 __attribute__((vector_size(8 * sizeof(float))));
+typedef int32_t I32x8 __attribute__((vector_size(8 * sizeof(int32_t))));
+
+}  // namespace tvlm
+
 #endif  // TERNARY_VLM_CC_KERNELS_VECTOR_CLONES_H_

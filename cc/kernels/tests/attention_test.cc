@@ -102,7 +102,8 @@ TEST(KVCacheTest, TokenMajorLayoutEqualsHeadMajor) {
 }
 
 // Every decode step to the last slot of a cache spanning several 16-position key tiles, with head
-// dims that are not a multiple of 4 (the dot products' scalar tails), each output value checked.
+// dims that are not a multiple of 4 or 8 (5: scalar only; 18: two vectors and a tail; 67: a 64-wide block and a
+// tail), each output value checked.
 TEST(KVCacheTest, DecodesToTheLastPositionAcrossTilesWithOddHeadDims) {
   for (int dim : {5, 18, 67}) {
     std::mt19937 rng(dim);
